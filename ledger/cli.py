@@ -1,0 +1,149 @@
+"""The `ledger` command line: thin wrappers over collector and store."""
+
+import json
+import sys
+import time
+
+import click
+
+from . import __version__, store
+from .collector import collect
+from .references import ReferenceError, parse_target
+
+EXIT_FAILED, EXIT_PARTIAL = 1, 3
+
+db_option = click.option(
+    "--db", "db_path", default="ledger.db", show_default=True, envvar="LEDGER_DB", metavar="PATH",
+    type=click.Path(dir_okay=False), help="The ledger file (env LEDGER_DB).")
+
+
+def _open(path):
+    try:
+        return store.open_db(path)
+    except store.StoreError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ledger")
+def cli():
+    """An append-only, tamper-evident history of what every tag in your
+    container registries pointed to, and when."""
+
+
+class _Progress:
+    """A progress bar on a terminal: tags resolved out of tags listed so far."""
+
+    def __init__(self, enabled):
+        self.bar = None
+        if enabled:
+            self.bar = click.progressbar(length=0, label="collecting", file=sys.stderr, show_pos=True,
+                                         show_eta=False, width=30)
+            self.bar.__enter__()
+
+    def __call__(self, repos=0, tags=0, done=0):
+        if self.bar is None:
+            return
+        self.bar.length += tags
+        self.bar.label = f"collecting ({self.bar.length} tags)"
+        self.bar.update(done)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.render_finish()
+            self.bar.__exit__(None, None, None)
+
+
+@cli.command(name="collect")
+@click.argument("targets", nargs=-1, required=True)
+@db_option
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 256),
+              help="Requests in flight at once, per registry.")
+@click.option("--plain-http", is_flag=True,
+              help="Use plain HTTP for every registry (localhost and 127.0.0.0/8 always may).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary; errors only.")
+def collect_command(targets, db_path, concurrency, plain_http, quiet):
+    """Record what every tag of TARGETS points to now: one run.
+
+    \b
+    TARGET is one of:
+      HOST[:PORT]            every repository, via the catalog
+      HOST/REPO              every tag of one repository
+      HOST/REPO:TAG          one tag
+      'HOST/team/*'          every catalog repository matching a glob
+      alpine, myorg/app:1    Docker Hub names (docker.io/library/alpine)
+
+    Exits 0 when the run is ok, 3 when it is partial (some repos or tags
+    failed; nothing false was recorded), 1 when it failed.
+    """
+    try:
+        parsed = [parse_target(text) for text in targets]
+    except ReferenceError as error:
+        raise click.UsageError(str(error)) from None
+    db = _open(db_path)
+    known = {row[0] for row in db.execute("SELECT digest FROM manifests")}
+    ledger_repos = {}
+    for registry, repo in db.execute("SELECT DISTINCT registry, repo FROM tag_state WHERE kind != 'removed'"):
+        ledger_repos.setdefault(registry, set()).add(repo)
+    run_id = store.start_run(db, "registry", targets)
+    started = time.monotonic()
+    progress = _Progress(not quiet and sys.stderr.isatty())
+    try:
+        result = collect(parsed, known, ledger_repos, concurrency=concurrency, plain_http=plain_http,
+                         progress=progress)
+    except KeyboardInterrupt:
+        progress.close()
+        store.finish_failed_run(db, run_id, "interrupted")
+        raise click.ClickException(f"run {run_id} interrupted; nothing was recorded") from None
+    finally:
+        progress.close()
+    try:
+        counts = store.append_run(db, run_id, result)
+    except Exception as error:  # the ledger must still say the run happened and failed
+        store.finish_failed_run(db, run_id, f"could not append: {error}")
+        raise click.ClickException(f"{db_path}: run {run_id} could not be appended: {error}") from None
+    elapsed = time.monotonic() - started
+    for error in result.errors[:20]:
+        click.echo(f"error: {error}", err=True)
+    if len(result.errors) > 20:
+        click.echo(f"error: ... and {len(result.errors) - 20} more (see the errors table, run {run_id})", err=True)
+    if not quiet:
+        _summary(run_id, result, counts, elapsed)
+    if result.status == "failed":
+        sys.exit(EXIT_FAILED)
+    if result.status == "partial":
+        sys.exit(EXIT_PARTIAL)
+
+
+def _summary(run_id, result, counts, elapsed):
+    requests = ", ".join(f"{kind} {n}" for kind, n in sorted(result.requests.items()))
+    click.echo(f"run {run_id}: {result.status} in {elapsed:.2f}s")
+    for label, value in [("repos listed", counts["repos_listed"]), ("tags seen", counts["tags_seen"]),
+                         ("added", counts["added"]), ("moved", counts["moved"]), ("updated", counts["updated"]),
+                         ("removed", counts["removed"]), ("new images", counts["new_images"]),
+                         ("errors", counts["errors"])]:
+        click.echo(f"  {label:<13}{value:>7}")
+    click.echo(f"  {'requests':<13}{sum(result.requests.values()):>7}" + (f"  ({requests})" if requests else ""))
+
+
+@cli.command()
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def verify(db_path, as_json):
+    """Recompute the hash chain; print the head to pin elsewhere.
+
+    Exits 1 naming the first bad row when an event was edited, deleted or
+    inserted out of order.
+    """
+    db = _open(db_path)
+    report = store.verify(db)
+    if as_json:
+        click.echo(json.dumps({"ok": report.ok, "events": report.events, "head_event_id": report.head_id,
+                               "head_hash": report.head_hash, "problems": report.problems}))
+    elif report.ok:
+        head = f"event {report.head_id} {report.head_hash}" if report.head_id else "empty ledger"
+        click.echo(f"{db_path}: ok, {report.events} events; head {head}")
+    if not report.ok:
+        if not as_json:
+            click.echo(f"{db_path}: TAMPERED: {report.problems[0]}", err=True)
+        sys.exit(EXIT_FAILED)

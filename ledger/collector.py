@@ -1,0 +1,249 @@
+"""One collect run: list, resolve, fetch what is new. Decides nothing about events.
+
+Network jobs run on a bounded thread pool; when one finishes, its handler
+runs on the main thread and queues the next jobs (tag list -> HEADs ->
+manifest GETs -> config GETs), so the pipe stays full and only the main
+thread touches the results.
+"""
+
+from collections import Counter, defaultdict
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from .manifests import LEGACY_TYPES, ManifestError, parse_config, parse_manifest
+from .references import REPO_RE, TAG_RE
+from .registry import RegistryClient, RegistryError
+from .times import now
+
+
+@dataclass
+class CollectResult:
+    observations: list = field(default_factory=list)
+    manifests: list = field(default_factory=list)
+    coverage: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+    requests: Counter = field(default_factory=Counter)
+    status: str = "ok"
+
+
+def collect(targets, known_digests=(), ledger_repos=None, *, concurrency=8, plain_http=False,
+            page_size=1000, progress=None):
+    """Collect every target into a CollectResult for the store to classify and append.
+
+    `ledger_repos` maps a registry to the repos the ledger holds live tags
+    for, so that a repo gone from the catalog is listed (and its removal proven).
+    """
+    result = CollectResult()
+    by_registry = defaultdict(list)
+    for target in targets:
+        by_registry[target.registry].append(target)
+    reached = 0
+    for registry, group in by_registry.items():
+        client = RegistryClient(registry, plain_http=plain_http, concurrency=concurrency, page_size=page_size)
+        try:
+            client.fetch_ping()
+        except RegistryError as error:
+            _record(result, error)
+            continue
+        finally:
+            result.requests.update(client.requests)
+            client.requests.clear()
+        reached += 1
+        work = _Work(registry, group, client, set(known_digests), (ledger_repos or {}).get(registry, set()),
+                     result, progress)
+        try:
+            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ledger") as pool:
+                work.run(pool)
+        finally:
+            result.requests.update(client.requests)
+            client.close()
+    if not result.errors:
+        result.status = "ok"
+    elif reached == 0 or not (result.observations or result.coverage):
+        result.status = "failed"
+    else:
+        result.status = "partial"
+    return result
+
+
+def _record(result, error):
+    error.at = now()
+    result.errors.append(error)
+
+
+def _facts(manifest):
+    return {"digest": manifest.digest, "media_type": manifest.media_type, "kind": manifest.kind,
+            "config_digest": manifest.config_digest, "config_media_type": manifest.config_media_type,
+            "artifact_type": manifest.artifact_type, "size": manifest.size, "layers": manifest.layers}
+
+
+def _platform(position, child):
+    return {"position": position, "digest": child.digest, "media_type": child.media_type, "size": child.size,
+            "os": child.os, "architecture": child.architecture, "variant": child.variant,
+            "os_version": child.os_version, "attestation": int(child.attestation), "attests": child.attests}
+
+
+class _Work:
+    """The jobs of one registry in one run."""
+
+    def __init__(self, registry, targets, client, known, ledger_repos, result, progress):
+        self.registry = registry
+        self.targets = targets
+        self.client = client
+        self.known = known
+        self.ledger_repos = ledger_repos
+        self.result = result
+        self.progress = progress or (lambda **_: None)
+        self.futures = {}
+        self.started = set()  # digests fetched, or being fetched, in this run
+        self.index_needs = {}  # index digest -> child digests not yet recorded
+        self.index_facts = {}
+        self.handlers = {self.client.fetch_tags: self._on_tags, self.client.fetch_head: self._on_head,
+                         self.client.fetch_manifest: self._on_manifest, self.client.fetch_blob: self._on_config}
+
+    def run(self, pool):
+        for repo, scope in sorted(self._scopes().items()):
+            self._submit(pool, (self.client.fetch_tags, (repo,), {"scope": scope}))
+        while self.futures:
+            done, _ = wait(self.futures, return_when=FIRST_COMPLETED)
+            for future in done:
+                fetch, args, context = self.futures.pop(future)
+                try:
+                    value = future.result()
+                    follow = self.handlers[fetch](args, context, value)
+                except RegistryError as error:
+                    follow = self._on_error(fetch, args, context, error)
+                for job in follow:
+                    self._submit(pool, job)
+
+    def _submit(self, pool, job):
+        fetch, args, context = job
+        self.futures[pool.submit(fetch, *args)] = job
+
+    def _scopes(self):
+        """Which repos to list, with which tags: '*' for every tag, or the set of tags named."""
+        scopes = {}
+        for target in self.targets:
+            if target.repo is not None and target.tag is None:
+                scopes[target.repo] = "*"
+        for target in self.targets:
+            if target.tag is not None and scopes.get(target.repo) != "*":
+                scopes.setdefault(target.repo, set()).add(target.tag)
+        globs = [target for target in self.targets if target.repo is None]
+        if not globs:
+            return scopes
+        try:
+            catalog = set(self.client.fetch_catalog())
+        except RegistryError as error:
+            _record(self.result, error)
+            return scopes
+        for repo in sorted(catalog):
+            if not REPO_RE.match(repo):
+                self._invalid("catalog", f"catalog lists an invalid repository name {repo!r}")
+            elif any(target.matches(repo) for target in globs):
+                scopes[repo] = "*"
+        for repo in self.ledger_repos - catalog:
+            if any(target.matches(repo) for target in globs):
+                scopes[repo] = "*"  # gone from the catalog: its tag list proves the removal
+        return scopes
+
+    def _invalid(self, stage, message, **where):
+        _record(self.result, RegistryError(message, registry=self.registry, stage=stage, code="NAME_INVALID",
+                                           **where))
+
+    def _on_tags(self, args, context, tags):
+        (repo,) = args
+        scope = context["scope"]
+        valid = sorted({tag for tag in tags if TAG_RE.match(tag)})
+        for tag in sorted(set(tags) - set(valid)):
+            self._invalid("tags", f"tag list has an invalid tag name {tag!r}", repo=repo)
+        self.result.coverage.append({"registry": self.registry, "repo": repo, "scope": scope, "complete": True,
+                                     "tags": valid, "listed_at": now()})
+        wanted = valid if scope == "*" else [tag for tag in valid if tag in scope]
+        self.progress(repos=1, tags=len(wanted))
+        return [(self.client.fetch_head, (repo, tag), {}) for tag in wanted]
+
+    def _on_head(self, args, context, resolved):
+        repo, tag = args
+        digest, media_type, _ = resolved
+        self.result.observations.append({"registry": self.registry, "repo": repo, "tag": tag, "digest": digest,
+                                         "media_type": media_type, "observed_at": now()})
+        self.progress(done=1)
+        return self._fetch_if_new(repo, digest)
+
+    def _fetch_if_new(self, repo, digest):
+        if digest in self.known or digest in self.started:
+            return []
+        self.started.add(digest)
+        return [(self.client.fetch_manifest, (repo, digest), {})]
+
+    def _on_manifest(self, args, context, fetched):
+        repo, digest = args
+        body, content_type, _ = fetched
+        try:
+            manifest = parse_manifest(body, digest, content_type)
+        except ManifestError as error:
+            raise RegistryError(f"manifest {digest}: {error}", registry=self.registry, stage="manifest",
+                                repo=repo, digest=digest, code="MANIFEST_INVALID") from None
+        if manifest.kind == "image":
+            return [(self.client.fetch_blob, (repo, manifest.config_digest), {"manifest": manifest})]
+        facts = _facts(manifest)
+        if manifest.kind != "index":
+            return self._recorded(facts)
+        facts["platforms"] = [_platform(position, child) for position, child in enumerate(manifest.children)]
+        needed = {child.digest for child in manifest.children if not child.attestation
+                  and child.digest not in self.known and child.media_type not in LEGACY_TYPES}
+        self.index_facts[digest] = facts
+        self.index_needs[digest] = needed
+        follow = []
+        for child in sorted(needed):
+            follow += self._fetch_if_new(repo, child)
+        return follow + self._index_ready(digest)
+
+    def _on_config(self, args, context, body):
+        repo, config_digest = args
+        manifest = context["manifest"]
+        facts = _facts(manifest)
+        try:
+            facts.update(parse_config(body))
+        except ManifestError as error:
+            raise RegistryError(f"config {config_digest}: {error}", registry=self.registry, stage="config",
+                                repo=repo, digest=manifest.digest, code="CONFIG_INVALID") from None
+        return self._recorded(facts)
+
+    def _recorded(self, facts):
+        self.result.manifests.append(facts)
+        self.known.add(facts["digest"])
+        follow = []
+        for index, needs in list(self.index_needs.items()):
+            if facts["digest"] in needs:
+                needs.discard(facts["digest"])
+                follow += self._index_ready(index)
+        return follow
+
+    def _index_ready(self, index):
+        """An index is recorded once every child it needs is, so a later run retries a partial one."""
+        if index in self.index_needs and not self.index_needs[index]:
+            del self.index_needs[index]
+            return self._recorded(self.index_facts.pop(index))
+        return []
+
+    def _on_error(self, fetch, args, context, error):
+        if fetch == self.client.fetch_tags and error.status == 404 and error.code == "NAME_UNKNOWN":
+            return self._on_tags(args, context, [])  # the repository is gone: a complete, empty listing
+        _record(self.result, error)
+        if fetch == self.client.fetch_tags:
+            self.result.coverage.append({"registry": self.registry, "repo": args[0], "scope": context["scope"],
+                                         "complete": False, "tags": [], "listed_at": now(),
+                                         "reason": error.message})
+        if fetch == self.client.fetch_manifest:
+            failed = args[1]
+        elif fetch == self.client.fetch_blob:
+            failed = context["manifest"].digest
+        else:
+            return []
+        for index, needs in list(self.index_needs.items()):
+            if failed in needs:
+                del self.index_needs[index]
+                self.index_facts.pop(index, None)
+        return []

@@ -1,0 +1,284 @@
+"""A throwaway local registry, an image pusher and a loopback proxy.
+
+For the demo, the tests and the benchmarks: the real CNCF distribution
+registry (`docker-registry` from Debian) on a free loopback port, images
+pushed with plain HTTP calls, and a proxy that counts (and can alter) what
+passes through it.
+"""
+
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import requests
+
+from .manifests import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+
+CONFIG_TYPES = {DOCKER_MANIFEST: "application/vnd.docker.container.image.v1+json",
+                OCI_MANIFEST: "application/vnd.oci.image.config.v1+json"}
+LAYER_TYPES = {DOCKER_MANIFEST: "application/vnd.docker.image.rootfs.diff.tar.gzip",
+               OCI_MANIFEST: "application/vnd.oci.image.layer.v1.tar+gzip"}
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LocalRegistry:
+    """`docker-registry serve CONFIG` with temporary storage and deletes enabled."""
+
+    def __init__(self, root=None, extra_config=""):
+        self._own_root = root is None
+        self.root = root or tempfile.mkdtemp(prefix="ledger-registry-")
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+        self.extra_config = extra_config
+        self.process = None
+
+    def start(self, timeout=20):
+        binary = shutil.which("docker-registry")
+        if binary is None:
+            raise RuntimeError("docker-registry is not installed (apt-get install -y docker-registry)")
+        config = os.path.join(self.root, "config.yml")
+        with open(config, "w") as handle:
+            handle.write(
+                "version: 0.1\n"
+                "log: {level: error, accesslog: {disabled: true}}\n"
+                f"storage: {{filesystem: {{rootdirectory: {self.root}/data}}, delete: {{enabled: true}}}}\n"
+                f"http: {{addr: {self.host}}}\n" + self.extra_config)
+        self.log = open(os.path.join(self.root, "registry.log"), "wb")
+        self.process = subprocess.Popen([binary, "serve", config], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"docker-registry exited with {self.process.returncode}; see {self.log.name}")
+            try:
+                if requests.get(f"{self.url}/v2/", timeout=1).status_code in (200, 401):
+                    return self
+            except requests.exceptions.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError(f"docker-registry did not answer on {self.url} within {timeout}s")
+
+    def stop(self):
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+            self.log.close()
+            self.process = None
+        if self._own_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _digest(data):
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class Pusher:
+    """Push synthetic images, indexes and raw manifests to a registry over plain HTTP."""
+
+    def __init__(self, base_url):
+        self.base = base_url.rstrip("/")
+        self.session = requests.Session()
+
+    def blob(self, repo, data):
+        digest = _digest(data)
+        if self.session.head(f"{self.base}/v2/{repo}/blobs/{digest}").status_code == 200:
+            return digest
+        started = self.session.post(f"{self.base}/v2/{repo}/blobs/uploads/")
+        started.raise_for_status()
+        location = requests.compat.urljoin(self.base + "/", started.headers["Location"])
+        separator = "&" if "?" in location else "?"
+        done = self.session.put(f"{location}{separator}digest={digest}", data=data,
+                                headers={"Content-Type": "application/octet-stream"})
+        done.raise_for_status()
+        return digest
+
+    def manifest(self, repo, reference, body, media_type):
+        """PUT raw manifest bytes; returns their digest."""
+        response = self.session.put(f"{self.base}/v2/{repo}/manifests/{reference}", data=body,
+                                    headers={"Content-Type": media_type})
+        if response.status_code >= 400:
+            raise RuntimeError(f"push {repo}:{reference} failed: {response.status_code} {response.text}")
+        return _digest(body)
+
+    def image(self, repo, tag=None, *, seed="", architecture="amd64", os_name="linux", variant=None,
+              created="2024-01-01T00:00:00Z", author=None, labels=None, media_type=DOCKER_MANIFEST, layers=1):
+        """Push a small synthetic image; returns (manifest digest, config digest, manifest bytes)."""
+        layer_blobs = [f"layer {seed} {n} {architecture}".encode() * 64 for n in range(layers)]
+        config = {"architecture": architecture, "os": os_name, "created": created,
+                  "config": {"Labels": labels or {}, "Env": ["PATH=/usr/bin"]},
+                  "rootfs": {"type": "layers", "diff_ids": [_digest(b) for b in layer_blobs]},
+                  "history": [{"created": created, "created_by": f"synthetic {seed}"}]}
+        if variant:
+            config["variant"] = variant
+        if author:
+            config["author"] = author
+        config_bytes = json.dumps(config, sort_keys=True).encode()
+        config_digest = self.blob(repo, config_bytes)
+        descriptors = [{"mediaType": LAYER_TYPES[media_type], "size": len(b), "digest": self.blob(repo, b)}
+                       for b in layer_blobs]
+        manifest = {"schemaVersion": 2, "mediaType": media_type,
+                    "config": {"mediaType": CONFIG_TYPES[media_type], "size": len(config_bytes),
+                               "digest": config_digest},
+                    "layers": descriptors}
+        body = json.dumps(manifest, indent=3).encode()
+        digest = self.manifest(repo, tag or _digest(body), body, media_type)
+        return digest, config_digest, body
+
+    def index(self, repo, tag, platforms, *, seed="", attestations=True, media_type=DOCKER_LIST):
+        """Push one image per (architecture, variant) and an index over them, with attestation
+        manifests like BuildKit's when asked. Returns (index digest, {platform: child digest})."""
+        child_type = OCI_MANIFEST if media_type == OCI_INDEX else DOCKER_MANIFEST
+        entries, children = [], {}
+        for architecture, variant in platforms:
+            digest, _, body = self.image(repo, seed=f"{seed}-{architecture}{variant or ''}",
+                                         architecture=architecture, variant=variant, media_type=child_type)
+            platform = {"architecture": architecture, "os": "linux"}
+            if variant:
+                platform["variant"] = variant
+            entries.append({"mediaType": child_type, "size": len(body), "digest": digest, "platform": platform})
+            children[(architecture, variant)] = digest
+            if attestations:
+                att_digest, _, att_body = self.image(repo, seed=f"attestation-{seed}-{architecture}{variant or ''}",
+                                                     architecture="unknown", os_name="unknown",
+                                                     media_type=OCI_MANIFEST)
+                entries.append({"mediaType": OCI_MANIFEST, "size": len(att_body), "digest": att_digest,
+                                "platform": {"architecture": "unknown", "os": "unknown"},
+                                "annotations": {"vnd.docker.reference.type": "attestation-manifest",
+                                                "vnd.docker.reference.digest": digest}})
+        body = json.dumps({"schemaVersion": 2, "mediaType": media_type, "manifests": entries}, indent=3).encode()
+        return self.manifest(repo, tag, body, media_type), children
+
+    def delete(self, repo, digest):
+        """Delete a manifest by digest: every tag pointing at it goes."""
+        response = self.session.delete(f"{self.base}/v2/{repo}/manifests/{digest}")
+        if response.status_code != 202:
+            raise RuntimeError(f"delete {repo}@{digest} failed: {response.status_code} {response.text}")
+
+
+def request_kind(method, path):
+    """What a registry request is for, as the collector counts it."""
+    path = path.split("?", 1)[0]
+    if path in ("/v2/", "/v2"):
+        return "ping"
+    if path.startswith("/v2/_catalog"):
+        return "catalog"
+    if path.endswith("/tags/list"):
+        return "tags"
+    if "/manifests/" in path:
+        return "head" if method == "HEAD" else "manifest"
+    if "/blobs/" in path:
+        return "config" if method in ("GET", "HEAD") else "blob-upload"
+    return "other"
+
+
+class Proxy:
+    """A loopback reverse proxy in front of a registry that counts requests by kind.
+
+    `alter_request(method, path, headers)` may change the forwarded headers;
+    `alter_response(method, path, status, headers, body)` may return a new
+    (status, headers, body). Both default to passing things through.
+    """
+
+    def __init__(self, upstream, latency=0.0):
+        self.upstream = upstream  # "127.0.0.1:PORT"
+        self.latency = latency
+        self.counts = Counter()
+        self.log = []
+        self.alter_request = None
+        self.alter_response = None
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _forward(self):
+                proxy._handle(self)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://{self.host}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def reset(self):
+        with self._lock:
+            self.counts.clear()
+            self.log.clear()
+
+    def _handle(self, handler):
+        method, path = handler.command, handler.path
+        with self._lock:
+            self.counts[request_kind(method, path)] += 1
+            self.log.append((method, path))
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else None
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("host", "connection")}
+        if self.alter_request:
+            headers = self.alter_request(method, path, headers) or headers
+        if self.latency:
+            time.sleep(self.latency)
+        connection = http.client.HTTPConnection(self.upstream, timeout=60)
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            upstream = connection.getresponse()
+            status = upstream.status
+            out_headers = [(k, v) for k, v in upstream.getheaders()
+                           if k.lower() not in ("connection", "transfer-encoding", "keep-alive")]
+            payload = upstream.read()
+        finally:
+            connection.close()
+        if self.alter_response:
+            status, out_headers, payload = self.alter_response(method, path, status, out_headers, payload) or (
+                status, out_headers, payload)
+        handler.send_response(status)
+        for key, value in out_headers:
+            if method != "HEAD" and key.lower() == "content-length":
+                continue
+            handler.send_header(key, value)
+        if method != "HEAD":
+            handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        if method != "HEAD":
+            handler.wfile.write(payload)

@@ -1,0 +1,82 @@
+"""Decide which event an observation makes: the seed's MetadataSet.Exists / Replace, as events.
+
+Pure code: no I/O, no clock. The store calls it inside its write transaction.
+"""
+
+from dataclasses import dataclass, fields
+
+ADDED, MOVED, UPDATED, REMOVED = "added", "moved", "updated", "removed"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one run saw for one tag key (or the key's current state)."""
+
+    digest: str | None = None
+    image: str | None = None
+    media_type: str | None = None
+    created: str | None = None  # normalised: UTC, whole seconds
+    author: str | None = None
+    size: int | None = None
+
+
+_OTHER = [f.name for f in fields(Observation) if f.name not in ("digest", "image", "created")]
+
+
+def clean_image_id(image):
+    """The seed's cleanImageID: an image ID without its `sha256:` algorithm prefix."""
+    if not image:
+        return ""
+    return image.rsplit(":", 1)[-1]
+
+
+def _truncated(created):
+    """Created times compare to the whole second (the seed's Truncate(time.Second))."""
+    return created[:19] if created else created
+
+
+def contradicts(state, obs):
+    """Both have a digest and they differ, or both have an image and they differ."""
+    if state.digest and obs.digest and state.digest != obs.digest:
+        return True
+    return bool(state.image and obs.image and clean_image_id(state.image) != clean_image_id(obs.image))
+
+
+def exists(state, obs):
+    """The seed's Exists: other metadata equal, created equal to the second, no contradiction."""
+    if any(getattr(state, name) != getattr(obs, name) for name in _OTHER):
+        return False
+    if _truncated(state.created) != _truncated(obs.created):
+        return False
+    return not contradicts(state, obs)
+
+
+def adds_something(state, obs):
+    """O fills a digest or image that S lacked."""
+    return bool((obs.digest and not state.digest) or (obs.image and not state.image))
+
+
+def classify(state, obs):
+    """The event kind for observation `obs` of a key whose current state is `state` (None: no state).
+
+    Returns None when the observation exists in the state and adds nothing.
+    """
+    if state is None:
+        return ADDED
+    if contradicts(state, obs):
+        return MOVED
+    if exists(state, obs) and not adds_something(state, obs):
+        return None
+    return UPDATED
+
+
+def removed_keys(current, listed):
+    """Tags with a current state that a complete listing no longer shows.
+
+    `current` are the tags of one repo (within the listing's scope) whose
+    latest event is not `removed`; `listed` is what the complete listing
+    returned. The caller guarantees completeness: a failed or partial
+    listing must never reach here.
+    """
+    listed = set(listed)
+    return sorted(tag for tag in current if tag not in listed)
