@@ -78,7 +78,8 @@ def parse_target(text):
     if not slash:
         # Without a slash `alpine:3` is a Docker Hub image, so only an
         # unmistakable host is a registry; `myhost:5000/` names any other.
-        if "." in first or first.startswith("[") or first.split(":")[0] == "localhost":
+        hostname = first.split(":")[0]
+        if "." in hostname or first.startswith("[") or hostname == "localhost":
             _check_host(first, text)
             return Target(text=text, registry=canonical_registry(first))
         host, rest = DOCKER_HUB, raw

@@ -1,0 +1,147 @@
+import sqlite3
+
+import pytest
+from freezegun import freeze_time
+
+from ledger import store
+from ledger.collector import CollectResult
+
+D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+
+
+def observed(tag, digest, at, repo="app"):
+    return {"registry": "r.example", "repo": repo, "tag": tag, "digest": digest, "media_type": "m", "observed_at": at}
+
+
+def append(db, observations=(), coverage=()):
+    run_id = store.start_run(db, "registry", ["r.example/app"])
+    result = CollectResult(observations=list(observations), coverage=list(coverage))
+    return store.append_run(db, run_id, result)
+
+
+@pytest.fixture
+def db(db_path):
+    ledger = store.open_db(db_path)
+    yield ledger
+    ledger.close()
+
+
+def test_schema_is_applied_idempotently_with_a_version(db_path):
+    for _ in range(3):
+        db = store.open_db(db_path)
+        db.close()
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert {"runs", "events", "manifests", "platforms", "coverage", "errors", "current_tags", "tag_history",
+            "replaced_tags", "new_images", "removed_tags"} <= names
+
+
+def test_dropped_triggers_and_views_come_back_on_open(db_path):
+    store.open_db(db_path).close()
+    conn = sqlite3.connect(db_path)
+    conn.execute("DROP TRIGGER events_append_only_delete")
+    conn.execute("DROP VIEW current_tags")
+    conn.commit()
+    conn.close()
+    store.open_db(db_path).close()
+    names = {row[0] for row in sqlite3.connect(db_path).execute("SELECT name FROM sqlite_master")}
+    assert {"events_append_only_delete", "current_tags"} <= names
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE events SET digest = 'sha256:evil'",
+    "DELETE FROM events",
+    "INSERT OR REPLACE INTO events SELECT * FROM events WHERE id = 1",
+    "INSERT INTO events (run_id, observed_at, kind, registry, repo, tag, prev_hash, hash) "
+    "VALUES (1, 'x', 'added', 'r', 'a', 't', 'p', 'h')",
+    "UPDATE runs SET status = 'ok'",
+    "DELETE FROM runs",
+    "INSERT OR REPLACE INTO runs SELECT * FROM runs WHERE id = 1",
+    "UPDATE coverage SET complete = 0",
+    "DELETE FROM errors",
+    "INSERT OR REPLACE INTO manifests (digest, media_type, kind) VALUES ('" + D1 + "', 'm', 'image')",
+    "DELETE FROM manifests",
+])
+def test_ledger_tables_are_append_only_for_a_plain_sqlite3_connection(db, db_path, sql):
+    append(db, [observed("v1", D1, "2026-01-01T00:00:00.000000Z")],
+           [{"registry": "r.example", "repo": "app", "scope": "*", "complete": True, "tags": ["v1"],
+             "listed_at": "2026-01-01T00:00:00.000000Z"}])
+    db.execute("INSERT INTO manifests (digest, media_type, kind) VALUES (?, 'm', 'image')", [D1])
+    db.execute("INSERT INTO errors (run_id, at, registry, stage, message) VALUES (1, 'x', 'r', 'ping', 'm')")
+    conn = sqlite3.connect(db_path)
+    before = conn.execute("SELECT count(*), max(hash) FROM events").fetchone()
+    with pytest.raises(sqlite3.DatabaseError, match="append-only|appended|finished once"):
+        conn.execute(sql)
+    assert conn.execute("SELECT count(*), max(hash) FROM events").fetchone() == before
+
+
+def test_a_finished_run_is_never_edited_but_a_running_one_finishes_once(db):
+    run_id = store.start_run(db, "registry", ["x"])
+    assert db.execute("SELECT status FROM runs WHERE id = ?", [run_id]).fetchone()[0] == "running"
+    store.append_run(db, run_id, CollectResult())
+    with pytest.raises(sqlite3.DatabaseError, match="finished once"):
+        db.execute("UPDATE runs SET finished_at = 'x', status = 'failed' WHERE id = ?", [run_id])
+
+
+@freeze_time("2026-03-04 05:06:07.123456")
+def test_timestamps_are_fixed_width_utc_text_made_in_python(db):
+    append(db, [observed("v1", D1, "2026-03-04T05:06:07.123456Z")])
+    started, finished = db.execute("SELECT started_at, finished_at FROM runs").fetchone()
+    assert started == finished == "2026-03-04T05:06:07.123456Z"
+
+
+def test_a_stale_observation_never_undoes_a_newer_one(db):
+    """Two runs racing: the one that observed earlier but appends later must not move the tag back."""
+    append(db, [observed("prod", D1, "2026-01-01T00:00:00.000000Z")])
+    append(db, [observed("prod", D2, "2026-01-01T00:00:10.000000Z")])
+    counts = append(db, [observed("prod", D1, "2026-01-01T00:00:05.000000Z")])
+    assert counts["moved"] == 0
+    assert db.execute("SELECT digest FROM current_tags").fetchone()[0] == D2
+
+
+def test_state_at_a_time_is_the_last_event_before_it(db):
+    append(db, [observed("prod", D1, "2026-01-01T00:00:00.000000Z")])
+    append(db, [observed("prod", D2, "2026-01-02T00:00:00.000000Z")])
+    at = ("SELECT digest, kind FROM events WHERE id = (SELECT max(id) FROM events "
+          "WHERE registry = 'r.example' AND repo = 'app' AND tag = 'prod' AND observed_at <= ?)")
+    assert db.execute(at, ["2026-01-01T12:00:00.000000Z"]).fetchone() == (D1, "added")
+    assert db.execute(at, ["2026-01-03T00:00:00.000000Z"]).fetchone() == (D2, "moved")
+
+
+def test_an_incomplete_listing_never_removes(db):
+    append(db, [observed("v1", D1, "2026-01-01T00:00:00.000000Z")])
+    counts = append(db, coverage=[{"registry": "r.example", "repo": "app", "scope": "*", "complete": False,
+                                   "tags": [], "listed_at": "2026-01-02T00:00:00.000000Z", "reason": "HTTP 500"}])
+    assert counts["removed"] == 0
+    reason = db.execute("SELECT complete, reason FROM coverage WHERE run_id = 2").fetchone()
+    assert reason == (0, "HTTP 500")
+
+
+def test_a_listing_scoped_to_named_tags_removes_only_those(db):
+    append(db, [observed("v1", D1, "2026-01-01T00:00:00.000000Z"), observed("v2", D1, "2026-01-01T00:00:00.000000Z")])
+    counts = append(db, coverage=[{"registry": "r.example", "repo": "app", "scope": {"v1"}, "complete": True,
+                                   "tags": [], "listed_at": "2026-01-02T00:00:00.000000Z"}])
+    assert counts["removed"] == 1
+    assert [row[0] for row in db.execute("SELECT tag FROM removed_tags")] == ["v1"]
+
+
+def test_a_newer_schema_version_is_refused_without_changes(db_path):
+    store.open_db(db_path).close()
+    conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(store.StoreError, match="schema version 99 is newer"):
+        store.open_db(db_path)
+
+
+def test_a_file_that_is_not_a_ledger_is_refused(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, this is not sqlite at all" * 100)
+    with pytest.raises(store.StoreError, match="not a ledger"):
+        store.open_db(text)
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE people (name)")
+    with pytest.raises(store.StoreError, match="other tables: people"):
+        store.open_db(other)
