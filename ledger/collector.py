@@ -169,6 +169,10 @@ class _Work:
         self.result.observations.append({"registry": self.registry, "repo": repo, "tag": tag, "digest": digest,
                                          "media_type": media_type, "observed_at": now()})
         self.progress(done=1)
+        if media_type in LEGACY_TYPES and digest not in self.known:
+            # schema1 has no config to learn from, and a converted one cannot be fetched by digest.
+            self.started.add(digest)
+            return self._recorded({"digest": digest, "media_type": media_type, "kind": "legacy"})
         return self._fetch_if_new(repo, digest)
 
     def _fetch_if_new(self, repo, digest):

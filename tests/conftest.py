@@ -1,3 +1,4 @@
+import hashlib
 import re
 import sqlite3
 
@@ -24,7 +25,9 @@ def pusher(registry):
 @pytest.fixture
 def ns(request):
     """A repository namespace of this test's own, so tests never see each other's repos."""
-    return re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:60]
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())
+    digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:8]
+    return f"{name[:40].strip('-')}-{digest}"
 
 
 @pytest.fixture
