@@ -50,8 +50,8 @@ class _Progress:
 
     def close(self):
         if self.bar is not None:
-            self.bar.render_finish()
             self.bar.__exit__(None, None, None)
+            self.bar = None
 
 
 @cli.command(name="collect")

@@ -1,0 +1,87 @@
+"""What a person at a terminal, or a script, sees."""
+
+import os
+import pty
+import select
+import subprocess
+import sys
+
+
+def run_on_a_terminal(args, cwd):
+    """Run `python -m ledger` with stderr on a pseudo-terminal; returns (exit code, stdout, terminal text)."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "ledger", *args], stdout=subprocess.PIPE,
+                               stderr=terminal, cwd=cwd)
+    os.close(terminal)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([controller], [], [], 30)
+        if not ready:
+            break
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    stdout = process.stdout.read().decode()
+    process.wait(30)
+    os.close(controller)
+    return process.returncode, stdout, seen.decode(errors="replace")
+
+
+def test_a_terminal_gets_a_progress_bar_and_a_pipe_does_not(registry, pusher, ns, tmp_path):
+    for n in range(3):
+        pusher.image(f"{ns}/app", f"t{n}", seed=ns)
+    code, stdout, terminal = run_on_a_terminal(["collect", f"{registry.host}/{ns}/app", "--db", "t.db"], tmp_path)
+    assert code == 0
+    assert "collecting (3 tags)" in terminal and "3/3" in terminal
+    assert "tags seen          3" in stdout
+    piped = subprocess.run([sys.executable, "-m", "ledger", "collect", f"{registry.host}/{ns}/app", "--db", "p.db"],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert piped.returncode == 0 and piped.stderr == ""
+    assert "tags seen          3" in piped.stdout
+
+
+def test_quiet_prints_nothing_on_success(registry, pusher, ns, tmp_path):
+    pusher.image(f"{ns}/app", "1", seed=ns)
+    code, stdout, terminal = run_on_a_terminal(["collect", "-q", f"{registry.host}/{ns}/app", "--db", "q.db"], tmp_path)
+    assert (code, stdout, terminal) == (0, "", "")
+
+
+def test_the_summary_names_every_count(registry, pusher, ledger, ns):
+    pusher.image(f"{ns}/app", "1", seed=ns)
+    output = ledger("collect", f"{registry.host}/{ns}/app").output
+    for label in ("run 1: ok in", "tags seen", "added", "moved", "updated", "removed", "new images", "errors",
+                  "requests"):
+        assert label in output
+
+
+def test_the_ledger_defaults_to_ledger_db_or_the_ledger_db_variable(registry, pusher, ns, tmp_path):
+    pusher.image(f"{ns}/app", "1", seed=ns)
+    env = {**os.environ, "LEDGER_DB": str(tmp_path / "from-env.db")}
+    subprocess.run([sys.executable, "-m", "ledger", "collect", "-q", f"{registry.host}/{ns}/app"],
+                   cwd=tmp_path, env=env, check=True)
+    subprocess.run([sys.executable, "-m", "ledger", "collect", "-q", f"{registry.host}/{ns}/app"],
+                   cwd=tmp_path, check=True)
+    assert (tmp_path / "from-env.db").exists() and (tmp_path / "ledger.db").exists()
+
+
+def test_bad_input_is_one_clear_line_and_a_nonzero_exit(tmp_path):
+    not_a_ledger = tmp_path / "notes.db"
+    not_a_ledger.write_text("plain text, not sqlite" * 200)
+    cases = [
+        (["collect", "127.0.0.1:5000/App"], 2, "invalid repository 'App'"),
+        (["collect", "--concurrency", "0", "127.0.0.1:5000/app"], 2, "--concurrency"),
+        (["collect"], 2, "Missing argument 'TARGETS...'"),
+        (["collect", "127.0.0.1:5000/app", "--db", str(not_a_ledger)], 1, f"{not_a_ledger}: not a ledger"),
+        (["collect", "127.0.0.1:5000/app", "--db", str(tmp_path / "no" / "such" / "dir.db")], 1, "cannot open"),
+        (["verify", "--db", str(not_a_ledger)], 1, "not a ledger"),
+    ]
+    for args, code, message in cases:
+        result = subprocess.run([sys.executable, "-m", "ledger", *args], capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == code, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert not_a_ledger.read_text() == "plain text, not sqlite" * 200
