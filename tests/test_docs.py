@@ -25,8 +25,6 @@ def test_every_command_is_in_the_readme(name):
 
 @pytest.mark.parametrize("name,opt", sorted(set(options())))
 def test_every_option_is_in_the_readme(name, opt):
-    if opt in ("-h", "--help"):
-        return
     assert f"`{opt}" in README, f"{name} {opt} is not documented"
 
 
