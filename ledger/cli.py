@@ -1,6 +1,7 @@
 """The `ledger` command line: thin wrappers over collector and store."""
 
 import json
+import os
 import sys
 import time
 
@@ -9,6 +10,8 @@ import click
 from . import __version__, store
 from .collector import collect
 from .references import ReferenceError, parse_target
+from .registry import RegistryOptions
+from .settings import SettingsError, check_regex, credentials_for, load_config
 
 EXIT_FAILED, EXIT_PARTIAL = 1, 3
 
@@ -55,14 +58,32 @@ class _Progress:
 
 
 @cli.command(name="collect")
-@click.argument("targets", nargs=-1, required=True)
+@click.argument("targets", nargs=-1)
 @db_option
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="A TOML file of registries with their own targets, credentials, TLS and limits.")
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 256),
               help="Requests in flight at once, per registry.")
+@click.option("--rps", type=click.FloatRange(min=0.1), metavar="N", help="At most N requests per second, per registry.")
+@click.option("--retries", default=4, show_default=True, type=click.IntRange(0, 10),
+              help="Retries on connection errors, 5xx and 429, with backoff.")
+@click.option("--include-tags", metavar="REGEX", help="Only tags this regex matches (searched; anchor with ^ $).")
+@click.option("--exclude-tags", metavar="REGEX", help="Skip tags this regex matches.")
 @click.option("--plain-http", is_flag=True,
               help="Use plain HTTP for every registry (localhost and 127.0.0.0/8 always may).")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), metavar="PEM",
+              help="Trust this CA bundle for TLS.")
+@click.option("--insecure", is_flag=True, help="Skip TLS certificate verification (not recommended).")
+@click.option("--username", envvar="LEDGER_USERNAME", metavar="USER",
+              help="User name for the registries named here (env LEDGER_USERNAME).")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password or token from standard input (or set LEDGER_PASSWORD).")
+@click.option("--docker-config", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Docker config to read credentials from [default: $DOCKER_CONFIG/config.json or "
+                   "~/.docker/config.json].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary; errors only.")
-def collect_command(targets, db_path, concurrency, plain_http, quiet):
+def collect_command(targets, db_path, config_path, concurrency, rps, retries, include_tags, exclude_tags, plain_http,
+                    ca_file, insecure, username, password_stdin, docker_config, quiet):
     """Record what every tag of TARGETS points to now: one run.
 
     \b
@@ -72,25 +93,55 @@ def collect_command(targets, db_path, concurrency, plain_http, quiet):
       HOST/REPO:TAG          one tag
       'HOST/team/*'          every catalog repository matching a glob
       alpine, myorg/app:1    Docker Hub names (docker.io/library/alpine)
+      'docker.io/myorg/*'    a Docker Hub namespace, via the Hub API
+
+    Credentials come from the Docker config (auths, credHelpers, credsStore),
+    or --username with --password-stdin / LEDGER_PASSWORD.
 
     Exits 0 when the run is ok, 3 when it is partial (some repos or tags
     failed; nothing false was recorded), 1 when it failed.
     """
+    if not targets and not config_path:
+        raise click.UsageError("name at least one TARGET, or --config FILE")
     try:
         parsed = [parse_target(text) for text in targets]
     except ReferenceError as error:
         raise click.UsageError(str(error)) from None
+    password = None
+    if password_stdin:
+        password = sys.stdin.read().rstrip("\r\n")
+    elif os.environ.get("LEDGER_PASSWORD"):
+        password = os.environ["LEDGER_PASSWORD"]
+    try:
+        check_regex(include_tags, "--include-tags")
+        check_regex(exclude_tags, "--exclude-tags")
+        options = {}
+        for registry in dict.fromkeys(target.registry for target in parsed):
+            options[registry] = RegistryOptions(
+                plain_http=plain_http, ca_file=ca_file, insecure=insecure, concurrency=concurrency, rps=rps,
+                retries=retries, include_tags=include_tags, exclude_tags=exclude_tags,
+                credentials=credentials_for(registry, username=username, password=password,
+                                            docker_config=docker_config))
+        if config_path:
+            from_file, file_options = load_config(config_path)
+            parsed += from_file
+            options.update(file_options)
+    except SettingsError as error:
+        raise click.ClickException(str(error)) from None
+    _run(db_path, parsed, [*targets] + ([f"--config {config_path}"] if config_path else []), options, quiet)
+
+
+def _run(db_path, parsed, described, options, quiet):
     db = _open(db_path)
     known = {row[0] for row in db.execute("SELECT digest FROM manifests")}
     ledger_repos = {}
     for registry, repo in db.execute("SELECT DISTINCT registry, repo FROM tag_state WHERE kind != 'removed'"):
         ledger_repos.setdefault(registry, set()).add(repo)
-    run_id = store.start_run(db, "registry", targets)
+    run_id = store.start_run(db, "registry", described)
     started = time.monotonic()
     progress = _Progress(not quiet and sys.stderr.isatty())
     try:
-        result = collect(parsed, known, ledger_repos, concurrency=concurrency, plain_http=plain_http,
-                         progress=progress)
+        result = collect(parsed, known, ledger_repos, options=options, progress=progress)
     except KeyboardInterrupt:
         progress.close()
         store.finish_failed_run(db, run_id, "interrupted")
@@ -124,6 +175,8 @@ def _summary(run_id, result, counts, elapsed):
                          ("errors", counts["errors"])]:
         click.echo(f"  {label:<13}{value:>7}")
     click.echo(f"  {'requests':<13}{sum(result.requests.values()):>7}" + (f"  ({requests})" if requests else ""))
+    for registry, limit in sorted(result.rate_limits.items()):
+        click.echo(f"  {'rate limit':<13}{limit['remaining']:>7}  left of {limit['limit']} at {registry}")
 
 
 @cli.command()

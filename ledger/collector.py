@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 
 from .manifests import LEGACY_TYPES, ManifestError, parse_config, parse_manifest
 from .references import REPO_RE, TAG_RE
-from .registry import RegistryClient, RegistryError
+from .hub import fetch_hub_repositories
+from .references import DOCKER_HUB
+from .registry import RegistryClient, RegistryError, RegistryOptions
+from .semantics import Scope
 from .times import now
 
 
@@ -23,15 +26,16 @@ class CollectResult:
     coverage: list = field(default_factory=list)
     errors: list = field(default_factory=list)
     requests: Counter = field(default_factory=Counter)
+    rate_limits: dict = field(default_factory=dict)
     status: str = "ok"
 
 
-def collect(targets, known_digests=(), ledger_repos=None, *, concurrency=8, plain_http=False,
-            page_size=1000, progress=None):
+def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progress=None):
     """Collect every target into a CollectResult for the store to classify and append.
 
-    `ledger_repos` maps a registry to the repos the ledger holds live tags
-    for, so that a repo gone from the catalog is listed (and its removal proven).
+    `options` maps a registry to its RegistryOptions. `ledger_repos` maps a
+    registry to the repos the ledger holds live tags for, so that a repo gone
+    from the catalog is listed (and its removal proven).
     """
     result = CollectResult()
     by_registry = defaultdict(list)
@@ -39,27 +43,28 @@ def collect(targets, known_digests=(), ledger_repos=None, *, concurrency=8, plai
         by_registry[target.registry].append(target)
     reached = 0
     for registry, group in by_registry.items():
-        client = RegistryClient(registry, plain_http=plain_http, concurrency=concurrency, page_size=page_size)
+        settings = (options or {}).get(registry) or RegistryOptions()
+        client = RegistryClient(registry, settings)
         try:
             client.fetch_ping()
+            reached += 1
+            work = _Work(registry, group, client, set(known_digests), (ledger_repos or {}).get(registry, set()),
+                         result, progress)
+            with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="ledger") as pool:
+                work.run(pool)
         except RegistryError as error:
             _record(result, error)
-            continue
         finally:
             result.requests.update(client.requests)
-            client.requests.clear()
-        reached += 1
-        work = _Work(registry, group, client, set(known_digests), (ledger_repos or {}).get(registry, set()),
-                     result, progress)
-        try:
-            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ledger") as pool:
-                work.run(pool)
-        finally:
-            result.requests.update(client.requests)
+            result.requests["token"] += client.auth.token_requests
+            if not result.requests["token"]:
+                del result.requests["token"]
+            if client.rate_limit:
+                result.rate_limits[registry] = client.rate_limit
             client.close()
     if not result.errors:
         result.status = "ok"
-    elif reached == 0 or not (result.observations or result.coverage):
+    elif reached == 0 or not (result.observations or any(c["complete"] for c in result.coverage)):
         result.status = "failed"
     else:
         result.status = "partial"
@@ -98,6 +103,7 @@ class _Work:
         self.started = set()  # digests fetched, or being fetched, in this run
         self.index_needs = {}  # index digest -> child digests not yet recorded
         self.index_facts = {}
+        self.stopped = False
         self.handlers = {self.client.fetch_tags: self._on_tags, self.client.fetch_head: self._on_head,
                          self.client.fetch_manifest: self._on_manifest, self.client.fetch_blob: self._on_config}
 
@@ -118,22 +124,42 @@ class _Work:
 
     def _submit(self, pool, job):
         fetch, args, context = job
+        if self.client.exhausted:
+            self._skip(job)
+            return
         self.futures[pool.submit(fetch, *args)] = job
 
+    def _skip(self, job):
+        """The registry's rate limit is spent: stop asking, say so once, prove nothing removed."""
+        fetch, args, context = job
+        if not self.stopped:
+            self.stopped = True
+            _record(self.result, RegistryError(
+                f"rate limit exhausted ({self.client.rate_limit}); run stopped early", registry=self.registry,
+                stage="ratelimit", code="RATE_LIMIT_EXHAUSTED"))
+        if fetch == self.client.fetch_tags:
+            self.result.coverage.append({"registry": self.registry, "repo": args[0], "scope": context["scope"],
+                                         "complete": False, "tags": [], "listed_at": now(),
+                                         "reason": "rate limit exhausted"})
+
     def _scopes(self):
-        """Which repos to list, with which tags: '*' for every tag, or the set of tags named."""
+        """Which repos to list, each with the Scope of tags its listing speaks for."""
+        include, exclude = self.client.options.include_tags, self.client.options.exclude_tags
+        every = Scope(include=include, exclude=exclude)
+        named = defaultdict(set)
         scopes = {}
         for target in self.targets:
             if target.repo is not None and target.tag is None:
-                scopes[target.repo] = "*"
-        for target in self.targets:
-            if target.tag is not None and scopes.get(target.repo) != "*":
-                scopes.setdefault(target.repo, set()).add(target.tag)
+                scopes[target.repo] = every
+            elif target.tag is not None:
+                named[target.repo].add(target.tag)
+        for repo, tags in named.items():
+            scopes.setdefault(repo, Scope(tags=frozenset(tags), include=include, exclude=exclude))
         globs = [target for target in self.targets if target.repo is None]
         if not globs:
             return scopes
         try:
-            catalog = set(self.client.fetch_catalog())
+            catalog = set(self._catalog(globs))
         except RegistryError as error:
             _record(self.result, error)
             return scopes
@@ -141,11 +167,23 @@ class _Work:
             if not REPO_RE.match(repo):
                 self._invalid("catalog", f"catalog lists an invalid repository name {repo!r}")
             elif any(target.matches(repo) for target in globs):
-                scopes[repo] = "*"
+                scopes[repo] = every
         for repo in self.ledger_repos - catalog:
             if any(target.matches(repo) for target in globs):
-                scopes[repo] = "*"  # gone from the catalog: its tag list proves the removal
+                scopes[repo] = every  # gone from the catalog: its tag list proves the removal
         return scopes
+
+    def _catalog(self, globs):
+        if self.registry != DOCKER_HUB:
+            return self.client.fetch_catalog()
+        names = []
+        for target in globs:
+            namespace = (target.pattern or "").split("/", 1)[0]
+            if not namespace or set("*?[") & set(namespace):
+                raise RegistryError("Docker Hub has no catalog: name a namespace, e.g. docker.io/NAMESPACE/*",
+                                    registry=self.registry, stage="catalog", code="UNSUPPORTED")
+            names += fetch_hub_repositories(namespace, self.client.options.credentials, self.client.options.timeout)
+        return names
 
     def _invalid(self, stage, message, **where):
         _record(self.result, RegistryError(message, registry=self.registry, stage=stage, code="NAME_INVALID",
@@ -159,7 +197,7 @@ class _Work:
             self._invalid("tags", f"tag list has an invalid tag name {tag!r}", repo=repo)
         self.result.coverage.append({"registry": self.registry, "repo": repo, "scope": scope, "complete": True,
                                      "tags": valid, "listed_at": now()})
-        wanted = valid if scope == "*" else [tag for tag in valid if tag in scope]
+        wanted = [tag for tag in valid if scope.covers(tag)]
         self.progress(repos=1, tags=len(wanted))
         return [(self.client.fetch_head, (repo, tag), {}) for tag in wanted]
 
@@ -233,6 +271,9 @@ class _Work:
         return []
 
     def _on_error(self, fetch, args, context, error):
+        if error.code == "RATE_LIMIT_EXHAUSTED":
+            self._skip((fetch, args, context))
+            return []
         if fetch == self.client.fetch_tags and error.status == 404 and error.code == "NAME_UNKNOWN":
             return self._on_tags(args, context, [])  # the repository is gone: a complete, empty listing
         _record(self.result, error)

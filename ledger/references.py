@@ -120,8 +120,9 @@ def is_loopback(registry):
         return False
 
 
-def api_base(registry, plain_http=False):
-    """The base URL of a registry's v2 API."""
+def api_base(registry, plain_http=False, tls=False):
+    """The base URL of a registry's v2 API. `tls` (a CA file or skip-verify was given) means
+    HTTPS even on loopback."""
     host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
-    scheme = "http" if plain_http or is_loopback(registry) else "https"
+    scheme = "http" if plain_http or (is_loopback(registry) and not tls) else "https"
     return f"{scheme}://{host}"

@@ -38,34 +38,40 @@ def free_port():
 class LocalRegistry:
     """`docker-registry serve CONFIG` with temporary storage and deletes enabled."""
 
-    def __init__(self, root=None, extra_config=""):
+    def __init__(self, root=None, extra_config="", data_dir=None, tls=None, ca_file=None):
+        """`data_dir` lets several registries (open, htpasswd, token, TLS) serve one storage;
+        `tls` is (certificate, key), with `ca_file` to trust it when waiting for the start."""
         self._own_root = root is None
         self.root = root or tempfile.mkdtemp(prefix="ledger-registry-")
+        self.data_dir = data_dir or os.path.join(self.root, "data")
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
-        self.url = f"http://{self.host}"
+        self.url = f"{'https' if tls else 'http'}://{self.host}"
         self.extra_config = extra_config
+        self.tls = tls
+        self.ca_file = ca_file
         self.process = None
 
     def start(self, timeout=20):
         binary = shutil.which("docker-registry")
         if binary is None:
             raise RuntimeError("docker-registry is not installed (apt-get install -y docker-registry)")
-        config = os.path.join(self.root, "config.yml")
+        config = os.path.join(self.root, f"config-{self.port}.yml")
+        tls = f", tls: {{certificate: {self.tls[0]}, key: {self.tls[1]}}}" if self.tls else ""
         with open(config, "w") as handle:
             handle.write(
                 "version: 0.1\n"
                 "log: {level: error, accesslog: {disabled: true}}\n"
-                f"storage: {{filesystem: {{rootdirectory: {self.root}/data}}, delete: {{enabled: true}}}}\n"
-                f"http: {{addr: {self.host}}}\n" + self.extra_config)
-        self.log = open(os.path.join(self.root, "registry.log"), "wb")
+                f"storage: {{filesystem: {{rootdirectory: {self.data_dir}}}, delete: {{enabled: true}}}}\n"
+                f"http: {{addr: {self.host}{tls}}}\n" + self.extra_config)
+        self.log = open(os.path.join(self.root, f"registry-{self.port}.log"), "wb")
         self.process = subprocess.Popen([binary, "serve", config], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"docker-registry exited with {self.process.returncode}; see {self.log.name}")
             try:
-                if requests.get(f"{self.url}/v2/", timeout=1).status_code in (200, 401):
+                if requests.get(f"{self.url}/v2/", timeout=1, verify=self.ca_file or True).status_code in (200, 401):
                     return self
             except requests.exceptions.ConnectionError:
                 time.sleep(0.05)

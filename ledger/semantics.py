@@ -3,6 +3,8 @@
 Pure code: no I/O, no clock. The store calls it inside its write transaction.
 """
 
+import json
+import re
 from dataclasses import dataclass, fields
 
 ADDED, MOVED, UPDATED, REMOVED = "added", "moved", "updated", "removed"
@@ -80,3 +82,30 @@ def removed_keys(current, listed):
     """
     listed = set(listed)
     return sorted(tag for tag in current if tag not in listed)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which tags of a repository a listing speaks for: a removal is proven only inside it.
+
+    `tags` None means every tag; `include` / `exclude` are regular
+    expressions searched in the tag name (anchor them with ^ and $).
+    """
+
+    tags: frozenset | None = None
+    include: str | None = None
+    exclude: str | None = None
+
+    def covers(self, tag):
+        if self.tags is not None and tag not in self.tags:
+            return False
+        if self.include and not re.search(self.include, tag):
+            return False
+        return not (self.exclude and re.search(self.exclude, tag))
+
+    def describe(self):
+        """'*' for every tag, else a JSON object of what narrows it (stored in coverage.scope)."""
+        narrowed = {name: value for name, value in
+                    (("tags", sorted(self.tags) if self.tags is not None else None),
+                     ("include", self.include), ("exclude", self.exclude)) if value is not None}
+        return json.dumps(narrowed, sort_keys=True) if narrowed else "*"

@@ -189,10 +189,9 @@ def _classify_all(db, result):
     for listing in result.coverage:
         if not listing["complete"]:
             continue
-        scope = listing["scope"]
         current = {key[2]: row for key, row in states.items()
                    if key[:2] == (listing["registry"], listing["repo"]) and row["kind"] != REMOVED
-                   and (scope == "*" or key[2] in scope)}
+                   and listing["scope"].covers(key[2])}
         for tag in removed_keys(current, listing["tags"]):
             row = current[tag]
             if row["observed_at"] > listing["listed_at"]:
@@ -251,7 +250,7 @@ def append_run(db, run_id, result):
                 "INSERT INTO coverage (run_id, registry, repo, scope, complete, tags_listed, listed_at, reason) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [run_id, listing["registry"], listing["repo"],
-                 "*" if listing["scope"] == "*" else json.dumps(sorted(listing["scope"])),
+                 listing["scope"].describe(),
                  int(listing["complete"]), len(listing["tags"]) if listing["complete"] else None,
                  listing["listed_at"], listing.get("reason")])
         for error in result.errors:

@@ -1,4 +1,5 @@
 import hashlib
+import json
 import re
 import sqlite3
 
@@ -7,6 +8,7 @@ import sqlite_utils
 from click.testing import CliRunner
 
 from ledger.cli import cli
+from authserver import TokenServer, make_tls, write_htpasswd
 from ledger.sandbox import LocalRegistry, Proxy, Pusher
 
 
@@ -70,3 +72,69 @@ class Ledger:
 @pytest.fixture
 def ledger(db_path):
     return Ledger(db_path)
+
+
+PASSWORD = "s3cret-Pa55word-never-stored"
+
+
+@pytest.fixture(scope="session")
+def auth_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("auth")
+
+
+@pytest.fixture(scope="session")
+def htpasswd_registry(registry, auth_dir):
+    """The same storage as `registry`, behind htpasswd (bcrypt) auth: user alice."""
+    path = write_htpasswd(auth_dir / "htpasswd", {"alice": PASSWORD})
+    with LocalRegistry(data_dir=registry.data_dir,
+                       extra_config=f"auth: {{htpasswd: {{realm: basic-realm, path: {path}}}}}\n") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def token_server(auth_dir):
+    server = TokenServer(auth_dir, {"alice": PASSWORD}, catalog_users={"alice"},
+                         refresh_tokens={"refresh-token-never-stored": "alice"})
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def token_registry(registry, token_server):
+    """The same storage as `registry`, behind token auth signed by `token_server`."""
+    with LocalRegistry(data_dir=registry.data_dir, extra_config=token_server.registry_config()) as running:
+        yield running
+
+
+@pytest.fixture
+def tokens(token_server):
+    """The token server, with its log cleared and its settings restored after the test."""
+    saved = (token_server.expires_in, set(token_server.public))
+    token_server.requests.clear()
+    yield token_server
+    token_server.expires_in, token_server.public = saved
+
+
+@pytest.fixture(scope="session")
+def tls(auth_dir):
+    return make_tls(auth_dir)
+
+
+@pytest.fixture(scope="session")
+def tls_registry(registry, tls):
+    ca, cert, key = tls
+    with LocalRegistry(data_dir=registry.data_dir, tls=(cert, key), ca_file=ca) as running:
+        yield running
+
+
+@pytest.fixture
+def docker_config(tmp_path, monkeypatch):
+    """Write a Docker config.json in a fresh DOCKER_CONFIG; returns the writer."""
+    directory = tmp_path / "docker"
+    directory.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(directory))
+
+    def write(config):
+        (directory / "config.json").write_text(json.dumps(config))
+        return directory / "config.json"
+    return write

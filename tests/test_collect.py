@@ -140,17 +140,18 @@ def test_a_single_tag_target_lists_only_that_tag(registry, pusher, ledger, ns):
     pusher.image(f"{ns}/app", "other", seed=ns + "o")
     ledger.collect(f"{registry.host}/{ns}/app:wanted")
     assert [e["tag"] for e in ledger.events()] == ["wanted"]
-    assert ledger.rows("SELECT scope FROM coverage") == [{"scope": '["wanted"]'}]
+    assert ledger.rows("SELECT scope FROM coverage") == [{"scope": '{"tags": ["wanted"]}'}]
 
 
 def test_catalog_pages_are_followed_through_link_headers(registry, pusher, proxy, ns, db_path):
     from ledger import store
     from ledger.collector import collect
     from ledger.references import parse_target
+    from ledger.registry import RegistryOptions
 
     for n in range(5):
         pusher.image(f"{ns}/r{n}", "1", seed=ns)
-    result = collect([parse_target(f"{proxy.host}/{ns}/*")], page_size=2)
+    result = collect([parse_target(f"{proxy.host}/{ns}/*")], options={proxy.host: RegistryOptions(page_size=2)})
     assert sorted({o["repo"] for o in result.observations}) == [f"{ns}/r{n}" for n in range(5)]
     assert result.requests["catalog"] == proxy.counts["catalog"] >= 3
     assert any("last=" in path for _, path in proxy.log if path.startswith("/v2/_catalog"))
@@ -168,7 +169,7 @@ def test_a_failed_tag_listing_is_partial_and_never_removes(registry, pusher, pro
         if path.startswith(f"/v2/{ns}/flaky/tags/list"):
             return 503, [("Content-Type", "application/json")], b'{"errors":[{"code":"UNAVAILABLE","message":"down"}]}'
     proxy.alter_response = fail_flaky
-    result = ledger("collect", f"{proxy.host}/{ns}/*", expect=3)
+    result = ledger("collect", f"{proxy.host}/{ns}/*", "--retries", "0", expect=3)
     assert f"{ns}/flaky" in result.output and "503" in result.output
     assert ledger.rows("SELECT count(*) AS n FROM removed_tags")[0]["n"] == 0
     assert ledger.rows("SELECT status FROM runs WHERE id = 2")[0]["status"] == "partial"

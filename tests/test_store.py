@@ -5,6 +5,7 @@ from freezegun import freeze_time
 
 from ledger import store
 from ledger.collector import CollectResult
+from ledger.semantics import Scope
 
 D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
 
@@ -66,7 +67,7 @@ def test_dropped_triggers_and_views_come_back_on_open(db_path):
 ])
 def test_ledger_tables_are_append_only_for_a_plain_sqlite3_connection(db, db_path, sql):
     append(db, [observed("v1", D1, "2026-01-01T00:00:00.000000Z")],
-           [{"registry": "r.example", "repo": "app", "scope": "*", "complete": True, "tags": ["v1"],
+           [{"registry": "r.example", "repo": "app", "scope": Scope(), "complete": True, "tags": ["v1"],
              "listed_at": "2026-01-01T00:00:00.000000Z"}])
     db.execute("INSERT INTO manifests (digest, media_type, kind) VALUES (?, 'm', 'image')", [D1])
     db.execute("INSERT INTO errors (run_id, at, registry, stage, message) VALUES (1, 'x', 'r', 'ping', 'm')")
@@ -112,7 +113,7 @@ def test_state_at_a_time_is_the_last_event_before_it(db):
 
 def test_an_incomplete_listing_never_removes(db):
     append(db, [observed("v1", D1, "2026-01-01T00:00:00.000000Z")])
-    counts = append(db, coverage=[{"registry": "r.example", "repo": "app", "scope": "*", "complete": False,
+    counts = append(db, coverage=[{"registry": "r.example", "repo": "app", "scope": Scope(), "complete": False,
                                    "tags": [], "listed_at": "2026-01-02T00:00:00.000000Z", "reason": "HTTP 500"}])
     assert counts["removed"] == 0
     reason = db.execute("SELECT complete, reason FROM coverage WHERE run_id = 2").fetchone()
@@ -121,7 +122,7 @@ def test_an_incomplete_listing_never_removes(db):
 
 def test_a_listing_scoped_to_named_tags_removes_only_those(db):
     append(db, [observed("v1", D1, "2026-01-01T00:00:00.000000Z"), observed("v2", D1, "2026-01-01T00:00:00.000000Z")])
-    counts = append(db, coverage=[{"registry": "r.example", "repo": "app", "scope": {"v1"}, "complete": True,
+    counts = append(db, coverage=[{"registry": "r.example", "repo": "app", "scope": Scope(tags=frozenset({"v1"})), "complete": True,
                                    "tags": [], "listed_at": "2026-01-02T00:00:00.000000Z"}])
     assert counts["removed"] == 1
     assert [row[0] for row in db.execute("SELECT tag FROM removed_tags")] == ["v1"]
