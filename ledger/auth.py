@@ -97,9 +97,6 @@ class Credentials:
         raw = f"{self.username}:{self.password}".encode()
         return "Basic " + base64.b64encode(raw).decode()
 
-    def secrets(self):
-        return [s for s in (self.password, self.identity_token, self.registry_token) if s]
-
 
 class Authenticator:
     """The auth state of one registry, shared by the collector's threads."""

@@ -128,6 +128,9 @@ def collect_command(targets, db_path, config_path, concurrency, rps, retries, in
             options.update(file_options)
     except SettingsError as error:
         raise click.ClickException(str(error)) from None
+    for registry, settings in options.items():
+        if settings.insecure:
+            click.echo(f"warning: TLS certificates are not verified for {registry}", err=True)
     _run(db_path, parsed, [*targets] + ([f"--config {config_path}"] if config_path else []), options, quiet)
 
 

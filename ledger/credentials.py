@@ -66,7 +66,7 @@ def _from_auth_entry(entry, source):
     creds = Credentials(source=source)
     if entry.get("auth"):
         try:
-            username, _, password = base64.b64decode(entry["auth"]).decode("utf-8").partition(":")
+            username, _, password = base64.b64decode(entry["auth"], validate=True).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise CredentialsError(f"{source}: 'auth' is not base64 user:password") from None
         creds.username, creds.password = username, password

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from . import __version__
@@ -105,6 +106,8 @@ class RegistryClient:
         self.base = api_base(registry, self.options.plain_http,
                              tls=bool(self.options.ca_file or self.options.insecure))
         self.verify = self.options.ca_file or not self.options.insecure
+        if self.options.insecure:
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # the CLI warns once
         self.requests = Counter()
         self.rate_limit = {}  # Docker Hub's RateLimit-Limit / -Remaining, as last seen
         self.exhausted = False
