@@ -11,7 +11,7 @@ from . import __version__
 from .semantics import REMOVED, Observation, classify, removed_keys
 from .times import now
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 GENESIS = "0" * 64
 BUSY_TIMEOUT_MS = 30_000
 _REAPPLIED = ("triggers.sql", "indexes.sql", "views.sql")
@@ -268,11 +268,13 @@ def append_run(db, run_id, result):
         summary = "; ".join(sorted({str(e) for e in result.errors})[:5]) or None
         db.execute(
             "UPDATE runs SET finished_at = ?, status = ?, repos_listed = ?, tags_seen = ?, added = ?, moved = ?, "
-            "updated = ?, removed = ?, new_images = ?, errors = ?, requests = ?, error_summary = ?, "
+            "updated = ?, removed = ?, new_images = ?, errors = ?, requests = ?, rate_limits = ?, error_summary = ?, "
             "head_event_id = ?, head_hash = ? WHERE id = ?",
             [now(), result.status, counts["repos_listed"], counts["tags_seen"], counts["added"], counts["moved"],
              counts["updated"], counts["removed"], counts["new_images"], counts["errors"],
-             json.dumps(dict(sorted(result.requests.items()))), summary, head_id, head_hash, run_id])
+             json.dumps(dict(sorted(result.requests.items()))),
+             json.dumps(result.rate_limits, sort_keys=True) if result.rate_limits else None,
+             summary, head_id, head_hash, run_id])
     return counts
 
 

@@ -69,6 +69,8 @@ def test_an_exhausted_rate_limit_stops_the_run_as_partial_without_removals(regis
     assert "rate limit" in result.output and "0  left of 100" in result.output
     assert sum(proxy.counts.values()) <= 4  # it stopped asking
     assert ledger.rows("SELECT code FROM errors") == [{"code": "RATE_LIMIT_EXHAUSTED"}]
+    recorded = json.loads(ledger.rows("SELECT rate_limits FROM runs WHERE id = 2")[0]["rate_limits"])
+    assert recorded == {proxy.host: {"limit": 100, "remaining": 0}}
 
 
 def test_rps_paces_requests(registry, pusher, proxy, ledger, ns):

@@ -146,3 +146,26 @@ def test_a_file_that_is_not_a_ledger_is_refused(tmp_path):
     sqlite3.connect(other).execute("CREATE TABLE people (name)")
     with pytest.raises(store.StoreError, match="other tables: people"):
         store.open_db(other)
+
+
+def test_a_ledger_from_schema_version_1_is_upgraded_in_place_without_losing_a_row(tmp_path):
+    """tests/fixtures/ledger-v1.sqlite was written by the version-1 code: two runs, a move."""
+    import shutil
+    from pathlib import Path
+
+    path = tmp_path / "old.db"
+    shutil.copy(Path(__file__).parent / "fixtures" / "ledger-v1.sqlite", path)
+    old = sqlite3.connect(path)
+    assert old.execute("PRAGMA user_version").fetchone()[0] == 1
+    before = {table: old.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+              for table in ("events", "manifests", "platforms", "coverage")}
+    old.close()
+    db = store.open_db(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
+    for table, rows in before.items():
+        assert db.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall() == rows
+    assert "rate_limits" in db["runs"].columns_dict
+    assert store.verify(db).ok and store.verify(db).events == 4
+    assert db.execute("SELECT count(*) FROM replaced_tags").fetchone()[0] == 1
+    counts = append(db, [observed("v1", D1, "2030-01-01T00:00:00.000000Z")])
+    assert counts["added"] == 1 and store.verify(db).ok
