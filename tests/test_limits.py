@@ -221,3 +221,24 @@ def test_a_registry_without_a_catalog_gets_advice(registry, proxy, ledger):
     result = ledger("collect", proxy.host, expect=1)
     assert (f"{proxy.host}: catalog: this registry does not offer its catalog (HTTP 404); "
             f"name repositories instead, e.g. {proxy.host}/OWNER/REPO") in result.output
+
+
+def test_tag_lists_are_followed_through_link_pages_and_sorted(registry, pusher, proxy, ledger, ns):
+    """Registry 2.8 does not page tags; the proxy pages its real answer as newer registries do."""
+    tags = ["b", "a", "d", "c", "e"]
+    for tag in tags:
+        pusher.image(f"{ns}/app", tag, seed=ns)
+
+    def paged(method, path, status, headers, body):
+        if "/tags/list" not in path:
+            return None
+        every = sorted(json.loads(body)["tags"], reverse=True)  # deliberately unsorted
+        start = int(path.partition("last=")[2] or 0) if "last=" in path else 0
+        page = every[start:start + 2]
+        extra = [("Link", f'</v2/{ns}/app/tags/list?n=2&last={start + 2}>; rel="next"')] if start + 2 < len(every) else []
+        return 200, [("Content-Type", "application/json"), *extra], json.dumps({"name": f"{ns}/app", "tags": page}).encode()
+    proxy.alter_response = paged
+    ledger.collect(f"{proxy.host}/{ns}/app")
+    assert proxy.counts["tags"] == 3
+    seen = [e["tag"] for e in ledger.events()]
+    assert sorted(seen) == sorted(tags) and len(seen) == len(set(seen))
