@@ -6,6 +6,7 @@ import sys
 import time
 
 import click
+from tabulate import tabulate
 
 from . import __version__, store
 from .collector import collect
@@ -203,3 +204,49 @@ def verify(db_path, as_json):
         if not as_json:
             click.echo(f"{db_path}: TAMPERED: {report.problems[0]}", err=True)
         sys.exit(EXIT_FAILED)
+
+
+def _emit(rows, columns, as_json):
+    """Rows as aligned columns for people, or JSON for scripts."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    elif rows:
+        click.echo(tabulate([[row[c] for c in columns] for row in rows], headers=columns, tablefmt="simple"))
+
+
+@cli.command()
+@db_option
+@click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(1), help="How many runs, newest first.")
+@click.option("--errors", "with_errors", is_flag=True, help="Also list each run's errors.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def runs(db_path, limit, with_errors, as_json):
+    """The latest runs: status, counts, and what failed.
+
+    A run still 'running' whose process is gone is closed as failed
+    ("interrupted") by the next collect on the same host.
+    """
+    db = _open(db_path)
+    rows = list(db.query(
+        "SELECT id, started_at, finished_at, status, targets, tags_seen, added, moved, updated, removed, "
+        "new_images, errors, error_summary FROM runs ORDER BY id DESC LIMIT ?", [limit]))
+    for row in rows:
+        row["targets"] = " ".join(json.loads(row["targets"]))
+        if with_errors or as_json:
+            row["problems"] = list(db.query(
+                "SELECT stage, registry, repo, tag, http_status, code, message FROM errors WHERE run_id = ? "
+                "ORDER BY id", [row["id"]]))
+    if as_json:
+        _emit(rows, None, True)
+        return
+    if not rows:
+        click.echo(f"{db_path}: no runs yet")
+        return
+    _emit(rows, ["id", "started_at", "status", "targets", "tags_seen", "added", "moved", "updated", "removed",
+                 "new_images", "errors"], False)
+    for row in rows:
+        if row["status"] != "ok" and row["error_summary"] and not with_errors:
+            click.echo(f"run {row['id']}: {row['error_summary']}")
+        for problem in row.get("problems", []):
+            where = "/".join(filter(None, [problem["registry"], problem["repo"]])) + (
+                f":{problem['tag']}" if problem["tag"] else "")
+            click.echo(f"run {row['id']} {problem['stage']}: {where}: {problem['message']}")

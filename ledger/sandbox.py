@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -183,6 +184,10 @@ class Pusher:
             raise RuntimeError(f"delete {repo}@{digest} failed: {response.status_code} {response.text}")
 
 
+RESET = "reset"
+TRUNCATE = "truncate"
+
+
 def request_kind(method, path):
     """What a registry request is for, as the collector counts it."""
     path = path.split("?", 1)[0]
@@ -200,11 +205,13 @@ def request_kind(method, path):
 
 
 class Proxy:
-    """A loopback reverse proxy in front of a registry that counts requests by kind.
+    """A loopback reverse proxy in front of a registry that counts requests by kind and injects faults.
 
-    `alter_request(method, path, headers)` may change the forwarded headers;
+    `alter_request(method, path, headers)` may return new forwarded headers;
     `alter_response(method, path, status, headers, body)` may return a new
-    (status, headers, body). Both default to passing things through.
+    (status, headers, body), or RESET (drop the connection without an
+    answer) or TRUNCATE (promise the whole body, send half, hang up).
+    Both default to passing things through.
     """
 
     def __init__(self, upstream, latency=0.0):
@@ -228,8 +235,13 @@ class Proxy:
 
             do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass  # injected resets make broken pipes on purpose
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
         self.url = f"http://{self.host}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -275,9 +287,14 @@ class Proxy:
             payload = upstream.read()
         finally:
             connection.close()
-        if self.alter_response:
-            status, out_headers, payload = self.alter_response(method, path, status, out_headers, payload) or (
-                status, out_headers, payload)
+        action = self.alter_response(method, path, status, out_headers, payload) if self.alter_response else None
+        if action == RESET:
+            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            handler.close_connection = True
+            handler.connection.close()
+            return
+        if action not in (None, TRUNCATE):
+            status, out_headers, payload = action
         handler.send_response(status)
         for key, value in out_headers:
             if method != "HEAD" and key.lower() == "content-length":
@@ -286,5 +303,10 @@ class Proxy:
         if method != "HEAD":
             handler.send_header("Content-Length", str(len(payload)))
         handler.end_headers()
-        if method != "HEAD":
+        if action == TRUNCATE:
+            handler.wfile.write(payload[: len(payload) // 2])
+            handler.wfile.flush()
+            handler.close_connection = True
+            handler.connection.shutdown(socket.SHUT_RDWR)
+        elif method != "HEAD":
             handler.wfile.write(payload)

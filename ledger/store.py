@@ -2,6 +2,8 @@
 
 import hashlib
 import json
+import os
+import socket
 import sqlite3
 from importlib import resources
 
@@ -11,7 +13,7 @@ from . import __version__
 from .semantics import REMOVED, Observation, classify, removed_keys
 from .times import now
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 GENESIS = "0" * 64
 BUSY_TIMEOUT_MS = 30_000
 _REAPPLIED = ("triggers.sql", "indexes.sql", "views.sql")
@@ -99,12 +101,29 @@ def _chunks(values, size=500):
 
 
 def start_run(db, source, targets):
-    """Record that a run began, so an interrupted run stays visible as 'running'."""
+    """Record that a run began, so an interrupted run stays visible; close runs whose process died."""
+    host, pid = socket.gethostname(), os.getpid()
     with _immediate(db):
+        for run_id, old_pid in db.execute(
+                "SELECT id, pid FROM runs WHERE finished_at IS NULL AND host = ? AND pid IS NOT NULL", [host]):
+            if not _alive(old_pid):
+                db.execute("UPDATE runs SET finished_at = ?, status = 'failed', errors = 1, error_summary = ? "
+                           "WHERE id = ?", [now(), f"interrupted: process {old_pid} ended before the run did",
+                                            run_id])
         cursor = db.execute(
-            "INSERT INTO runs (started_at, status, source, targets, tool_version) VALUES (?, 'running', ?, ?, ?)",
-            [now(), source, json.dumps(list(targets)), __version__])
+            "INSERT INTO runs (started_at, status, source, targets, tool_version, host, pid) "
+            "VALUES (?, 'running', ?, ?, ?, ?, ?)", [now(), source, json.dumps(list(targets)), __version__, host, pid])
         return cursor.lastrowid
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _immediate:
