@@ -2,7 +2,11 @@
 
 import json
 import os
+import random
+import re
+import signal
 import sys
+import threading
 import time
 
 import click
@@ -58,35 +62,40 @@ class _Progress:
             self.bar = None
 
 
-@cli.command(name="collect")
-@click.argument("targets", nargs=-1)
-@db_option
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
-              help="A TOML file of registries with their own targets, credentials, TLS and limits.")
-@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 256),
-              help="Requests in flight at once, per registry.")
-@click.option("--rps", type=click.FloatRange(min=0.1), metavar="N", help="At most N requests per second, per registry.")
-@click.option("--retries", default=4, show_default=True, type=click.IntRange(0, 10),
-              help="Retries on connection errors, 5xx and 429, with backoff.")
-@click.option("--include-tags", metavar="REGEX", help="Only tags this regex matches (searched; anchor with ^ $).")
-@click.option("--exclude-tags", metavar="REGEX", help="Skip tags this regex matches.")
-@click.option("--plain-http", is_flag=True,
-              help="Use plain HTTP for every registry (localhost and 127.0.0.0/8 always may).")
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), metavar="PEM",
-              help="Trust this CA bundle for TLS.")
-@click.option("--insecure", is_flag=True, help="Skip TLS certificate verification (not recommended).")
-@click.option("--username", envvar="LEDGER_USERNAME", metavar="USER",
-              help="User name for the registries named here (env LEDGER_USERNAME).")
-@click.option("--password-stdin", is_flag=True,
-              help="Read the password or token from standard input (or set LEDGER_PASSWORD).")
-@click.option("--docker-config", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Docker config to read credentials from [default: $DOCKER_CONFIG/config.json or "
-                   "~/.docker/config.json].")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary; errors only.")
-def collect_command(targets, db_path, config_path, concurrency, rps, retries, include_tags, exclude_tags, plain_http,
-                    ca_file, insecure, username, password_stdin, docker_config, quiet):
-    """Record what every tag of TARGETS points to now: one run.
+def collect_options(command):
+    """The options `collect` and `watch` share."""
+    for option in reversed([
+        click.argument("targets", nargs=-1),
+        db_option,
+        click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
+                     help="A TOML file of registries with their own targets, credentials, TLS and limits."),
+        click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 256),
+                     help="Requests in flight at once, per registry."),
+        click.option("--rps", type=click.FloatRange(min=0.1), metavar="N",
+                     help="At most N requests per second, per registry."),
+        click.option("--retries", default=4, show_default=True, type=click.IntRange(0, 10),
+                     help="Retries on connection errors, 5xx and 429, with backoff."),
+        click.option("--include-tags", metavar="REGEX", help="Only tags this regex matches (searched; anchor with ^ $)."),
+        click.option("--exclude-tags", metavar="REGEX", help="Skip tags this regex matches."),
+        click.option("--plain-http", is_flag=True,
+                     help="Use plain HTTP for every registry (localhost and 127.0.0.0/8 always may)."),
+        click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), metavar="PEM",
+                     help="Trust this CA bundle for TLS."),
+        click.option("--insecure", is_flag=True, help="Skip TLS certificate verification (not recommended)."),
+        click.option("--username", envvar="LEDGER_USERNAME", metavar="USER",
+                     help="User name for the registries named here (env LEDGER_USERNAME)."),
+        click.option("--password-stdin", is_flag=True,
+                     help="Read the password or token from standard input (or set LEDGER_PASSWORD)."),
+        click.option("--docker-config", type=click.Path(dir_okay=False), metavar="FILE",
+                     help="Docker config to read credentials from [default: $DOCKER_CONFIG/config.json or "
+                          "~/.docker/config.json]."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary; errors only."),
+    ]):
+        command = option(command)
+    return command
 
+
+_TARGET_HELP = """
     \b
     TARGET is one of:
       HOST[:PORT]            every repository, via the catalog
@@ -98,10 +107,37 @@ def collect_command(targets, db_path, config_path, concurrency, rps, retries, in
 
     Credentials come from the Docker config (auths, credHelpers, credsStore),
     or --username with --password-stdin / LEDGER_PASSWORD.
+"""
 
+
+@cli.command(name="collect")
+@collect_options
+def collect_command(**flags):
+    """Record what every tag of TARGETS points to now: one run."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        status = _run(*_prepare(**flags))
+    except KeyboardInterrupt:
+        raise click.ClickException("interrupted: the run is recorded as failed and nothing else was appended") from None
+    if status == "failed":
+        sys.exit(EXIT_FAILED)
+    if status == "partial":
+        sys.exit(EXIT_PARTIAL)
+
+
+collect_command.help += _TARGET_HELP + """
     Exits 0 when the run is ok, 3 when it is partial (some repos or tags
     failed; nothing false was recorded), 1 when it failed.
-    """
+"""
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _prepare(targets, db_path, config_path, concurrency, rps, retries, include_tags, exclude_tags, plain_http,
+             ca_file, insecure, username, password_stdin, docker_config, quiet):
+    """Targets and per-registry options from the flags and the config file."""
     if not targets and not config_path:
         raise click.UsageError("name at least one TARGET, or --config FILE")
     try:
@@ -132,31 +168,36 @@ def collect_command(targets, db_path, config_path, concurrency, rps, retries, in
     for registry, settings in options.items():
         if settings.insecure:
             click.echo(f"warning: TLS certificates are not verified for {registry}", err=True)
-    _run(db_path, parsed, [*targets] + ([f"--config {config_path}"] if config_path else []), options, quiet)
+    described = [*targets] + ([f"--config {config_path}"] if config_path else [])
+    return db_path, parsed, described, options, quiet
 
 
 def _run(db_path, parsed, described, options, quiet):
+    """One run, appended in one transaction; returns its status."""
     db = _open(db_path)
-    known = {row[0] for row in db.execute("SELECT digest FROM manifests")}
-    ledger_repos = {}
-    for registry, repo in db.execute("SELECT DISTINCT registry, repo FROM tag_state WHERE kind != 'removed'"):
-        ledger_repos.setdefault(registry, set()).add(repo)
-    run_id = store.start_run(db, "registry", described)
-    started = time.monotonic()
-    progress = _Progress(not quiet and sys.stderr.isatty())
     try:
-        result = collect(parsed, known, ledger_repos, options=options, progress=progress)
-    except KeyboardInterrupt:
-        progress.close()
-        store.finish_failed_run(db, run_id, "interrupted")
-        raise click.ClickException(f"run {run_id} interrupted; nothing was recorded") from None
+        known = {row[0] for row in db.execute("SELECT digest FROM manifests")}
+        ledger_repos = {}
+        for registry, repo in db.execute("SELECT DISTINCT registry, repo FROM tag_state WHERE kind != 'removed'"):
+            ledger_repos.setdefault(registry, set()).add(repo)
+        run_id = store.start_run(db, "registry", described)
+        started = time.monotonic()
+        progress = _Progress(not quiet and sys.stderr.isatty())
+        try:
+            result = collect(parsed, known, ledger_repos, options=options, progress=progress)
+        except KeyboardInterrupt:
+            progress.close()
+            store.finish_failed_run(db, run_id, "interrupted: stopped by a signal")
+            raise
+        finally:
+            progress.close()
+        try:
+            counts = store.append_run(db, run_id, result)
+        except Exception as error:  # the ledger must still say the run happened and failed
+            store.finish_failed_run(db, run_id, f"could not append: {error}")
+            raise click.ClickException(f"{db_path}: run {run_id} could not be appended: {error}") from None
     finally:
-        progress.close()
-    try:
-        counts = store.append_run(db, run_id, result)
-    except Exception as error:  # the ledger must still say the run happened and failed
-        store.finish_failed_run(db, run_id, f"could not append: {error}")
-        raise click.ClickException(f"{db_path}: run {run_id} could not be appended: {error}") from None
+        db.close()
     elapsed = time.monotonic() - started
     for error in result.errors[:20]:
         click.echo(f"error: {error}", err=True)
@@ -164,10 +205,7 @@ def _run(db_path, parsed, described, options, quiet):
         click.echo(f"error: ... and {len(result.errors) - 20} more (see the errors table, run {run_id})", err=True)
     if not quiet:
         _summary(run_id, result, counts, elapsed)
-    if result.status == "failed":
-        sys.exit(EXIT_FAILED)
-    if result.status == "partial":
-        sys.exit(EXIT_PARTIAL)
+    return result.status
 
 
 def _summary(run_id, result, counts, elapsed):
@@ -250,3 +288,59 @@ def runs(db_path, limit, with_errors, as_json):
             where = "/".join(filter(None, [problem["registry"], problem["repo"]])) + (
                 f":{problem['tag']}" if problem["tag"] else "")
             click.echo(f"run {row['id']} {problem['stage']}: {where}: {problem['message']}")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_interval(text):
+    """`90`, `30s`, `15m`, `1h`, `1d` -> seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
+    if not match or float(match.group(1)) <= 0:
+        raise click.BadParameter(f"{text!r} is not an interval like 30s, 15m, 1h")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+@cli.command()
+@collect_options
+@click.option("--every", default="15m", show_default=True, metavar="INTERVAL",
+              help="Time between runs: 30s, 15m, 1h.")
+@click.option("--jitter", default=0.1, show_default=True, type=click.FloatRange(0, 0.5),
+              help="Vary each wait by up to this share of the interval, so many watchers spread out.")
+def watch(every, jitter, **flags):
+    """Collect TARGETS on a schedule, forever.
+
+    A failed run is recorded and the next one goes ahead. SIGINT or SIGTERM
+    lets the current run finish and exits 0; a second signal abandons the
+    run (recorded as interrupted) and exits 0.
+    """
+    interval = parse_interval(every)
+    prepared = _prepare(**flags)
+    stop = threading.Event()
+    running = threading.Event()
+
+    def on_signal(signum, frame):
+        if stop.is_set() and running.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        if running.is_set():
+            click.echo("watch: finishing the current run, then stopping (signal again to abandon it)", err=True)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stop.is_set():
+        running.set()
+        try:
+            _run(*prepared)
+        except KeyboardInterrupt:
+            click.echo("watch: run abandoned", err=True)
+            break
+        except click.ClickException as error:
+            click.echo(f"error: {error.format_message()}", err=True)
+        finally:
+            running.clear()
+        stop.wait(interval * (1 + random.uniform(-jitter, jitter)))
+    click.echo("watch: stopped", err=True)
+
+
+watch.help += _TARGET_HELP

@@ -110,17 +110,22 @@ class _Work:
     def run(self, pool):
         for repo, scope in sorted(self._scopes().items()):
             self._submit(pool, (self.client.fetch_tags, (repo,), {"scope": scope}))
-        while self.futures:
-            done, _ = wait(self.futures, return_when=FIRST_COMPLETED)
-            for future in done:
-                fetch, args, context = self.futures.pop(future)
-                try:
-                    value = future.result()
-                    follow = self.handlers[fetch](args, context, value)
-                except RegistryError as error:
-                    follow = self._on_error(fetch, args, context, error)
-                for job in follow:
-                    self._submit(pool, job)
+        try:
+            while self.futures:
+                done, _ = wait(self.futures, return_when=FIRST_COMPLETED)
+                for future in done:
+                    fetch, args, context = self.futures.pop(future)
+                    try:
+                        value = future.result()
+                        follow = self.handlers[fetch](args, context, value)
+                    except RegistryError as error:
+                        follow = self._on_error(fetch, args, context, error)
+                    for job in follow:
+                        self._submit(pool, job)
+        except BaseException:
+            for future in self.futures:
+                future.cancel()  # an interrupted run stops asking at once
+            raise
 
     def _submit(self, pool, job):
         fetch, args, context = job

@@ -1,0 +1,101 @@
+"""`ledger watch`: a schedule that survives failed runs and stops cleanly on a signal."""
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ledger.cli import parse_interval
+from ledger.sandbox import Proxy
+
+
+def runs(path):
+    try:
+        conn = sqlite3.connect(path, timeout=10)
+        rows = conn.execute("SELECT status, finished_at FROM runs ORDER BY id").fetchall()
+        conn.close()
+        return rows
+    except sqlite3.OperationalError:
+        return []
+
+
+def wait_for(predicate, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def watch(target, db, *extra):
+    return subprocess.Popen([sys.executable, "-m", "ledger", "watch", target, "--db", db, "-q", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_watch_survives_a_failed_run_and_stops_on_sigterm_with_exit_0(registry, pusher, proxy, ns, tmp_path):
+    pusher.image(f"{ns}/app", "1", seed=ns)
+    db = str(tmp_path / "w.db")
+    proxy.alter_response = lambda *a: (503, [("Content-Type", "text/plain")], b"down")
+    process = watch(f"{proxy.host}/{ns}/app", db, "--every", "0.3s", "--retries", "0")
+    assert wait_for(lambda: any(status == "failed" for status, _ in runs(db)))
+    proxy.alter_response = None
+    assert wait_for(lambda: any(status == "ok" for status, _ in runs(db)))
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "watch: stopped" in err
+    assert all(finished for _, finished in runs(db))
+
+
+def test_sigint_during_a_run_lets_it_finish(registry, pusher, ns, tmp_path):
+    for n in range(12):
+        pusher.image(f"{ns}/app", f"t{n}", seed=ns + str(n))
+    db = str(tmp_path / "w.db")
+    with Proxy(registry.host, latency=0.1) as slow:
+        process = watch(f"{slow.host}/{ns}/app", db, "--every", "1h", "--concurrency", "2")
+        assert wait_for(lambda: slow.counts["head"] >= 2)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "finishing the current run" in err
+    assert runs(db) and runs(db)[-1][0] == "ok"
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM current_tags").fetchone()[0] == 12
+
+
+def test_a_second_signal_abandons_the_run_and_records_it(registry, pusher, ns, tmp_path):
+    for n in range(20):
+        pusher.image(f"{ns}/app", f"t{n}", seed=ns + str(n))
+    db = str(tmp_path / "w.db")
+    with Proxy(registry.host, latency=0.2) as slow:
+        process = watch(f"{slow.host}/{ns}/app", db, "--every", "1h", "--concurrency", "1")
+        assert wait_for(lambda: slow.counts["head"] >= 1)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+        heads = slow.counts["head"]
+    assert process.returncode == 0, err
+    assert "run abandoned" in err
+    assert heads < 20  # it stopped asking
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT status, error_summary FROM runs").fetchall() == [
+        ("failed", "interrupted: stopped by a signal")]
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("text,seconds", [("90", 90), ("30s", 30), ("15m", 900), ("1h", 3600), ("0.5s", 0.5),
+                                          ("1d", 86400)])
+def test_intervals_read_like_durations(text, seconds):
+    assert parse_interval(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0", "-1m", "soon", "15 minutes"])
+def test_bad_intervals_are_refused(text):
+    import click
+    with pytest.raises(click.BadParameter):
+        parse_interval(text)
