@@ -75,6 +75,16 @@ def _error_code(response):
         return None, None
 
 
+def next_link(header):
+    """The URL of `rel="next"` in a `Link` header, or None (requests' parser, which never raises)."""
+    if not header:
+        return None
+    for link in requests.utils.parse_header_links(header):
+        if "next" in (link.get("rel") or "").split() and link.get("url"):
+            return link["url"]
+    return None
+
+
 def retry_after(value, now=None):
     """Seconds to wait from a `Retry-After` header (seconds or an HTTP date), or None."""
     if not value:
@@ -291,7 +301,7 @@ class RegistryClient:
                 raise self._fail(f"{stage}: pagination loops at {url}", stage, **where)
             seen.add(url)
             response = self._request("GET", url, stage, stream=True, scopes=scopes, **where)
-            nxt = response.links.get("next", {}).get("url")
+            nxt = next_link(response.headers.get("Link"))
             page = self._json(response, MAX_LIST_BYTES, stage, **where)
             values = page.get(key)
             if values is None:
