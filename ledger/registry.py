@@ -16,7 +16,7 @@ from requests.adapters import HTTPAdapter
 
 from . import __version__
 from .auth import Authenticator, AuthError, Credentials
-from .manifests import ACCEPT, ManifestError, compute_digest, valid_digest, verify_digest
+from .manifests import ACCEPT, ManifestError, compute_digest, parse_manifest, valid_digest, verify_digest
 from .references import api_base
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
@@ -377,8 +377,14 @@ class RegistryClient:
         media_type = (response.headers.get("Content-Type") or "").split(";", 1)[0].strip() or None
         size = response.headers.get("Content-Length")
         if digest is None:
-            # Some registries omit the header on HEAD: the digest is then the hash of the body.
+            # Some registries omit the header on HEAD: the digest is then the hash of the body,
+            # but only of a body that is a manifest (not a login page or an error in disguise).
             body, media_type, digest = self.fetch_manifest(repo, tag, tag=tag)
+            try:
+                parse_manifest(body, digest, media_type)
+            except ManifestError as error:
+                raise self._fail(f"head: no Docker-Content-Digest, and the manifest is not one ({error})", "head",
+                                 repo=repo, tag=tag, code="MANIFEST_INVALID") from None
             return digest, media_type, len(body)
         if not valid_digest(digest):
             raise self._fail(f"head: invalid Docker-Content-Digest {digest!r}", "head", repo=repo, tag=tag)

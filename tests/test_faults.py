@@ -140,3 +140,17 @@ def test_an_index_pointing_at_a_missing_child(registry, pusher, ledger, ns):
     assert ledger.rows("SELECT digest FROM current_tags") == [{"digest": index}]
     assert ledger.rows("SELECT count(*) AS n FROM manifests WHERE digest = ?", [index])[0]["n"] == 0
     assert ledger.rows("SELECT count(*) AS n FROM platforms")[0]["n"] == 0
+
+
+def test_a_head_without_a_digest_and_a_body_that_is_not_a_manifest_records_nothing(registry, pusher, proxy, ledger,
+                                                                                   ns):
+    """Found by the soak: the hash of a garbage body once became a false 'moved'."""
+    pusher.image(f"{ns}/app", "1", seed=ns)
+
+    def garbage(method, path, status, headers, body):
+        if "/manifests/" in path:
+            return 200, [("Content-Type", "application/json")], b'{"tags": [oops'
+    proxy.alter_response = garbage
+    result = ledger("collect", f"{proxy.host}/{ns}/app", expect=3)
+    assert "no Docker-Content-Digest, and the manifest is not one" in result.output
+    assert ledger.events() == []
