@@ -173,7 +173,6 @@ class RegistryClient:
             if not self.auth.learn(challenge):
                 return response
             self.auth.forget(scopes)
-        return response
 
     def _request(self, method, url, stage, *, headers=None, stream=False, scopes=(), **where):
         """A request with retries on connection errors, 5xx and 429; errors become RegistryError."""

@@ -7,7 +7,6 @@ credentials to the Docker config and its helpers.
 import os
 import re
 import tomllib
-from dataclasses import fields
 
 from .auth import Credentials
 from .credentials import CredentialsError, from_docker_config
@@ -85,7 +84,6 @@ def load_config(path):
 
 
 def _options(registry, merged, where):
-    kinds = {f.name: f.type for f in fields(RegistryOptions)}
     values = {}
     for key in ("ca_file", "insecure", "plain_http", "concurrency", "rps", "retries", "include_tags", "exclude_tags"):
         if key not in merged:
@@ -115,5 +113,4 @@ def _options(registry, merged, where):
         creds = credentials_for(registry, docker_config=merged.get("docker_config"))
     else:
         raise SettingsError(f"{where}: credentials must be \"docker\", \"env\" or \"none\"")
-    assert set(values) <= set(kinds)
     return RegistryOptions(credentials=creds, **values)

@@ -96,7 +96,7 @@ def check_runs(db, since, truth):
     mismatches = []
     if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
         conn.close()
-        return mismatches, since, Counter()  # killed before the schema was first applied
+        return mismatches, since  # killed before the schema was first applied
     rows = conn.execute("SELECT id, status FROM runs WHERE id > ? ORDER BY id", [since]).fetchall()
     for run_id, status in rows:
         for kind, repo, tag, digest in conn.execute(
@@ -115,7 +115,7 @@ def check_runs(db, since, truth):
         mismatches.append("integrity_check failed")
     last = rows[-1][0] if rows else since
     conn.close()
-    return mismatches, last, Counter(status for _, status in rows)
+    return mismatches, last
 
 
 def main():
@@ -133,7 +133,7 @@ def main():
     repos = [f"soak/r{n}" for n in range(args.repos)]
     tags = [f"t{n}" for n in range(args.tags)] + ["latest", "v1.0"]
     started = time.monotonic()
-    changes, statuses, mismatches = Counter(), Counter(), []
+    changes, mismatches = Counter(), []
     kills, last_run = 0, 0
     with LocalRegistry() as registry, Proxy(registry.host) as proxy:
         pusher = Pusher(registry.url)
@@ -155,14 +155,12 @@ def main():
                     process.kill()
                     kills += 1
             process.wait()
-            found, last_run, seen = check_runs(db, last_run, truth)
+            found, last_run = check_runs(db, last_run, truth)
             mismatches += found
-            statuses.update(seen)
         proxy.alter_response = None
         final = subprocess.run([sys.executable, "-m", "ledger", "collect", "-q", target, "--db", db])
-        found, last_run, seen = check_runs(db, last_run, true_state(registry, repos))
+        found, last_run = check_runs(db, last_run, true_state(registry, repos))
         mismatches += found
-        statuses.update(seen)
         if final.returncode != 0:
             mismatches.append(f"the final clean run exited {final.returncode}")
         verify = subprocess.run([sys.executable, "-m", "ledger", "verify", "--db", db], capture_output=True,
@@ -172,8 +170,11 @@ def main():
         requests_made = sum(proxy.counts.values())
     conn = sqlite3.connect(db)
     events = dict(conn.execute("SELECT kind, count(*) FROM events GROUP BY kind").fetchall())
-    print(f"runs            {args.runs + 1} ({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}; "
-          f"{args.runs + 1 - sum(statuses.values())} killed before recording a run)")
+    final_statuses = Counter()
+    for status, summary in conn.execute("SELECT status, error_summary FROM runs"):
+        final_statuses["interrupted" if (summary or "").startswith("interrupted") else status] += 1
+    print(f"runs            {args.runs + 1} ({', '.join(f'{k} {v}' for k, v in sorted(final_statuses.items()))}; "
+          f"{args.runs + 1 - sum(final_statuses.values())} killed before recording a run)")
     print(f"kills           {kills} (SIGKILL mid-run)")
     print(f"changes         {sum(changes.values())} ({', '.join(f'{k} {v}' for k, v in sorted(changes.items()))})")
     print(f"requests        {requests_made}")

@@ -3,7 +3,6 @@
 import os
 import shutil
 
-import pytest
 
 
 def test_first_collect_records_every_tag_as_added(registry, pusher, ledger, ns):
