@@ -75,6 +75,8 @@ def test_bad_input_is_one_clear_line_and_a_nonzero_exit(tmp_path):
         (["collect", "127.0.0.1:5000/App"], 2, "invalid repository 'App'"),
         (["collect", "--concurrency", "0", "127.0.0.1:5000/app"], 2, "--concurrency"),
         (["collect"], 2, "name at least one TARGET, or --config FILE"),
+        (["collect", "--colour", "127.0.0.1:5000/app"], 2, "No such option '--colour'"),
+        (["frobnicate"], 2, "No such command 'frobnicate'"),
         (["collect", "127.0.0.1:5000/app", "--db", str(not_a_ledger)], 1, f"{not_a_ledger}: not a ledger"),
         (["collect", "127.0.0.1:5000/app", "--db", str(tmp_path / "no" / "such" / "dir.db")], 1, "cannot open"),
         (["verify", "--db", str(not_a_ledger)], 1, "not a ledger"),

@@ -107,3 +107,26 @@ def test_kill_9_at_any_moment_leaves_a_sound_ledger_and_the_next_run_completes(r
                            "count(*) AS runs FROM runs")[0]
     assert statuses["ok"] + statuses["interrupted"] == statuses["runs"]
     assert statuses["interrupted"] >= 3  # kills landed mid-run, not only during start-up
+
+
+def test_datasette_reads_while_collects_write(registry, pusher, ledger, ns):
+    import asyncio
+
+    from datasette.app import Datasette
+
+    for n in range(10):
+        pusher.image(f"{ns}/app", f"t{n}", seed=ns + str(n))
+    ledger.collect(f"{registry.host}/{ns}/app:t0")
+    datasette = Datasette([ledger.path])
+
+    async def count():
+        response = await datasette.client.get("/ledger/current_tags.json", params={"_shape": "array"})
+        assert response.status_code == 200, response.text
+        return len(response.json())
+
+    writer = collect_process(f"{registry.host}/{ns}/app", ledger.path)
+    counts = []
+    while writer.poll() is None or len(counts) < 5:
+        counts.append(asyncio.run(count()))
+    assert writer.returncode == 0
+    assert counts[0] >= 1 and counts[-1] == 10 and counts == sorted(counts)
