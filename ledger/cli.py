@@ -1,5 +1,6 @@
 """The `ledger` command line: thin wrappers over collector and store."""
 
+import csv
 import json
 import os
 import random
@@ -12,11 +13,12 @@ import time
 import click
 from tabulate import tabulate
 
-from . import __version__, store
+from . import __version__, reads, store
 from .collector import collect
 from .references import ReferenceError, parse_target
 from .registry import RegistryOptions
 from .settings import SettingsError, check_regex, credentials_for, load_config
+from .times import parse_when
 
 EXIT_FAILED, EXIT_PARTIAL = 1, 3
 
@@ -244,20 +246,108 @@ def verify(db_path, as_json):
         sys.exit(EXIT_FAILED)
 
 
-def _emit(rows, columns, as_json):
-    """Rows as aligned columns for people, or JSON for scripts."""
+_SHORT = ("digest", "image", "prev_digest")
+
+
+def output_options(command):
+    """--json and --csv for scripts; aligned columns otherwise."""
+    command = click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")(command)
+    command = click.option("--json", "as_json", is_flag=True, help="Print JSON.")(command)
+    return click.option("--full", is_flag=True, help="Full digests in the table (JSON and CSV always have them).")(
+        command)
+
+
+def _emit(rows, columns, as_json=False, as_csv=False, full=False, empty="nothing"):
+    """Rows as aligned columns for people, or JSON / CSV for scripts."""
     if as_json:
         click.echo(json.dumps(rows, indent=2))
+    elif as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
     elif rows:
-        click.echo(tabulate([[row[c] for c in columns] for row in rows], headers=columns, tablefmt="simple"))
+        def cell(column, value):
+            if column in _SHORT and value and not full:
+                return value[:19]
+            return value
+        click.echo(tabulate([[cell(c, row[c]) for c in columns] for row in rows], headers=columns,
+                            tablefmt="simple"))
+    else:
+        click.echo(empty, err=True)
+
+
+def _when(text, db=None):
+    """TIME as people type it, or a run id (`42` or `run:42`: the moment that run finished)."""
+    run = re.fullmatch(r"(?:run:)?(\d+)", text.strip())
+    if run and db is not None and len(run.group(1)) < 8:
+        found = db.execute("SELECT finished_at FROM runs WHERE id = ?", [int(run.group(1))]).fetchone()
+        if not found or not found[0]:
+            raise click.BadParameter(f"run {run.group(1)} is not a finished run", param_hint="TIME")
+        return found[0]
+    try:
+        return parse_when(text)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="TIME") from None
+
+
+@cli.command()
+@click.argument("pattern", required=False)
+@db_option
+@output_options
+def tags(pattern, db_path, as_json, as_csv, full):
+    """What every tag points to now; PATTERN globs `registry/repo` or `registry/repo:tag`."""
+    rows = reads.current_tags(_open(db_path), pattern)
+    _emit(rows, ["registry", "repo", "tag", "digest", "image", "created", "last_changed"], as_json, as_csv, full,
+          empty="no tags")
+
+
+@cli.command()
+@click.argument("reference")
+@db_option
+@output_options
+def history(reference, db_path, as_json, as_csv, full):
+    """Every event of one tag (REGISTRY/REPO:TAG), oldest first."""
+    try:
+        rows = reads.history(_open(db_path), reference)
+    except (ReferenceError, ValueError) as error:
+        raise click.BadParameter(str(error), param_hint="REFERENCE") from None
+    _emit(rows, ["event_id", "observed_at", "kind", "prev_digest", "digest", "created", "run_id"], as_json, as_csv,
+          full, empty=f"no events for {reference}")
+
+
+@cli.command()
+@click.argument("time")
+@click.argument("pattern", required=False)
+@db_option
+@output_options
+def at(time, pattern, db_path, as_json, as_csv, full):
+    """What every tag pointed to at TIME: '2026-11-20T14:00:00Z', '2 days ago', a date, or a run id."""
+    db = _open(db_path)
+    rows = reads.state_at(db, _when(time, db), pattern)
+    _emit(rows, ["registry", "repo", "tag", "digest", "image", "since", "run_id"], as_json, as_csv, full,
+          empty="no tags at that time")
+
+
+@cli.command()
+@click.option("--since", required=True, metavar="TIME", help="Changes after TIME ('1 day ago', a date, a run id).")
+@click.option("--until", metavar="TIME", help="Up to TIME [default: now].")
+@click.argument("pattern", required=False)
+@db_option
+@output_options
+def changes(since, until, pattern, db_path, as_json, as_csv, full):
+    """Tags added, moved, updated and removed in a window."""
+    db = _open(db_path)
+    rows = reads.changes(db, _when(since, db), _when(until, db) if until else None, pattern)
+    _emit(rows, ["observed_at", "kind", "registry", "repo", "tag", "prev_digest", "digest", "run_id"], as_json,
+          as_csv, full, empty="no changes")
 
 
 @cli.command()
 @db_option
 @click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(1), help="How many runs, newest first.")
 @click.option("--errors", "with_errors", is_flag=True, help="Also list each run's errors.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def runs(db_path, limit, with_errors, as_json):
+@output_options
+def runs(db_path, limit, with_errors, as_json, as_csv, full):
     """The latest runs: status, counts, and what failed.
 
     A run still 'running' whose process is gone is closed as failed
@@ -273,14 +363,12 @@ def runs(db_path, limit, with_errors, as_json):
             row["problems"] = list(db.query(
                 "SELECT stage, registry, repo, tag, http_status, code, message FROM errors WHERE run_id = ? "
                 "ORDER BY id", [row["id"]]))
-    if as_json:
-        _emit(rows, None, True)
+    columns = ["id", "started_at", "status", "targets", "tags_seen", "added", "moved", "updated", "removed",
+               "new_images", "errors"]
+    if as_json or as_csv or not rows:
+        _emit(rows, columns + ["finished_at", "error_summary"], as_json, as_csv, empty=f"{db_path}: no runs yet")
         return
-    if not rows:
-        click.echo(f"{db_path}: no runs yet")
-        return
-    _emit(rows, ["id", "started_at", "status", "targets", "tags_seen", "added", "moved", "updated", "removed",
-                 "new_images", "errors"], False)
+    _emit(rows, columns)
     for row in rows:
         if row["status"] != "ok" and row["error_summary"] and not with_errors:
             click.echo(f"run {row['id']}: {row['error_summary']}")

@@ -50,3 +50,35 @@ def normalise_created(value):
             return None
     return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (
         moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
+
+
+_AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|second|m|min|minute|h|hour|d|day|w|week)s?\s+ago\s*$", re.I)
+_AGO_SECONDS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
+                "d": 86400, "day": 86400, "w": 604800, "week": 604800}
+
+
+def parse_when(text):
+    """A moment people type, as fixed-width UTC text: 'now', '2 days ago', '2026-11-20', or RFC 3339.
+
+    A bare date means the end of that day (UTC). Raises ValueError with the text in it.
+    """
+    value = (text or "").strip()
+    if value.lower() == "now":
+        return now()
+    match = _AGO.match(value)
+    if match:
+        seconds = float(match.group(1)) * _AGO_SECONDS[match.group(2).lower()]
+        return format_instant(datetime.now(timezone.utc) - timedelta(seconds=seconds))
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        try:
+            day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a date") from None
+        return format_instant(day + timedelta(days=1, microseconds=-1))
+    match = _RFC3339.match(value)
+    if match and match.group(8):
+        whole = normalise_created(value)
+        if whole:
+            fraction = (match.group(7) or "")[:6].ljust(6, "0")
+            return whole[:19] + f".{fraction}Z" if match.group(8) in ("Z", "z", "UTC") else whole[:19] + ".000000Z"
+    raise ValueError(f"{text!r} is not a time: use 'now', '3 days ago', 2026-11-20 or 2026-11-20T14:00:00Z")
