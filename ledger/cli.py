@@ -6,9 +6,12 @@ import os
 import random
 import re
 import signal
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import click
 from tabulate import tabulate
@@ -432,3 +435,47 @@ def watch(every, jitter, **flags):
 
 
 watch.help += _TARGET_HELP
+
+
+def serving_metadata(db_path):
+    """metadata.yml keyed to this ledger's database name (the file stem), which Datasette requires."""
+    import yaml
+    from importlib import resources
+
+    metadata = yaml.safe_load(resources.files("ledger").joinpath("metadata.yml").read_text(encoding="utf-8"))
+    name = Path(db_path).stem
+    databases = metadata.get("databases", {})
+    if "ledger" in databases:
+        databases[name] = databases.pop("ledger")
+    metadata["description_html"] = metadata.get("description_html", "").replace('href="/ledger/', f'href="/{name}/')
+    return metadata
+
+
+@cli.command()
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; the default keeps it on this machine.")
+@click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+def serve(db_path, host, port):
+    """Browse the ledger in Datasette, read-only, with its metadata and canned queries."""
+    if not Path(db_path).exists():
+        raise click.ClickException(f"{db_path}: no such ledger (run `ledger collect` first)")
+    _open(db_path).close()  # refuses a file that is not a ledger; upgrades an old one
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="ledger-metadata-", delete=False) as handle:
+        json.dump(serving_metadata(db_path), handle)
+    click.echo(f"serving {db_path} at http://{host}:{port}/{Path(db_path).stem}", err=True)
+    child = subprocess.Popen([sys.executable, "-m", "datasette", "serve", str(db_path), "--metadata", handle.name,
+                              "--host", host, "--port", str(port)])
+    stopped = []
+
+    def stop(signum, frame):
+        stopped.append(signum)
+        child.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        code = child.wait()
+    finally:
+        os.unlink(handle.name)
+    sys.exit(0 if stopped else code)
