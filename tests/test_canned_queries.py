@@ -31,7 +31,7 @@ def site(registry, pusher, proxy, ledger, ns):
             assert response.status_code == 200, response.text
             return response.json()
         return asyncio.run(get())
-    return {"query": query, "a": a, "b": b, "image_a": image_a, "ns": ns, "times": times, "host": registry.host}
+    return {"query": query, "path": ledger.path, "a": a, "b": b, "image_a": image_a, "ns": ns, "times": times, "host": registry.host}
 
 
 def test_state_at_a_time_now_and_by_pattern(site):
@@ -89,3 +89,29 @@ def test_runs_with_problems_and_stale_coverage(site):
     stale = q("stale_coverage", since=site["times"][2])
     assert {r["repo"] for r in stale} == {f"{ns}/app", f"{ns}/tool"}
     assert {r["repo"] for r in q("stale_coverage", since=site["times"][0])} == {f"{ns}/tool"}
+
+
+def test_the_changes_feed_is_valid_atom_and_filters_by_pattern(site):
+    import xml.etree.ElementTree as ElementTree
+
+    rows = site["query"]("changes_feed")
+    titles = [r["atom_title"].split(":", 1)[0] for r in rows]
+    assert set(titles[:2]) == {"removed", "moved"} and "new image" in titles
+    assert all(r["atom_updated"].endswith("Z") for r in rows)
+    assert site["query"]("changes_feed", pattern="*/nothing") == []
+
+    async def atom(params):
+        from datasette.app import Datasette
+        from ledger.cli import serving_metadata
+        path = site["path"]
+        response = await Datasette([path], metadata=serving_metadata(path)).client.get(
+            "/ledger/changes_feed.atom", params=params)
+        return response
+    response = asyncio.run(atom({"pattern": f"*/{site['ns']}/app"}))
+    assert response.status_code == 200 and "xml" in response.headers["content-type"]
+    feed = ElementTree.fromstring(response.content)
+    assert feed.tag == "{http://www.w3.org/2005/Atom}feed"
+    namespace = {"a": "http://www.w3.org/2005/Atom"}
+    entries = [e.find("a:title", namespace).text for e in feed.findall("a:entry", namespace)]
+    assert f"moved: {site['host']}/{site['ns']}/app:v1.2.3" in entries
+    assert all("/tool:" not in title for title in entries)
