@@ -1,0 +1,109 @@
+"""Store benchmark: build a synthetic ledger through the store's own append API, then time every
+view and canned query on it. Prints the figures.
+
+    .venv/bin/python scripts/bench_store.py --events 1000000 --tags 100000
+"""
+
+import argparse
+import asyncio
+import hashlib
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from ledger import store
+from ledger.cli import serving_metadata
+from ledger.collector import CollectResult
+
+
+def digest(*parts):
+    return "sha256:" + hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()
+
+
+def build(path, events, tags, repos):
+    """Run 1 adds every tag; each later run moves a slice of them, until `events` events exist."""
+    db = store.open_db(path)
+    keys = [(f"bench.example/team{n % repos}/app{n % (repos * 7)}", f"v{n}") for n in range(tags)]
+    appended, run, started = 0, 0, time.monotonic()
+    batch = min(tags, 100_000)
+    while appended < events:
+        run += 1
+        chunk = keys if run == 1 else keys[((run - 2) * batch) % tags:][:batch]
+        chunk = chunk[: events - appended]
+        at = f"2026-01-01T00:00:00.{run:06d}Z"
+        observations = [{"registry": "bench.example", "repo": repo.split("/", 1)[1], "tag": tag,
+                         "digest": digest(repo, tag, run), "media_type": "application/vnd.oci.image.manifest.v1+json",
+                         "observed_at": at} for repo, tag in chunk]
+        run_id = store.start_run(db, "registry", ["bench.example"])
+        counts = store.append_run(db, run_id, CollectResult(observations=observations))
+        appended += counts["added"] + counts["moved"]
+    elapsed = time.monotonic() - started
+    db.close()
+    return appended, run, elapsed
+
+
+def timed(function, repeat=3):
+    best = None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = function()
+        took = time.perf_counter() - started
+        best = took if best is None else min(best, took)
+    return best, result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--tags", type=int, default=100_000)
+    parser.add_argument("--repos", type=int, default=500)
+    args = parser.parse_args()
+    path = Path(tempfile.mkdtemp(prefix="ledger-bench-")) / "ledger.db"
+    events, runs, elapsed = build(path, args.events, args.tags, args.repos)
+    size = os.path.getsize(path) + (os.path.getsize(str(path) + "-wal") if os.path.exists(str(path) + "-wal") else 0)
+    print(f"machine          {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"ledger           {events} events over {args.tags} tags in {runs} runs")
+    print(f"append           {events / elapsed:,.0f} events/s with the hash chain ({elapsed:.1f}s)")
+    print(f"size             {size / events:.0f} bytes per event ({size / 1e6:.0f} MB)")
+    db = store.open_db(path)
+    took, report = timed(lambda: store.verify(db), repeat=1)
+    print(f"verify           {took:.2f}s ({'ok' if report.ok else report.problems[0]})")
+    repo, tag = db.execute("SELECT repo, tag FROM events ORDER BY id DESC LIMIT 1").fetchone()
+    print("views and queries, best of 3, in Datasette's own client (limit 1000 ms):")
+    from datasette.app import Datasette
+    datasette = Datasette([str(path)], metadata=serving_metadata(path))
+
+    async def fetch(url, params):
+        response = await datasette.client.get(url, params={"_shape": "array", **params})
+        return response.status_code, response.json()
+
+    checks = [
+        ("current_tags (a page)", "/ledger/current_tags.json", {}),
+        ("tag_history of one tag", "/ledger/tag_history.json", {"repo": repo, "tag": tag}),
+        ("replaced_tags (a page)", "/ledger/replaced_tags.json", {}),
+        ("new_images (a page)", "/ledger/new_images.json", {}),
+        ("removed_tags (a page)", "/ledger/removed_tags.json", {}),
+    ] + [(f"query {name}", f"/ledger/{name}.json", params) for name, params in [
+        ("state_at", {"at": "2026-01-01T00:00:00.000003Z", "pattern": "bench.example/team7/*"}),
+        ("history_of_tag", {"ref": f"bench.example/{repo}:{tag}"}),
+        ("replaced_in_window", {"since": "2000-01-01T00:00:00Z"}),
+        ("release_tags_moved", {"pattern": "bench.example/team7/*"}),
+        ("new_images_since", {"since": "2000-01-01T00:00:00Z"}),
+        ("removed_in_window", {"since": "2000-01-01T00:00:00Z"}),
+        ("digest_usage", {"digest": digest(f"bench.example/{repo}", tag, 1)}),
+        ("runs_with_problems", {"since": "2000-01-01T00:00:00Z"}),
+        ("stale_coverage", {"since": "2000-01-01T00:00:00Z"}),
+        ("changes_feed", {"pattern": "bench.example/team7/*"}),
+    ]]
+    for label, url, params in checks:
+        took, (status, body) = timed(lambda: asyncio.run(fetch(url, params)))
+        verdict = "ok" if status == 200 else f"HTTP {status}: {str(body)[:80]}"
+        print(f"  {label:<34}{took * 1000:8.0f} ms  {verdict}")
+    took, rows = timed(lambda: db.execute("SELECT count(*) FROM current_tags").fetchone())
+    print(f"current_tags in full (count)      {took * 1000:8.0f} ms  ({rows[0]} tags)")
+
+
+if __name__ == "__main__":
+    main()
