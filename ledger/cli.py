@@ -54,7 +54,7 @@ class _Progress:
                                          show_eta=False, width=30)
             self.bar.__enter__()
 
-    def __call__(self, repos=0, tags=0, done=0):
+    def __call__(self, tags=0, done=0):
         if self.bar is None:
             return
         self.bar.length += tags

@@ -11,9 +11,8 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from .manifests import LEGACY_TYPES, ManifestError, parse_config, parse_manifest
-from .references import REPO_RE, TAG_RE
 from .hub import fetch_hub_repositories
-from .references import DOCKER_HUB
+from .references import DOCKER_HUB, REPO_RE, TAG_RE
 from .registry import RegistryClient, RegistryError, RegistryOptions
 from .semantics import Scope
 from .times import now
@@ -56,9 +55,8 @@ def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progr
             _record(result, error)
         finally:
             result.requests.update(client.requests)
-            result.requests["token"] += client.auth.token_requests
-            if not result.requests["token"]:
-                del result.requests["token"]
+            if client.auth.token_requests:
+                result.requests["token"] += client.auth.token_requests
             if client.rate_limit:
                 result.rate_limits[registry] = client.rate_limit
             client.close()
@@ -143,9 +141,7 @@ class _Work:
                 f"rate limit exhausted ({self.client.rate_limit}); run stopped early", registry=self.registry,
                 stage="ratelimit", code="RATE_LIMIT_EXHAUSTED"))
         if fetch == self.client.fetch_tags:
-            self.result.coverage.append({"registry": self.registry, "repo": args[0], "scope": context["scope"],
-                                         "complete": False, "tags": [], "listed_at": now(),
-                                         "reason": "rate limit exhausted"})
+            self._covered(args[0], context["scope"], reason="rate limit exhausted")
 
     def _scopes(self):
         """Which repos to list, each with the Scope of tags its listing speaks for."""
@@ -190,6 +186,12 @@ class _Work:
             names += fetch_hub_repositories(namespace, self.client.options.credentials, self.client.options.timeout)
         return names
 
+    def _covered(self, repo, scope, tags=None, reason=None):
+        """Record what a listing of `repo` showed: its tags, or (with `reason`) that it is incomplete."""
+        self.result.coverage.append({"registry": self.registry, "repo": repo, "scope": scope,
+                                     "complete": reason is None, "tags": tags or [], "listed_at": now(),
+                                     "reason": reason})
+
     def _invalid(self, stage, message, **where):
         _record(self.result, RegistryError(message, registry=self.registry, stage=stage, code="NAME_INVALID",
                                            **where))
@@ -200,10 +202,9 @@ class _Work:
         valid = sorted({tag for tag in tags if TAG_RE.match(tag)})
         for tag in sorted(set(tags) - set(valid)):
             self._invalid("tags", f"tag list has an invalid tag name {tag!r}", repo=repo)
-        self.result.coverage.append({"registry": self.registry, "repo": repo, "scope": scope, "complete": True,
-                                     "tags": valid, "listed_at": now()})
+        self._covered(repo, scope, valid)
         wanted = [tag for tag in valid if scope.covers(tag)]
-        self.progress(repos=1, tags=len(wanted))
+        self.progress(tags=len(wanted))
         return [(self.client.fetch_head, (repo, tag), {}) for tag in wanted]
 
     def _on_head(self, args, context, resolved):
@@ -283,9 +284,7 @@ class _Work:
             return self._on_tags(args, context, [])  # the repository is gone: a complete, empty listing
         _record(self.result, error)
         if fetch == self.client.fetch_tags:
-            self.result.coverage.append({"registry": self.registry, "repo": args[0], "scope": context["scope"],
-                                         "complete": False, "tags": [], "listed_at": now(),
-                                         "reason": error.message})
+            self._covered(args[0], context["scope"], reason=error.message)
         if fetch == self.client.fetch_manifest:
             failed = args[1]
         elif fetch == self.client.fetch_blob:

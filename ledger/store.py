@@ -117,12 +117,13 @@ def start_run(db, source, targets):
 
 
 def _alive(pid):
+    """Signal 0 probes a process; only 'no such process' proves it gone (not permission denied)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
 
 
