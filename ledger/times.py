@@ -13,7 +13,7 @@ def now():
     return format_instant(datetime.now(timezone.utc))
 
 def format_instant(moment):
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _whole_seconds(moment.astimezone(timezone.utc))[:19] + f".{moment.microsecond:06d}Z"
 
 def normalise_created(value):
     """An image's `created` as UTC to the whole second (what the seed compares), or None.
@@ -27,7 +27,7 @@ def normalise_created(value):
             moment = datetime.fromtimestamp(int(float(value)), timezone.utc)
         except (OverflowError, OSError, ValueError):
             return None
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return _whole_seconds(moment)
     if not isinstance(value, str):
         return None
     match = _RFC3339.match(value.strip())
@@ -48,6 +48,11 @@ def normalise_created(value):
             moment = moment - timedelta(minutes=offset)
         except OverflowError:
             return None
+    return _whole_seconds(moment)
+
+
+def _whole_seconds(moment):
+    """Fixed width for every year (strftime's %Y does not pad years before 1000)."""
     return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (
         moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
 
@@ -68,7 +73,10 @@ def parse_when(text):
     match = _AGO.match(value)
     if match:
         seconds = float(match.group(1)) * _AGO_SECONDS[match.group(2).lower()]
-        return format_instant(datetime.now(timezone.utc) - timedelta(seconds=seconds))
+        try:
+            return format_instant(datetime.now(timezone.utc) - timedelta(seconds=seconds))
+        except OverflowError:
+            raise ValueError(f"{text!r} is before the year 1") from None
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
         try:
             day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=timezone.utc)

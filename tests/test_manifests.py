@@ -100,6 +100,7 @@ def test_config_facts_are_normalised():
     (1704164645, "2024-01-02T03:04:05Z"),
     ("1704164645.75", "2024-01-02T03:04:05Z"),
     ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z"),
+    (-30610224001, "0999-12-31T23:59:59Z"),  # found by hypothesis: strftime does not pad the year
     ("yesterday", None),
     (None, None),
     ("", None),

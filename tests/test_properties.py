@@ -2,6 +2,7 @@
 
 import base64
 import json
+import os
 import string
 from datetime import datetime, timedelta, timezone
 
@@ -17,8 +18,11 @@ from ledger.registry import next_link
 from ledger.semantics import Observation, classify, clean_image_id, contradicts
 from ledger.times import normalise_created
 
+# Locally, every run explores new examples; in CI the same examples run every time, so a
+# submission's result does not depend on a random draw.
 settings.register_profile("ledger", max_examples=300, deadline=None)
-settings.load_profile("ledger")
+settings.register_profile("ci", max_examples=300, deadline=None, derandomize=True)
+settings.load_profile("ci" if os.environ.get("CI") else "ledger")
 
 hexes = st.text("0123456789abcdef", min_size=64, max_size=64)
 digests = st.one_of(st.none(), hexes.map(lambda h: "sha256:" + h))
@@ -64,7 +68,7 @@ def test_nothing_is_appended_only_when_nothing_new_is_learnt(state, obs):
 components = st.from_regex(r"[a-z0-9]{1,8}([._-][a-z0-9]{1,8}){0,2}", fullmatch=True)
 repos = st.lists(components, min_size=1, max_size=3).map("/".join)
 tags = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True)
-hosts = st.one_of(st.from_regex(r"[a-z][a-z0-9-]{0,10}(\.[a-z]{2,6}){1,2}", fullmatch=True),
+hosts = st.one_of(st.from_regex(r"[a-z]([a-z0-9-]{0,9}[a-z0-9])?(\.[a-z]{2,6}){1,2}", fullmatch=True),
                   st.tuples(st.integers(1, 255), st.integers(1, 65535)).map(lambda t: f"127.0.0.{t[0]}:{t[1]}"))
 
 

@@ -85,6 +85,12 @@ def test_runs_as_json_include_their_errors(registry, ledger, proxy, ns, pusher):
     ("2026-11-20", "2026-11-20T23:59:59.999999Z"),
     ("2026-11-20T14:00:00Z", "2026-11-20T14:00:00.000000Z"),
     ("2026-11-20T14:00:00+02:00", "2026-11-20T12:00:00.000000Z"),
+    ("700000 days ago", "0110-05-17T12:00:00.000000Z"),
 ])
 def test_times_read_as_people_write_them(text, expected):
     assert parse_when(text) == expected
+
+
+def test_a_time_before_the_year_1_is_a_clear_error():
+    with pytest.raises(ValueError, match="before the year 1"):
+        parse_when("99999999 weeks ago")
