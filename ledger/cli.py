@@ -183,7 +183,7 @@ def _run(db_path, parsed, described, options, quiet):
     try:
         known = {row[0] for row in db.execute("SELECT digest FROM manifests")}
         ledger_repos = {}
-        for registry, repo in db.execute("SELECT DISTINCT registry, repo FROM tag_state WHERE kind != 'removed'"):
+        for registry, repo in db.execute("SELECT DISTINCT registry, repo FROM tag_keys WHERE kind != 'removed'"):
             ledger_repos.setdefault(registry, set()).add(repo)
         run_id = store.start_run(db, "registry", described)
         started = time.monotonic()

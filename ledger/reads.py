@@ -1,24 +1,51 @@
 """The questions people ask the ledger, as SQL over the contract's tables and views."""
 
-from .references import parse_target
+import re
 
+from .references import ReferenceError, parse_target
+
+# For each tag key, its latest event observed at or before :at: one index seek per key,
+# because a key's events never go back in time.
 _STATE_AT = """
-SELECT e.registry, e.repo, e.tag, e.digest, e.image, e.created, e.observed_at AS since, e.run_id
-FROM events e
-JOIN (SELECT max(id) AS id FROM events WHERE observed_at <= :at GROUP BY registry, repo, tag) latest USING (id)
+SELECT k.registry, k.repo, k.tag, e.digest, e.image, e.created, e.observed_at AS since, e.run_id
+FROM tag_keys k
+JOIN events e ON e.id = (SELECT q.id FROM event_log q WHERE q.key_id = k.id AND q.observed_at <= :at
+                         ORDER BY q.observed_at DESC, q.id DESC LIMIT 1)
 WHERE e.kind != 'removed' {where}
-ORDER BY e.registry, e.repo, e.tag
+ORDER BY k.registry, k.repo, k.tag
 """
+_GLOB = re.compile(r"[*?\[]")
 
 
 def _pattern_clause(pattern, alias=""):
-    """A glob over `registry/repo` or, with a tag part, `registry/repo:tag` (SQLite GLOB: * ? [...])."""
+    """A glob over `registry/repo` or, with a tag part, `registry/repo:tag` (SQLite GLOB: * ? [...]).
+
+    A pattern with no glob characters names one repo (or tag) and is matched by equality, so the
+    key index answers it."""
     if not pattern:
         return "", {}
+    with_tag = ":" in pattern.rsplit("/", 1)[-1]
+    target = _exact(pattern)
+    if target is not None:
+        clause, params = f"AND {alias}registry = :registry", {"registry": target.registry}
+        for part in ("repo", "tag"):
+            if getattr(target, part) is not None:
+                clause += f" AND {alias}{part} = :{part}"
+                params[part] = getattr(target, part)
+        return clause, params
     name = f"{alias}registry || '/' || {alias}repo"
-    if ":" in pattern.rsplit("/", 1)[-1]:
+    if with_tag:
         name += f" || ':' || {alias}tag"
     return f"AND ({name}) GLOB :pattern", {"pattern": pattern}
+
+
+def _exact(pattern):
+    if _GLOB.search(pattern):
+        return None
+    try:
+        return parse_target(pattern)
+    except ReferenceError:
+        return None
 
 
 def current_tags(db, pattern=None):
@@ -29,7 +56,7 @@ def current_tags(db, pattern=None):
 
 
 def state_at(db, at, pattern=None):
-    where, params = _pattern_clause(pattern, "e.")
+    where, params = _pattern_clause(pattern, "k.")
     return list(db.query(_STATE_AT.format(where=where), {"at": at, **params}))
 
 

@@ -1,7 +1,10 @@
 """The SQLite ledger: schema, append-only writes, the hash chain and its verification."""
 
+import collections
+import concurrent.futures
 import hashlib
 import json
+import multiprocessing
 import os
 import socket
 import sqlite3
@@ -13,13 +16,13 @@ from . import __version__
 from .semantics import REMOVED, Observation, classify, removed_keys
 from .times import now
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 GENESIS = "0" * 64
 BUSY_TIMEOUT_MS = 30_000
+CACHE_KIB = 65_536  # the default 2 MB thrashes on the key index of a million-event ledger
 _REAPPLIED = ("triggers.sql", "indexes.sql", "views.sql")
-_EVENT_FIELDS = ("id", "run_id", "observed_at", "kind", "registry", "repo", "tag",
-                 "digest", "image", "media_type", "created", "author", "size")
-_LEDGER_TABLES = {"runs", "events", "manifests", "platforms", "coverage", "errors", "tag_state"}
+_LEDGER_TABLES = {"runs", "events", "manifests", "platforms", "coverage", "errors", "tag_state",
+                  "event_log", "tag_keys", "digests", "media_types"}
 
 
 class StoreError(Exception):
@@ -36,10 +39,35 @@ def _migrations():
     return [(int(name[:3]), name) for name in files]
 
 
-def event_hash(prev_hash, row):
-    """The hash over an event's canonical content, chained to the previous event's hash."""
-    canonical = json.dumps([row[name] for name in _EVENT_FIELDS], separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{prev_hash}\n{canonical}".encode("utf-8")).hexdigest()
+def digest_key(text):
+    """How a digest is stored: a sha256 digest as its 32 raw bytes (half the text), anything else as text."""
+    if text is None or len(text) != 71 or not text.startswith("sha256:"):
+        return text
+    try:
+        raw = bytes.fromhex(text[7:])
+    except ValueError:
+        return text
+    return raw if raw.hex() == text[7:] else text
+
+
+def digest_text(stored):
+    return "sha256:" + stored.hex() if isinstance(stored, bytes) else stored
+
+
+def _register_functions(conn):
+    conn.create_function("ledger_digest_key", 1, digest_key, deterministic=True)
+    conn.create_function("ledger_unhex", 1, lambda text: None if text is None else bytes.fromhex(text),
+                         deterministic=True)
+
+
+_CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def event_hash(prev_hash, values):
+    """The hash over an event's canonical content, chained to the previous hash.
+
+    values: id, run_id, observed_at, kind, registry, repo, tag, digest, image, media_type, created, author, size."""
+    return hashlib.sha256(f"{prev_hash}\n{_CANONICAL(values)}".encode("utf-8")).hexdigest()
 
 
 def open_db(path):
@@ -48,9 +76,11 @@ def open_db(path):
         conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
                                check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        _register_functions(conn)
     except sqlite3.OperationalError as error:
         raise StoreError(f"{path}: cannot open ({error})") from None
     try:
+        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.DatabaseError as error:
@@ -173,18 +203,23 @@ def _known_facts(db, digests):
     return facts
 
 
+_State = collections.namedtuple("_State", "key_id kind observed_at digest image media_type created author size")
+
+
 def _states(db, repos):
-    """The tag_state rows of every (registry, repo) touched by this run, keyed by tag key."""
+    """The state of every tag key (removed ones too) of every (registry, repo) this run touched."""
     states = {}
     for registry, repo in repos:
-        for row in db.query("SELECT * FROM tag_state WHERE registry = ? AND repo = ?", [registry, repo]):
-            states[(row["registry"], row["repo"], row["tag"])] = row
+        for tag, *values in db.conn.execute(
+                "SELECT tag, key_id, kind, last_changed, digest, image, media_type, created, author, size "
+                "FROM key_states WHERE registry = ? AND repo = ?", [registry, repo]):
+            states[(registry, repo, tag)] = _State(*values)
     return states
 
 
-def _as_observation(row):
-    return Observation(digest=row["digest"], image=row["image"], media_type=row["media_type"],
-                       created=row["created"], author=row["author"], size=row["size"])
+def _as_observation(state):
+    return Observation(digest=state.digest, image=state.image, media_type=state.media_type,
+                       created=state.created, author=state.author, size=state.size)
 
 
 def _classify_all(db, result):
@@ -199,64 +234,129 @@ def _classify_all(db, result):
         known = facts.get(seen["digest"])
         obs = known or Observation(digest=seen["digest"], media_type=seen.get("media_type"))
         row = states.get(key)
-        if row is not None and row["observed_at"] > seen["observed_at"]:
+        if row is not None and row.observed_at > seen["observed_at"]:
             continue  # a newer observation is already in the ledger (a concurrent run)
-        state = _as_observation(row) if row is not None and row["kind"] != REMOVED else None
+        state = _as_observation(row) if row is not None and row.kind != REMOVED else None
         kind = classify(state, obs)
         if kind is None or (known is None and kind not in ("added", "moved")):
             continue  # an incomplete observation (a fetch failed) never downgrades what is known
-        pending.append((seen["observed_at"], key, kind, obs))
+        pending.append((seen["observed_at"], key, kind, obs, row.key_id if row else None))
     for listing in result.coverage:
         if not listing["complete"]:
             continue
         current = {key[2]: row for key, row in states.items()
-                   if key[:2] == (listing["registry"], listing["repo"]) and row["kind"] != REMOVED
+                   if key[:2] == (listing["registry"], listing["repo"]) and row.kind != REMOVED
                    and listing["scope"].covers(key[2])}
         for tag in removed_keys(current, listing["tags"]):
             row = current[tag]
-            if row["observed_at"] > listing["listed_at"]:
+            if row.observed_at > listing["listed_at"]:
                 continue
             pending.append((listing["listed_at"], (listing["registry"], listing["repo"], tag), REMOVED,
-                            _as_observation(row)))
+                            _as_observation(row), row.key_id))
     pending.sort(key=lambda item: (item[0], item[1]))
     return pending
 
 
+def _hex_prefix(stored):
+    """What the digests_by_prefix index holds for a stored digest."""
+    raw = stored if isinstance(stored, bytes) else stored.encode("utf-8")
+    return raw[:6].hex().upper()
+
+
+def _stored_digests(db, values):
+    """{digest text: [id, first_event_id]} for the values already in the digests table."""
+    wanted = {digest_key(value): value for value in values}
+    found = {}
+    for chunk in _chunks(wanted):
+        rows = db.execute(f"SELECT id, digest, first_event_id FROM digests "
+                          f"WHERE substr(hex(digest), 1, 12) IN ({', '.join('?' for _ in chunk)})",
+                          [_hex_prefix(key) for key in chunk])
+        for digest_id, stored, first in rows:
+            if stored in wanted:
+                found[wanted[stored]] = [digest_id, first]
+    return found
+
+
+class _Digests:
+    """Interned digests for one append: ids for known ones, new ids (and first sightings) for the rest."""
+
+    def __init__(self, db, values):
+        self.known = _stored_digests(db, values)
+        self.next_id = db.execute("SELECT coalesce(max(id), 0) + 1 FROM digests").fetchone()[0]
+        self.new = {}
+        self.first_sightings = []
+
+    def id(self, value):
+        if value is None:
+            return None
+        entry = self.known.get(value) or self.new.get(value)
+        if entry is None:
+            entry = self.new[value] = [self.next_id, None]
+            self.next_id += 1
+        return entry[0]
+
+    def seen(self, value, event_id):
+        """The first non-removed event that shows a digest is where it counts as a new image."""
+        entry = self.known.get(value) or self.new.get(value)
+        if entry[1] is None:
+            entry[1] = event_id
+            if value in self.known:
+                self.first_sightings.append((event_id, entry[0]))
+
+    def first_seen(self):
+        """How many digests (or image IDs) this append shows for the first time in the whole ledger."""
+        return sum(1 for _, first in self.new.values() if first is not None) + len(self.first_sightings)
+
+    def save(self, db):
+        db.conn.executemany("INSERT INTO digests (id, digest, first_event_id) VALUES (?, ?, ?)",
+                            [(digest_id, digest_key(value), first) for value, (digest_id, first) in self.new.items()])
+        db.conn.executemany("UPDATE digests SET first_event_id = ? WHERE id = ?", self.first_sightings)
+
+
+def _media_type_ids(db, pending):
+    ids = dict(db.execute("SELECT media_type, id FROM media_types").fetchall())
+    new = [value for value in {obs.media_type for *_, obs, _ in pending} - ids.keys() if value is not None]
+    next_id = max(ids.values(), default=0) + 1
+    for offset, value in enumerate(sorted(new)):
+        ids[value] = next_id + offset
+        db.execute("INSERT INTO media_types (id, media_type) VALUES (?, ?)", [ids[value], value])
+    return ids
+
+
 def _append_events(db, run_id, pending):
-    head = db.execute("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
-    last_id, prev = head if head else (0, GENESIS)
-    rows = []
-    for observed_at, (registry, repo, tag), kind, obs in pending:
+    """Hash-chain and insert this run's events; keep tag_keys' state and digests' first sightings."""
+    head = db.execute("SELECT id, hash FROM event_log ORDER BY id DESC LIMIT 1").fetchone()
+    last_id, prev = (head[0], head[1].hex()) if head else (0, GENESIS)
+    digests = _Digests(db, {value for *_, obs, _ in pending for value in (obs.digest, obs.image) if value})
+    media_types = _media_type_ids(db, pending)
+    next_key = db.execute("SELECT coalesce(max(id), 0) + 1 FROM tag_keys").fetchone()[0]
+    new_keys, states, kinds, stored = {}, {}, [], []
+    for observed_at, (registry, repo, tag), kind, obs, key_id in pending:
+        if key_id is None:
+            key_id = new_keys.get((registry, repo, tag))
+            if key_id is None:
+                key_id = new_keys[(registry, repo, tag)] = next_key
+                next_key += 1
         last_id += 1
-        row = {"id": last_id, "run_id": run_id, "observed_at": observed_at, "kind": kind,
-               "registry": registry, "repo": repo, "tag": tag, "digest": obs.digest, "image": obs.image,
-               "media_type": obs.media_type, "created": obs.created, "author": obs.author, "size": obs.size}
-        row["prev_hash"] = prev
-        row["hash"] = prev = event_hash(prev, row)
-        rows.append(row)
-    if rows:
-        columns = list(rows[0])
-        db.conn.executemany(
-            f"INSERT INTO events ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
-            [list(row.values()) for row in rows])
-    return rows, (last_id, prev) if head or rows else (None, None)
-
-
-def _count_new_images(db, rows):
-    """Digests (or image IDs) this run's events show for the first time in the whole ledger."""
-    firsts = {}
-    for row in rows:
-        key = row["digest"] or row["image"]
-        if key and row["kind"] != REMOVED:
-            firsts.setdefault(key, row)
-    new = 0
-    for key, row in firsts.items():
-        column = "digest" if row["digest"] else "image"
-        earlier = db.execute(
-            f"SELECT 1 FROM events WHERE {column} = ? AND id < ? AND kind != 'removed' LIMIT 1",
-            [key, row["id"]]).fetchone()
-        new += earlier is None
-    return new
+        prev = event_hash(prev, [last_id, run_id, observed_at, kind, registry, repo, tag, obs.digest, obs.image,
+                                 obs.media_type, obs.created, obs.author, obs.size])
+        kinds.append(kind)
+        stored.append((last_id, run_id, observed_at, kind, key_id, digests.id(obs.digest), digests.id(obs.image),
+                       media_types.get(obs.media_type), obs.created, obs.author, obs.size, bytes.fromhex(prev)))
+        if kind != REMOVED and (obs.digest or obs.image):
+            digests.seen(obs.digest or obs.image, last_id)
+        began = observed_at if kind == "added" else states.get(key_id, (None,) * 4)[3]
+        states[key_id] = (last_id, kind, observed_at, began)
+    digests.save(db)
+    db.conn.executemany("INSERT INTO tag_keys (id, registry, repo, tag) VALUES (?, ?, ?, ?)",
+                        [(key_id, *key) for key, key_id in new_keys.items()])
+    db.conn.executemany(
+        "UPDATE tag_keys SET event_id = ?, kind = ?, observed_at = ?, first_seen = coalesce(?, first_seen) WHERE id = ?",
+        [(*state, key_id) for key_id, state in states.items()])
+    db.conn.executemany(
+        "INSERT INTO event_log (id, run_id, observed_at, kind, key_id, digest_id, image_id, media_type_id, "
+        "created, author, size, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", stored)
+    return kinds, (last_id, prev) if head or kinds else (None, None), digests.first_seen()
 
 
 def append_run(db, run_id, result):
@@ -264,7 +364,7 @@ def append_run(db, run_id, result):
     with _immediate(db):
         _save_manifests(db, run_id, result.manifests)
         pending = _classify_all(db, result)
-        rows, (head_id, head_hash) = _append_events(db, run_id, pending)
+        kinds, (head_id, head_hash), new_images = _append_events(db, run_id, pending)
         for listing in result.coverage:
             db.execute(
                 "INSERT INTO coverage (run_id, registry, repo, scope, complete, tags_listed, listed_at, reason) "
@@ -279,9 +379,8 @@ def append_run(db, run_id, result):
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [run_id, error.at, error.registry, error.repo, error.tag, error.digest, error.stage,
                  error.status, error.code, error.message])
-        counts = {kind: sum(1 for row in rows if row["kind"] == kind)
-                  for kind in ("added", "moved", "updated", "removed")}
-        counts["new_images"] = _count_new_images(db, rows)
+        counts = {kind: kinds.count(kind) for kind in ("added", "moved", "updated", "removed")}
+        counts["new_images"] = new_images
         counts["tags_seen"] = len(result.observations)
         counts["repos_listed"] = sum(1 for c in result.coverage if c["complete"])
         counts["errors"] = len(result.errors)
@@ -298,27 +397,28 @@ def append_run(db, run_id, result):
     return counts
 
 
-_DERIVED_STATE = """
-SELECT * FROM (
-WITH latest AS (SELECT max(id) AS id FROM events GROUP BY registry, repo, tag),
-     began AS (SELECT registry, repo, tag, max(id) AS id FROM events WHERE kind = 'added'
-               GROUP BY registry, repo, tag)
-SELECT e.registry, e.repo, e.tag, e.id, e.kind, e.observed_at, e.digest, e.image, e.media_type,
-       e.created, e.author, e.size, a.observed_at
-FROM latest JOIN events e ON e.id = latest.id
-LEFT JOIN began b ON (b.registry, b.repo, b.tag) = (e.registry, e.repo, e.tag)
-LEFT JOIN events a ON a.id = b.id)
-"""
-_STORED_STATE = """
-SELECT registry, repo, tag, event_id, kind, observed_at, digest, image, media_type, created, author, size, first_seen
-FROM tag_state
-"""
+_DERIVED = {
+    "tag_keys": """
+        SELECT e.key_id, e.id, e.kind, e.observed_at, a.observed_at
+        FROM (SELECT key_id, max(id) AS id FROM event_log GROUP BY key_id) latest
+        JOIN event_log e ON e.id = latest.id
+        LEFT JOIN (SELECT key_id, max(id) AS id FROM event_log WHERE kind = 'added' GROUP BY key_id) began
+               ON began.key_id = e.key_id
+        LEFT JOIN event_log a ON a.id = began.id""",
+    "digests": """
+        SELECT coalesce(digest_id, image_id), min(id) FROM event_log
+        WHERE kind != 'removed' AND coalesce(digest_id, image_id) IS NOT NULL GROUP BY 1""",
+}
+_STORED = {
+    "tag_keys": "SELECT id, event_id, kind, observed_at, first_seen FROM tag_keys",
+    "digests": "SELECT id, first_event_id FROM digests WHERE first_event_id IS NOT NULL",
+}
 
 
-def _state_differs(db):
-    """The maintained current-state table must equal what the events derive."""
-    return db.execute(f"SELECT EXISTS ({_DERIVED_STATE} EXCEPT {_STORED_STATE}) "
-                      f"OR EXISTS ({_STORED_STATE} EXCEPT {_DERIVED_STATE})").fetchone()[0] == 1
+def _derived_differs(db, table):
+    """A table kept by the append trigger must equal what the events derive."""
+    derived, stored = _DERIVED[table], _STORED[table]
+    return db.execute(f"SELECT EXISTS ({derived} EXCEPT {stored}) OR EXISTS ({stored} EXCEPT {derived})").fetchone()[0]
 
 
 class Verification:
@@ -333,33 +433,80 @@ class Verification:
         return not self.problems
 
 
+_CHAIN = """
+SELECT e.id, e.run_id, e.observed_at, e.kind, k.registry, k.repo, k.tag, d.digest, i.digest, m.media_type,
+       e.created, e.author, e.size, e.hash
+FROM event_log e
+JOIN tag_keys k ON k.id = e.key_id
+LEFT JOIN digests d ON d.id = e.digest_id
+LEFT JOIN digests i ON i.id = e.image_id
+LEFT JOIN media_types m ON m.id = e.media_type_id
+WHERE e.id BETWEEN ? AND ?
+ORDER BY e.id
+"""
+_PARALLEL_FROM = 200_000  # below this, starting processes costs more than it saves
+
+
+def _verify_range(path, low, high):
+    """Check events low..high, each against the stored hash of the row before it.
+
+    Returns (events checked, last id, last hash, first problem). Ranges are independent, so
+    they can be checked in parallel; the first problem of the earliest range is the chain's."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        before = conn.execute("SELECT id, hash FROM event_log WHERE id < ? ORDER BY id DESC LIMIT 1", [low]).fetchone()
+        last_id, prev = (before[0], before[1].hex()) if before else (0, GENESIS)
+        count = 0
+        for values in conn.execute(_CHAIN, [low, high]):
+            canonical = list(values[:-1])
+            canonical[7], canonical[8] = digest_text(canonical[7]), digest_text(canonical[8])
+            if canonical[0] != last_id + 1:
+                return count, last_id, prev, (f"event {canonical[0]}: follows event {last_id} "
+                                               "(events between them were deleted, or the log was reordered)")
+            prev = event_hash(prev, canonical)
+            if prev != values[-1].hex():
+                return count, last_id, prev, (f"event {canonical[0]}: content does not match its hash "
+                                              "(the row was edited, or an event before it was replaced)")
+            last_id = canonical[0]
+            count += 1
+        return count, last_id, prev, None
+    finally:
+        conn.close()
+
+
+def _check_chain(db, report):
+    path = db.execute("PRAGMA database_list").fetchone()[2]
+    low, high = db.execute("SELECT coalesce(min(id), 1), coalesce(max(id), 0) FROM event_log").fetchone()
+    workers = min(os.cpu_count() or 1, 4) if high - low >= _PARALLEL_FROM else 1
+    step = max(1, (high - low) // workers + 1)
+    ranges = [(path, start, min(start + step - 1, high)) for start in range(low, high + 1, step)] or [(path, 1, 0)]
+    if len(ranges) > 1:
+        with concurrent.futures.ProcessPoolExecutor(len(ranges), mp_context=multiprocessing.get_context("fork")) as pool:
+            results = list(pool.map(_verify_range, *zip(*ranges)))
+    else:
+        results = [_verify_range(*ranges[0])]
+    for count, last_id, last_hash, problem in results:
+        report.events += count
+        if problem:
+            report.problems.append(problem)
+            return
+    if report.events:
+        report.head_id, report.head_hash = last_id, last_hash
+
+
 def verify(db):
-    """Recompute the hash chain and check the derived state; name the first bad row."""
+    """Recompute the hash chain and check the derived tables; name the first bad row."""
     report = Verification()
-    prev, last_id = GENESIS, 0
-    cursor = db.conn.execute(f"SELECT {', '.join(_EVENT_FIELDS)}, prev_hash, hash FROM events ORDER BY id")
-    for values in cursor:
-        row = dict(zip(_EVENT_FIELDS + ("prev_hash", "hash"), values))
-        if row["prev_hash"] != prev:
-            what = "deleted or reordered" if row["id"] != last_id + 1 else "inserted or edited"
-            report.problems.append(f"event {row['id']}: prev_hash does not match event {last_id} "
-                                   f"(an event before it was {what})")
-            break
-        if event_hash(prev, row) != row["hash"]:
-            report.problems.append(f"event {row['id']}: content does not match its hash (the row was edited)")
-            break
-        prev, last_id = row["hash"], row["id"]
-        report.events += 1
-    if report.ok and report.events:
-        report.head_id, report.head_hash = last_id, prev
+    _check_chain(db, report)
     if report.ok:
         for run_id, head_id, head_hash in db.execute(
                 "SELECT id, head_event_id, head_hash FROM runs WHERE head_event_id IS NOT NULL ORDER BY id"):
-            found = db.execute("SELECT hash FROM events WHERE id = ?", [head_id]).fetchone()
-            if found is None or found[0] != head_hash:
+            found = db.execute("SELECT hash FROM event_log WHERE id = ?", [head_id]).fetchone()
+            if found is None or found[0].hex() != head_hash:
                 report.problems.append(f"run {run_id}: its chain head, event {head_id}, is missing or changed "
                                        "(events were removed from the end)")
                 break
-    if report.ok and _state_differs(db):
-        report.problems.append("tag_state does not match the events (the current-state table was edited)")
+    for table in _DERIVED:
+        if report.ok and _derived_differs(db, table):
+            report.problems.append(f"{table} does not match the events (a table derived from them was edited)")
     return report

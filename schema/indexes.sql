@@ -1,8 +1,11 @@
 -- Re-applied on every open (a table.transform() drops indexes).
-CREATE INDEX IF NOT EXISTS events_by_key ON events (registry, repo, tag, id);
-CREATE INDEX IF NOT EXISTS events_by_digest ON events (digest, id);
-CREATE INDEX IF NOT EXISTS events_by_image ON events (image, id);
-CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id, kind);
-CREATE INDEX IF NOT EXISTS events_by_time ON events (observed_at);
+-- (key_id, observed_at) serves one tag's history and the state of a tag at a time.
+-- Every index on event_log costs append speed and bytes per event, so time windows
+-- and "where is this digest used" scan the narrow event_log (newest first, by id)
+-- instead. Digests are found by a prefix of their hex, which a query can compute
+-- from 'sha256:...' text (SQLite 3.40 has no unhex()).
+CREATE INDEX IF NOT EXISTS event_log_by_key ON event_log (key_id, observed_at);
+CREATE INDEX IF NOT EXISTS digests_by_prefix ON digests (substr(hex(digest), 1, 12));
+CREATE INDEX IF NOT EXISTS tag_keys_by_repo_tag ON tag_keys (repo, tag);
 CREATE INDEX IF NOT EXISTS errors_by_run ON errors (run_id);
 CREATE INDEX IF NOT EXISTS platforms_by_digest ON platforms (digest);

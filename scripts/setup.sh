@@ -1,16 +1,21 @@
 # Sourced by demo.sh and test.sh: installs what registry ledger needs on Debian.
-# docker-registry (the CNCF distribution registry) from Debian's packages, and
-# a virtualenv in .venv with the project and its test dependencies.
+# Debian packages named in LEDGER_PACKAGES (default: docker-registry, the CNCF
+# distribution registry), and a virtualenv in .venv with the project and its
+# test dependencies.
 set -euo pipefail
 
-if ! command -v docker-registry >/dev/null 2>&1; then
+missing=()
+for package in ${LEDGER_PACKAGES:-docker-registry}; do
+    command -v "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-        echo "setup: docker-registry is missing; install it as root: apt-get install -y docker-registry" >&2
+        echo "setup: ${missing[*]} missing; install as root: apt-get install -y ${missing[*]}" >&2
         exit 1
     fi
-    echo "setup: installing docker-registry from Debian's packages" >&2
+    echo "setup: installing ${missing[*]} from Debian's packages" >&2
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq docker-registry >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -2,14 +2,18 @@ import hashlib
 import json
 import re
 import sqlite3
+import subprocess
+import sys
+import time
 
 import pytest
+import requests
 import sqlite_utils
 from click.testing import CliRunner
 
 from ledger.cli import cli
 from authserver import TokenServer, make_tls, write_htpasswd
-from ledger.sandbox import LocalRegistry, Proxy, Pusher
+from ledger.sandbox import LocalRegistry, Proxy, Pusher, free_port
 
 
 @pytest.fixture(scope="session")
@@ -138,3 +142,42 @@ def docker_config(tmp_path, monkeypatch):
         (directory / "config.json").write_text(json.dumps(config))
         return directory / "config.json"
     return write
+
+
+class Served:
+    """`ledger serve` as a subprocess on a free loopback port, ready when its first page answers."""
+
+    def __init__(self, db):
+        self.db = db
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ledger", "serve", "--db", db, "--port", str(self.port)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.base}/-/versions.json", timeout=1).status_code == 200:
+                    return
+            except requests.exceptions.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        raise AssertionError(f"ledger serve did not answer on {self.base}: {self.stderr}")
+
+    def stop(self):
+        if self.process.returncode is None:
+            self.process.terminate()
+            self.stdout, self.stderr = self.process.communicate(timeout=30)
+
+
+@pytest.fixture
+def serve():
+    started = []
+
+    def start(db):
+        started.append(Served(db))
+        return started[-1]
+
+    yield start
+    for served in started:
+        served.stop()

@@ -36,28 +36,42 @@ def test_an_honest_ledger_verifies_and_prints_its_head(honest):
 
 
 def test_an_edited_event_is_caught(honest):
-    tamper(honest.path, "UPDATE events SET digest = 'sha256:" + "f" * 64 + "' WHERE id = 2")
+    tamper(honest.path, "UPDATE event_log SET digest_id = (SELECT digest_id FROM event_log WHERE id = 1) WHERE id = 2")
     result = honest("verify", expect=1)
     assert "TAMPERED: event 2: content does not match its hash" in result.output
 
 
+def test_an_edited_digest_is_caught_at_the_first_event_that_shows_it(honest):
+    tamper(honest.path, "UPDATE digests SET digest = zeroblob(32) WHERE id = (SELECT digest_id FROM event_log WHERE id = 3)")
+    assert "TAMPERED: event 3: content does not match its hash" in honest("verify", expect=1).output
+
+
+def test_a_renamed_tag_is_caught(honest):
+    tamper(honest.path, "UPDATE tag_keys SET tag = 'z' WHERE tag = 'c'")
+    assert "content does not match its hash" in honest("verify", expect=1).output
+
+
 def test_a_deleted_event_is_caught(honest):
-    tamper(honest.path, "DELETE FROM events WHERE id = 3")
-    assert "event 4: prev_hash does not match event 2" in honest("verify", expect=1).output
+    tamper(honest.path, "DELETE FROM event_log WHERE id = 3")
+    assert "event 4: follows event 2 (events between them were deleted" in honest("verify", expect=1).output
 
 
-def test_an_event_inserted_out_of_order_is_caught(honest):
-    tamper(honest.path, "UPDATE events SET id = id + 10 WHERE id >= 3",
-           "INSERT INTO events SELECT 3, run_id, observed_at, kind, registry, repo, tag, digest, image, media_type,"
-           " created, author, size, prev_hash, hash FROM events WHERE id = 12")
-    assert "TAMPERED: event" in honest("verify", expect=1).output
+def test_reordered_events_are_caught(honest):
+    tamper(honest.path, "UPDATE event_log SET id = -id WHERE id IN (3, 4)",
+           "UPDATE event_log SET id = 7 + id WHERE id IN (-3, -4)")
+    assert "TAMPERED: event 3: content does not match its hash" in honest("verify", expect=1).output
 
 
 def test_events_cut_from_the_end_are_caught_by_the_run_head(honest):
-    tamper(honest.path, "DELETE FROM events WHERE id = 5")
+    tamper(honest.path, "DELETE FROM event_log WHERE id = 5")
     assert "run 2: its chain head, event 5, is missing" in honest("verify", expect=1).output
 
 
 def test_an_edited_current_state_is_caught(honest):
-    tamper(honest.path, "UPDATE tag_state SET digest = 'sha256:" + "e" * 64 + "' WHERE tag = 'b'")
-    assert "tag_state does not match the events" in honest("verify", expect=1).output
+    tamper(honest.path, "UPDATE tag_keys SET event_id = 1 WHERE tag = 'b'")
+    assert "tag_keys does not match the events" in honest("verify", expect=1).output
+
+
+def test_an_edited_first_sighting_is_caught(honest):
+    tamper(honest.path, "UPDATE digests SET first_event_id = 5 WHERE first_event_id = 1")
+    assert "digests does not match the events" in honest("verify", expect=1).output

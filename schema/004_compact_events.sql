@@ -1,0 +1,87 @@
+-- Schema version 4: a compact event log. The same events and hashes, stored with
+-- tag keys, digests and media types interned, and hashes as 32 raw bytes; the
+-- previous hash is the previous row's, so it is not stored twice. `events` and
+-- the other contract names become views over these tables (views.sql).
+-- ledger_digest_key() and ledger_unhex() are registered by the ledger on every
+-- connection it opens.
+
+DROP VIEW IF EXISTS current_tags;
+DROP VIEW IF EXISTS tag_history;
+DROP VIEW IF EXISTS replaced_tags;
+DROP VIEW IF EXISTS new_images;
+DROP VIEW IF EXISTS removed_tags;
+
+-- Every manifest digest and image ID the ledger has seen, once. A sha256
+-- digest is kept as its 32 raw bytes; any other algorithm as its text.
+CREATE TABLE digests (
+    id INTEGER PRIMARY KEY,
+    digest BLOB NOT NULL,
+    first_event_id INTEGER            -- the first non-removed event showing it (as digest, else as image)
+);
+
+CREATE TABLE media_types (
+    id INTEGER PRIMARY KEY,
+    media_type TEXT NOT NULL UNIQUE
+);
+
+-- One row per tag key ever seen, with the key's latest event (kept by a
+-- trigger on event_log) so current state reads one row per key.
+CREATE TABLE tag_keys (
+    id INTEGER PRIMARY KEY,
+    registry TEXT NOT NULL,
+    repo TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    event_id INTEGER,
+    kind TEXT,
+    observed_at TEXT,
+    first_seen TEXT,                  -- the 'added' event that began the key's current life
+    UNIQUE (registry, repo, tag)
+);
+
+CREATE TABLE event_log (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    observed_at TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('added', 'moved', 'updated', 'removed')),
+    key_id INTEGER NOT NULL REFERENCES tag_keys(id),
+    digest_id INTEGER REFERENCES digests(id),
+    image_id INTEGER REFERENCES digests(id),
+    media_type_id INTEGER REFERENCES media_types(id),
+    created TEXT,
+    author TEXT,
+    size INTEGER,
+    hash BLOB NOT NULL                -- sha256 over the previous hash and this event's canonical content
+);
+
+INSERT INTO digests (digest, first_event_id)
+SELECT ledger_digest_key(refs.value), firsts.first_event_id
+FROM (SELECT digest AS value, min(id) AS seen FROM events WHERE digest IS NOT NULL GROUP BY digest
+      UNION ALL
+      SELECT image, min(id) FROM events WHERE image IS NOT NULL AND image NOT IN (
+          SELECT digest FROM events WHERE digest IS NOT NULL) GROUP BY image) refs
+LEFT JOIN (SELECT coalesce(digest, image) AS value, min(id) AS first_event_id FROM events
+           WHERE kind != 'removed' AND coalesce(digest, image) IS NOT NULL GROUP BY 1) firsts USING (value)
+ORDER BY refs.seen, refs.value;
+
+CREATE INDEX digests_by_prefix ON digests (substr(hex(digest), 1, 12));
+
+INSERT INTO media_types (media_type)
+SELECT media_type FROM events WHERE media_type IS NOT NULL GROUP BY media_type ORDER BY min(id);
+
+INSERT INTO tag_keys (registry, repo, tag, event_id, kind, observed_at, first_seen)
+SELECT registry, repo, tag, event_id, kind, observed_at, first_seen FROM tag_state ORDER BY event_id;
+
+INSERT INTO event_log (id, run_id, observed_at, kind, key_id, digest_id, image_id, media_type_id,
+                       created, author, size, hash)
+SELECT e.id, e.run_id, e.observed_at, e.kind, k.id,
+       (SELECT id FROM digests WHERE substr(hex(digest), 1, 12) = substr(hex(ledger_digest_key(e.digest)), 1, 12)
+                                 AND digest = ledger_digest_key(e.digest)),
+       (SELECT id FROM digests WHERE substr(hex(digest), 1, 12) = substr(hex(ledger_digest_key(e.image)), 1, 12)
+                                 AND digest = ledger_digest_key(e.image)),
+       (SELECT id FROM media_types WHERE media_type = e.media_type),
+       e.created, e.author, e.size, ledger_unhex(e.hash)
+FROM events e JOIN tag_keys k ON (k.registry, k.repo, k.tag) = (e.registry, e.repo, e.tag)
+ORDER BY e.id;
+
+DROP TABLE events;
+DROP TABLE tag_state;
