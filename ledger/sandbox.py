@@ -39,9 +39,11 @@ def free_port():
 class LocalRegistry:
     """`docker-registry serve CONFIG` with temporary storage and deletes enabled."""
 
-    def __init__(self, root=None, extra_config="", data_dir=None, tls=None, ca_file=None):
+    def __init__(self, root=None, extra_config="", data_dir=None, tls=None, ca_file=None, cache=False):
         """`data_dir` lets several registries (open, htpasswd, token, TLS) serve one storage;
-        `tls` is (certificate, key), with `ca_file` to trust it when waiting for the start."""
+        `tls` is (certificate, key), with `ca_file` to trust it when waiting for the start.
+        `cache` turns on the in-memory blob descriptor cache of Debian's default config (not for
+        registries sharing a storage: one would not see another's deletes)."""
         self._own_root = root is None
         self.root = root or tempfile.mkdtemp(prefix="ledger-registry-")
         self.data_dir = data_dir or os.path.join(self.root, "data")
@@ -51,6 +53,7 @@ class LocalRegistry:
         self.extra_config = extra_config
         self.tls = tls
         self.ca_file = ca_file
+        self.cache = cache
         self.process = None
 
     def start(self, timeout=20):
@@ -63,7 +66,8 @@ class LocalRegistry:
             handle.write(
                 "version: 0.1\n"
                 "log: {level: error, accesslog: {disabled: true}}\n"
-                f"storage: {{filesystem: {{rootdirectory: {self.data_dir}}}, delete: {{enabled: true}}}}\n"
+                f"storage: {{filesystem: {{rootdirectory: {self.data_dir}}}, delete: {{enabled: true}}"
+                f"{', cache: {blobdescriptor: inmemory}' if self.cache else ''}}}\n"
                 f"http: {{addr: {self.host}{tls}}}\n" + self.extra_config)
         self.log = open(os.path.join(self.root, f"registry-{self.port}.log"), "wb")
         self.process = subprocess.Popen([binary, "serve", config], stdout=self.log, stderr=subprocess.STDOUT)
@@ -226,9 +230,17 @@ class Proxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go in two writes; Nagle would hold the body ~40 ms
+
+            upstream = None
 
             def log_message(self, *args):
                 pass
+
+            def finish(self):
+                super().finish()
+                if self.upstream is not None:
+                    self.upstream.close()
 
             def _forward(self):
                 proxy._handle(self)
@@ -265,6 +277,27 @@ class Proxy:
             self.counts.clear()
             self.log.clear()
 
+    def _forward(self, handler, method, path, body, headers):
+        """Send upstream on the client connection's own keep-alive connection; a reused one that the
+        registry has closed meanwhile is reopened once."""
+        while True:
+            reused = handler.upstream is not None
+            if not reused:
+                handler.upstream = http.client.HTTPConnection(self.upstream, timeout=60)
+            try:
+                handler.upstream.request(method, path, body=body, headers=headers)
+                upstream = handler.upstream.getresponse()
+                payload = upstream.read()
+            except (OSError, http.client.HTTPException):
+                handler.upstream.close()
+                handler.upstream = None
+                if reused:
+                    continue
+                raise
+            out_headers = [(k, v) for k, v in upstream.getheaders()
+                           if k.lower() not in ("connection", "transfer-encoding", "keep-alive")]
+            return upstream.status, out_headers, payload
+
     def _handle(self, handler):
         method, path = handler.command, handler.path
         with self._lock:
@@ -277,16 +310,7 @@ class Proxy:
             headers = self.alter_request(method, path, headers) or headers
         if self.latency:
             time.sleep(self.latency)
-        connection = http.client.HTTPConnection(self.upstream, timeout=60)
-        try:
-            connection.request(method, path, body=body, headers=headers)
-            upstream = connection.getresponse()
-            status = upstream.status
-            out_headers = [(k, v) for k, v in upstream.getheaders()
-                           if k.lower() not in ("connection", "transfer-encoding", "keep-alive")]
-            payload = upstream.read()
-        finally:
-            connection.close()
+        status, out_headers, payload = self._forward(handler, method, path, body, headers)
         action = self.alter_response(method, path, status, out_headers, payload) if self.alter_response else None
         if action == RESET:
             handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
