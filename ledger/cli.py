@@ -18,6 +18,7 @@ from tabulate import tabulate
 
 from . import __version__, reads, store
 from .collector import collect
+from .daemon import DaemonClient, collect_daemon
 from .references import ReferenceError, parse_target
 from .registry import RegistryOptions
 from .settings import SettingsError, check_regex, credentials_for, load_config
@@ -28,6 +29,11 @@ EXIT_FAILED, EXIT_PARTIAL = 1, 3
 db_option = click.option(
     "--db", "db_path", default="ledger.db", show_default=True, envvar="LEDGER_DB", metavar="PATH",
     type=click.Path(dir_okay=False), help="The ledger file (env LEDGER_DB).")
+
+
+source_option = click.option(
+    "--source", metavar="GLOB",
+    help="Only keys of this source: 'registry', or a Docker daemon's 'daemon:HOSTNAME' ('daemon:*') [default: all].")
 
 
 def _open(path):
@@ -94,6 +100,11 @@ def collect_options(command):
         click.option("--docker-config", type=click.Path(dir_okay=False), metavar="FILE",
                      help="Docker config to read credentials from [default: $DOCKER_CONFIG/config.json or "
                           "~/.docker/config.json]."),
+        click.option("--daemon", is_flag=True,
+                     help="Also record the images a local Docker daemon holds (keyed apart from the registries)."),
+        click.option("--docker-host", metavar="URL",
+                     help="The daemon's API with --daemon: unix:///path or tcp://HOST:PORT "
+                          "[default: $DOCKER_HOST or unix:///var/run/docker.sock]."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary; errors only."),
     ]):
         command = option(command)
@@ -109,6 +120,10 @@ _TARGET_HELP = """
       'HOST/team/*'          every catalog repository matching a glob
       alpine, myorg/app:1    Docker Hub names (docker.io/library/alpine)
       'docker.io/myorg/*'    a Docker Hub namespace, via the Hub API
+
+    With --daemon (and no TARGET, or with some) it also reads every image a
+    Docker daemon holds (GET /images/json): each REPO:TAG it has is recorded
+    under the source 'daemon:HOSTNAME', apart from what the registry says.
 
     Credentials come from the Docker config (auths, credHelpers, credsStore),
     or --username with --password-stdin / LEDGER_PASSWORD.
@@ -141,10 +156,16 @@ def _interrupt(signum, frame):
 
 
 def _prepare(targets, db_path, config_path, concurrency, rps, retries, include_tags, exclude_tags, plain_http,
-             ca_file, insecure, username, password_stdin, docker_config, quiet):
+             ca_file, insecure, username, password_stdin, docker_config, daemon, docker_host, quiet):
     """Targets and per-registry options from the flags and the config file."""
-    if not targets and not config_path:
-        raise click.UsageError("name at least one TARGET, or --config FILE")
+    if docker_host and not daemon:
+        raise click.UsageError("--docker-host is for --daemon")
+    if not targets and not config_path and not daemon:
+        raise click.UsageError("name at least one TARGET, or --config FILE, or --daemon")
+    try:
+        daemon_client = DaemonClient(docker_host) if daemon else None
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
     try:
         parsed = [parse_target(text) for text in targets]
     except ReferenceError as error:
@@ -174,22 +195,33 @@ def _prepare(targets, db_path, config_path, concurrency, rps, retries, include_t
         if settings.insecure:
             click.echo(f"warning: TLS certificates are not verified for {registry}", err=True)
     described = [*targets] + ([f"--config {config_path}"] if config_path else [])
-    return db_path, parsed, described, options, quiet
+    described += [f"--daemon {daemon_client.host}"] if daemon else []
+    return db_path, parsed, described, options, daemon_client, quiet
 
 
-def _run(db_path, parsed, described, options, quiet):
+def _live_repos(db, source):
+    return db.execute("SELECT DISTINCT registry, repo FROM tag_keys WHERE kind != 'removed' AND source = ?",
+                      [source]).fetchall()
+
+
+def _run(db_path, parsed, described, options, daemon, quiet):
     """One run, appended in one transaction; returns its status."""
     db = _open(db_path)
     try:
         known = {row[0] for row in db.execute("SELECT digest FROM manifests")}
         ledger_repos = {}
-        for registry, repo in db.execute("SELECT DISTINCT registry, repo FROM tag_keys WHERE kind != 'removed'"):
+        for registry, repo in _live_repos(db, store.REGISTRY):
             ledger_repos.setdefault(registry, set()).add(repo)
-        run_id = store.start_run(db, "registry", described)
+        source = "+".join(name for name, used in (("registry", parsed), ("daemon", daemon)) if used)
+        run_id = store.start_run(db, source, described)
         started = time.monotonic()
-        progress = _Progress(not quiet and sys.stderr.isatty())
+        progress = _Progress(not quiet and sys.stderr.isatty() and bool(parsed))
         try:
-            result = collect(parsed, known, ledger_repos, options=options, progress=progress)
+            result = collect(parsed, known, ledger_repos, options=options, progress=progress) if parsed else None
+            if daemon:
+                images = {row[0] for row in db.execute("SELECT id FROM images")}
+                local = collect_daemon(daemon, images, _live_repos(db, daemon.source))
+                result = result.merge(local) if result else local
         except KeyboardInterrupt:
             progress.close()
             store.finish_failed_run(db, run_id, "interrupted: stopped by a signal")
@@ -261,7 +293,10 @@ def output_options(command):
 
 
 def _emit(rows, columns, as_json=False, as_csv=False, full=False, empty="nothing"):
-    """Rows as aligned columns for people, or JSON / CSV for scripts."""
+    """Rows as aligned columns for people, or JSON / CSV for scripts; the source column when any row
+    is not the registry's own."""
+    if any(row.get("source", store.REGISTRY) != store.REGISTRY for row in rows):
+        columns = [*columns, "source"]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     elif as_csv:
@@ -296,10 +331,11 @@ def _when(text, db=None):
 @cli.command()
 @click.argument("pattern", required=False)
 @db_option
+@source_option
 @output_options
-def tags(pattern, db_path, as_json, as_csv, full):
+def tags(pattern, db_path, source, as_json, as_csv, full):
     """What every tag points to now; PATTERN globs `registry/repo` or `registry/repo:tag`."""
-    rows = reads.current_tags(_open(db_path), pattern)
+    rows = reads.current_tags(_open(db_path), pattern, source)
     _emit(rows, ["registry", "repo", "tag", "digest", "image", "created", "last_changed"], as_json, as_csv, full,
           empty="no tags")
 
@@ -307,11 +343,12 @@ def tags(pattern, db_path, as_json, as_csv, full):
 @cli.command()
 @click.argument("reference")
 @db_option
+@source_option
 @output_options
-def history(reference, db_path, as_json, as_csv, full):
+def history(reference, db_path, source, as_json, as_csv, full):
     """Every event of one tag (REGISTRY/REPO:TAG), oldest first."""
     try:
-        rows = reads.history(_open(db_path), reference)
+        rows = reads.history(_open(db_path), reference, source)
     except (ReferenceError, ValueError) as error:
         raise click.BadParameter(str(error), param_hint="REFERENCE") from None
     _emit(rows, ["event_id", "observed_at", "kind", "prev_digest", "digest", "created", "run_id"], as_json, as_csv,
@@ -322,11 +359,12 @@ def history(reference, db_path, as_json, as_csv, full):
 @click.argument("time")
 @click.argument("pattern", required=False)
 @db_option
+@source_option
 @output_options
-def at(time, pattern, db_path, as_json, as_csv, full):
+def at(time, pattern, db_path, source, as_json, as_csv, full):
     """What every tag pointed to at TIME: '2026-11-20T14:00:00Z', '2 days ago', a date, or a run id."""
     db = _open(db_path)
-    rows = reads.state_at(db, _when(time, db), pattern)
+    rows = reads.state_at(db, _when(time, db), pattern, source)
     _emit(rows, ["registry", "repo", "tag", "digest", "image", "since", "run_id"], as_json, as_csv, full,
           empty="no tags at that time")
 
@@ -336,11 +374,12 @@ def at(time, pattern, db_path, as_json, as_csv, full):
 @click.option("--until", metavar="TIME", help="Up to TIME [default: now].")
 @click.argument("pattern", required=False)
 @db_option
+@source_option
 @output_options
-def changes(since, until, pattern, db_path, as_json, as_csv, full):
+def changes(since, until, pattern, db_path, source, as_json, as_csv, full):
     """Tags added, moved, updated and removed in a window."""
     db = _open(db_path)
-    rows = reads.changes(db, _when(since, db), _when(until, db) if until else None, pattern)
+    rows = reads.changes(db, _when(since, db), _when(until, db) if until else None, pattern, source)
     _emit(rows, ["observed_at", "kind", "registry", "repo", "tag", "prev_digest", "digest", "run_id"], as_json,
           as_csv, full, empty="no changes")
 

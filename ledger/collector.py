@@ -26,7 +26,18 @@ class CollectResult:
     errors: list = field(default_factory=list)
     requests: Counter = field(default_factory=Counter)
     rate_limits: dict = field(default_factory=dict)
+    images: list = field(default_factory=list)  # facts a Docker daemon gave about image IDs
     status: str = "ok"
+
+    def merge(self, other):
+        """One run over several sources: ok only if each is, failed only if each failed."""
+        for name in ("observations", "manifests", "coverage", "errors", "images"):
+            getattr(self, name).extend(getattr(other, name))
+        self.requests.update(other.requests)
+        self.rate_limits.update(other.rate_limits)
+        statuses = {self.status, other.status}
+        self.status = statuses.pop() if len(statuses) == 1 else "partial"
+        return self
 
 
 def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progress=None):
@@ -60,9 +71,14 @@ def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progr
             if client.rate_limit:
                 result.rate_limits[registry] = client.rate_limit
             client.close()
+    return finish(result, reached > 0)
+
+
+def finish(result, reached):
+    """A run is ok without errors, failed when it learned nothing, else partial."""
     if not result.errors:
         result.status = "ok"
-    elif reached == 0 or not (result.observations or any(c["complete"] for c in result.coverage)):
+    elif not reached or not (result.observations or any(c["complete"] for c in result.coverage)):
         result.status = "failed"
     else:
         result.status = "partial"

@@ -6,7 +6,9 @@ pushed with plain HTTP calls, and a proxy that counts (and can alter) what
 passes through it.
 """
 
+import gzip
 import hashlib
+import io
 import http.client
 import json
 import os
@@ -14,6 +16,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import tarfile
 import tempfile
 import threading
 import time
@@ -105,6 +108,16 @@ def _digest(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def _layer_tar(content):
+    """A real (reproducible) layer: a tar with one file, so container engines can pull and unpack it."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        info = tarfile.TarInfo("layer.txt")
+        info.size = len(content)
+        tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
 class Pusher:
     """Push synthetic images, indexes and raw manifests to a registry over plain HTTP."""
 
@@ -136,10 +149,11 @@ class Pusher:
     def image(self, repo, tag=None, *, seed="", architecture="amd64", os_name="linux", variant=None,
               created="2024-01-01T00:00:00Z", author=None, labels=None, media_type=DOCKER_MANIFEST, layers=1):
         """Push a small synthetic image; returns (manifest digest, config digest, manifest bytes)."""
-        layer_blobs = [f"layer {seed} {n} {architecture}".encode() * 64 for n in range(layers)]
+        tars = [_layer_tar(f"layer {seed} {n} {architecture}".encode() * 64) for n in range(layers)]
+        layer_blobs = [gzip.compress(tar, mtime=0) for tar in tars]
         config = {"architecture": architecture, "os": os_name, "created": created,
                   "config": {"Labels": labels or {}, "Env": ["PATH=/usr/bin"]},
-                  "rootfs": {"type": "layers", "diff_ids": [_digest(b) for b in layer_blobs]},
+                  "rootfs": {"type": "layers", "diff_ids": [_digest(tar) for tar in tars]},
                   "history": [{"created": created, "created_by": f"synthetic {seed}"}]}
         if variant:
             config["variant"] = variant

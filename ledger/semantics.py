@@ -37,9 +37,12 @@ def _truncated(created):
     return created[:19] if created else created
 
 
-def contradicts(state, obs):
-    """Both have a digest and they differ, or both have an image and they differ."""
-    if state.digest and obs.digest and state.digest != obs.digest:
+def contradicts(state, obs, by_image=False):
+    """Both have a digest and they differ, or both have an image and they differ.
+
+    `by_image`: only the image ID tells images apart (a Docker daemon's view, where the digest
+    says where a local copy was pushed or pulled, not what it is)."""
+    if not by_image and state.digest and obs.digest and state.digest != obs.digest:
         return True
     return bool(state.image and obs.image and clean_image_id(state.image) != clean_image_id(obs.image))
 
@@ -58,14 +61,15 @@ def adds_something(state, obs):
     return bool((obs.digest and not state.digest) or (obs.image and not state.image))
 
 
-def classify(state, obs):
+def classify(state, obs, by_image=False):
     """The event kind for observation `obs` of a key whose current state is `state` (None: no state).
 
-    Returns None when the observation exists in the state and adds nothing.
+    Returns None when the observation exists in the state and adds nothing. With `by_image` (the
+    daemon source) a new digest for the same image ID is `updated`, not `moved`.
     """
     if state is None:
         return ADDED
-    if contradicts(state, obs):
+    if contradicts(state, obs, by_image):
         return MOVED
     if exists(state, obs) and not adds_something(state, obs):
         return None

@@ -18,11 +18,12 @@ from .times import now
 
 SCHEMA_VERSION = 4
 GENESIS = "0" * 64
+REGISTRY = "registry"  # the source of observations made of a registry; a daemon's are 'daemon:NAME'
 BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 65_536  # the default 2 MB thrashes on the key index of a million-event ledger
 _REAPPLIED = ("triggers.sql", "indexes.sql", "views.sql")
 _LEDGER_TABLES = {"runs", "events", "manifests", "platforms", "coverage", "errors", "tag_state",
-                  "event_log", "tag_keys", "digests", "media_types"}
+                  "event_log", "tag_keys", "digests", "media_types", "images"}
 
 
 class StoreError(Exception):
@@ -63,10 +64,15 @@ def _register_functions(conn):
 _CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def event_hash(prev_hash, values):
-    """The hash over an event's canonical content, chained to the previous hash.
+def _canonical(*values):
+    """An event's hashed content: id, run_id, observed_at, kind, registry, repo, tag, digest, image,
+    media_type, created, author, size, and the source unless it is the registry (so events
+    written before sources existed keep their hashes)."""
+    return list(values[:-1]) if values[-1] == REGISTRY else list(values)
 
-    values: id, run_id, observed_at, kind, registry, repo, tag, digest, image, media_type, created, author, size."""
+
+def event_hash(prev_hash, values):
+    """The hash over an event's canonical content, chained to the previous hash."""
     return hashlib.sha256(f"{prev_hash}\n{_CANONICAL(values)}".encode("utf-8")).hexdigest()
 
 
@@ -191,6 +197,14 @@ def _save_manifests(db, run_id, manifests):
                 [[facts["digest"], *row.values()] for row in platforms])
 
 
+def _save_images(db, run_id, images):
+    db.conn.executemany(
+        "INSERT INTO images (id, created, size, author, architecture, os, labels, first_run_id) "
+        "SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM images WHERE id = ?)",
+        [[facts["id"], facts["created"], facts["size"], facts["author"], facts["architecture"], facts["os"],
+          facts["labels"], run_id, facts["id"]] for facts in images])
+
+
 def _known_facts(db, digests):
     facts = {}
     for chunk in _chunks(set(digests)):
@@ -207,13 +221,13 @@ _State = collections.namedtuple("_State", "key_id kind observed_at digest image 
 
 
 def _states(db, repos):
-    """The state of every tag key (removed ones too) of every (registry, repo) this run touched."""
+    """The state of every tag key (removed ones too) of every (registry, repo, source) this run touched."""
     states = {}
-    for registry, repo in repos:
+    for registry, repo, source in repos:
         for tag, *values in db.conn.execute(
                 "SELECT tag, key_id, kind, last_changed, digest, image, media_type, created, author, size "
-                "FROM key_states WHERE registry = ? AND repo = ?", [registry, repo]):
-            states[(registry, repo, tag)] = _State(*values)
+                "FROM key_states WHERE registry = ? AND repo = ? AND source = ?", [registry, repo, source]):
+            states[(registry, repo, tag, source)] = _State(*values)
     return states
 
 
@@ -224,35 +238,41 @@ def _as_observation(state):
 
 def _classify_all(db, result):
     """The events this run makes, classified against the ledger as it is now."""
-    facts = _known_facts(db, [o["digest"] for o in result.observations if o.get("digest")])
-    repos = {(o["registry"], o["repo"]) for o in result.observations}
-    repos |= {(c["registry"], c["repo"]) for c in result.coverage if c["complete"]}
+    facts = _known_facts(db, [o["digest"] for o in result.observations
+                              if o.get("digest") and o.get("source", REGISTRY) == REGISTRY])
+    repos = {(o["registry"], o["repo"], o.get("source", REGISTRY)) for o in result.observations}
+    repos |= {(c["registry"], c["repo"], c.get("source", REGISTRY)) for c in result.coverage if c["complete"]}
     states = _states(db, repos)
     pending = []
     for seen in result.observations:
-        key = (seen["registry"], seen["repo"], seen["tag"])
-        known = facts.get(seen["digest"])
-        obs = known or Observation(digest=seen["digest"], media_type=seen.get("media_type"))
+        source = seen.get("source", REGISTRY)
+        key = (seen["registry"], seen["repo"], seen["tag"], source)
+        if source == REGISTRY:
+            known = facts.get(seen["digest"])
+            obs = known or Observation(digest=seen["digest"], media_type=seen.get("media_type"))
+        else:  # a daemon reports every fact with the tag
+            known = obs = Observation(**{name: seen.get(name) for name in Observation.__dataclass_fields__})
         row = states.get(key)
         if row is not None and row.observed_at > seen["observed_at"]:
             continue  # a newer observation is already in the ledger (a concurrent run)
         state = _as_observation(row) if row is not None and row.kind != REMOVED else None
-        kind = classify(state, obs)
+        kind = classify(state, obs, by_image=source != REGISTRY)
         if kind is None or (known is None and kind not in ("added", "moved")):
             continue  # an incomplete observation (a fetch failed) never downgrades what is known
         pending.append((seen["observed_at"], key, kind, obs, row.key_id if row else None))
     for listing in result.coverage:
         if not listing["complete"]:
             continue
+        where = (listing["registry"], listing["repo"])
+        source = listing.get("source", REGISTRY)
         current = {key[2]: row for key, row in states.items()
-                   if key[:2] == (listing["registry"], listing["repo"]) and row.kind != REMOVED
+                   if key[:2] == where and key[3] == source and row.kind != REMOVED
                    and listing["scope"].covers(key[2])}
         for tag in removed_keys(current, listing["tags"]):
             row = current[tag]
             if row.observed_at > listing["listed_at"]:
                 continue
-            pending.append((listing["listed_at"], (listing["registry"], listing["repo"], tag), REMOVED,
-                            _as_observation(row), row.key_id))
+            pending.append((listing["listed_at"], (*where, tag, source), REMOVED, _as_observation(row), row.key_id))
     pending.sort(key=lambda item: (item[0], item[1]))
     return pending
 
@@ -331,15 +351,16 @@ def _append_events(db, run_id, pending):
     media_types = _media_type_ids(db, pending)
     next_key = db.execute("SELECT coalesce(max(id), 0) + 1 FROM tag_keys").fetchone()[0]
     new_keys, states, kinds, stored = {}, {}, [], []
-    for observed_at, (registry, repo, tag), kind, obs, key_id in pending:
+    for observed_at, key, kind, obs, key_id in pending:
+        registry, repo, tag, source = key
         if key_id is None:
-            key_id = new_keys.get((registry, repo, tag))
+            key_id = new_keys.get(key)
             if key_id is None:
-                key_id = new_keys[(registry, repo, tag)] = next_key
+                key_id = new_keys[key] = next_key
                 next_key += 1
         last_id += 1
-        prev = event_hash(prev, [last_id, run_id, observed_at, kind, registry, repo, tag, obs.digest, obs.image,
-                                 obs.media_type, obs.created, obs.author, obs.size])
+        prev = event_hash(prev, _canonical(last_id, run_id, observed_at, kind, registry, repo, tag, obs.digest,
+                                           obs.image, obs.media_type, obs.created, obs.author, obs.size, source))
         kinds.append(kind)
         stored.append((last_id, run_id, observed_at, kind, key_id, digests.id(obs.digest), digests.id(obs.image),
                        media_types.get(obs.media_type), obs.created, obs.author, obs.size, bytes.fromhex(prev)))
@@ -348,7 +369,7 @@ def _append_events(db, run_id, pending):
         began = observed_at if kind == "added" else states.get(key_id, (None,) * 4)[3]
         states[key_id] = (last_id, kind, observed_at, began)
     digests.save(db)
-    db.conn.executemany("INSERT INTO tag_keys (id, registry, repo, tag) VALUES (?, ?, ?, ?)",
+    db.conn.executemany("INSERT INTO tag_keys (id, registry, repo, tag, source) VALUES (?, ?, ?, ?, ?)",
                         [(key_id, *key) for key, key_id in new_keys.items()])
     db.conn.executemany(
         "UPDATE tag_keys SET event_id = ?, kind = ?, observed_at = ?, first_seen = coalesce(?, first_seen) WHERE id = ?",
@@ -363,13 +384,14 @@ def append_run(db, run_id, result):
     """Append one run's findings in a single write transaction; returns the run's counts."""
     with _immediate(db):
         _save_manifests(db, run_id, result.manifests)
+        _save_images(db, run_id, result.images)
         pending = _classify_all(db, result)
         kinds, (head_id, head_hash), new_images = _append_events(db, run_id, pending)
         for listing in result.coverage:
             db.execute(
-                "INSERT INTO coverage (run_id, registry, repo, scope, complete, tags_listed, listed_at, reason) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [run_id, listing["registry"], listing["repo"],
+                "INSERT INTO coverage (run_id, source, registry, repo, scope, complete, tags_listed, listed_at, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [run_id, listing.get("source", REGISTRY), listing["registry"], listing["repo"],
                  listing["scope"].describe(),
                  int(listing["complete"]), len(listing["tags"]) if listing["complete"] else None,
                  listing["listed_at"], listing.get("reason")])
@@ -435,7 +457,7 @@ class Verification:
 
 _CHAIN = """
 SELECT e.id, e.run_id, e.observed_at, e.kind, k.registry, k.repo, k.tag, d.digest, i.digest, m.media_type,
-       e.created, e.author, e.size, e.hash
+       e.created, e.author, e.size, k.source, e.hash
 FROM event_log e
 JOIN tag_keys k ON k.id = e.key_id
 LEFT JOIN digests d ON d.id = e.digest_id
@@ -458,8 +480,7 @@ def _verify_range(path, low, high):
         last_id, prev = (before[0], before[1].hex()) if before else (0, GENESIS)
         count = 0
         for values in conn.execute(_CHAIN, [low, high]):
-            canonical = list(values[:-1])
-            canonical[7], canonical[8] = digest_text(canonical[7]), digest_text(canonical[8])
+            canonical = _canonical(*values[:7], digest_text(values[7]), digest_text(values[8]), *values[9:-1])
             if canonical[0] != last_id + 1:
                 return count, last_id, prev, (f"event {canonical[0]}: follows event {last_id} "
                                                "(events between them were deleted, or the log was reordered)")

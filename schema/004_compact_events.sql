@@ -24,19 +24,54 @@ CREATE TABLE media_types (
     media_type TEXT NOT NULL UNIQUE
 );
 
--- One row per tag key ever seen, with the key's latest event (kept by a
--- trigger on event_log) so current state reads one row per key.
+-- One row per tag key ever seen, with the key's latest event (written by
+-- the append) so current state reads one row per key. A key is a tag as one
+-- source sees it: the registry itself, or a Docker daemon's local copy
+-- ('daemon:NAME'), which is never the registry's truth.
 CREATE TABLE tag_keys (
     id INTEGER PRIMARY KEY,
     registry TEXT NOT NULL,
     repo TEXT NOT NULL,
     tag TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT 'registry',
     event_id INTEGER,
     kind TEXT,
     observed_at TEXT,
     first_seen TEXT,                  -- the 'added' event that began the key's current life
-    UNIQUE (registry, repo, tag)
+    UNIQUE (registry, repo, tag, source)
 );
+
+-- Facts about an image ID as a Docker daemon reported them, written once
+-- (the ID is a hash of the image's config, so they never change).
+CREATE TABLE images (
+    id TEXT PRIMARY KEY,              -- the image ID, sha256:...
+    created TEXT,
+    size INTEGER,                     -- as the daemon reports it: all layers, uncompressed
+    author TEXT,
+    architecture TEXT,
+    os TEXT,
+    labels TEXT,                      -- JSON object
+    first_run_id INTEGER REFERENCES runs(id)
+);
+
+-- Coverage gains the source: a daemon's listing and a registry's listing of
+-- the same repo in one run are different facts.
+CREATE TABLE coverage_v4 (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    source TEXT NOT NULL DEFAULT 'registry',
+    registry TEXT NOT NULL,
+    repo TEXT NOT NULL,
+    scope TEXT NOT NULL,              -- '*' for every tag, else a JSON list of the tags asked for
+    complete INTEGER NOT NULL,
+    tags_listed INTEGER,
+    listed_at TEXT,
+    reason TEXT,                      -- why the listing is incomplete
+    PRIMARY KEY (run_id, source, registry, repo)
+) WITHOUT ROWID;
+INSERT INTO coverage_v4 (run_id, registry, repo, scope, complete, tags_listed, listed_at, reason)
+SELECT run_id, registry, repo, scope, complete, tags_listed, listed_at, reason FROM coverage;
+DROP TABLE coverage;
+ALTER TABLE coverage_v4 RENAME TO coverage;
 
 CREATE TABLE event_log (
     id INTEGER PRIMARY KEY,

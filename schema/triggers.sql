@@ -28,7 +28,8 @@ BEGIN SELECT RAISE(ABORT, 'ledger: tag_keys is append-only'); END;
 DROP TRIGGER IF EXISTS tag_keys_append_only_insert;
 CREATE TRIGGER tag_keys_append_only_insert BEFORE INSERT ON tag_keys
 WHEN EXISTS (SELECT 1 FROM tag_keys WHERE id = NEW.id)
-  OR EXISTS (SELECT 1 FROM tag_keys WHERE registry = NEW.registry AND repo = NEW.repo AND tag = NEW.tag)
+  OR EXISTS (SELECT 1 FROM tag_keys WHERE registry = NEW.registry AND repo = NEW.repo AND tag = NEW.tag
+             AND source = NEW.source)
 BEGIN SELECT RAISE(ABORT, 'ledger: tag_keys is append-only'); END;
 
 DROP TRIGGER IF EXISTS digests_append_only_delete;
@@ -84,6 +85,19 @@ CREATE TRIGGER manifests_append_only_insert BEFORE INSERT ON manifests
 WHEN EXISTS (SELECT 1 FROM manifests WHERE digest = NEW.digest)
 BEGIN SELECT RAISE(ABORT, 'ledger: manifests is append-only'); END;
 
+DROP TRIGGER IF EXISTS images_append_only_update;
+CREATE TRIGGER images_append_only_update BEFORE UPDATE ON images
+BEGIN SELECT RAISE(ABORT, 'ledger: images is append-only'); END;
+
+DROP TRIGGER IF EXISTS images_append_only_delete;
+CREATE TRIGGER images_append_only_delete BEFORE DELETE ON images
+BEGIN SELECT RAISE(ABORT, 'ledger: images is append-only'); END;
+
+DROP TRIGGER IF EXISTS images_append_only_insert;
+CREATE TRIGGER images_append_only_insert BEFORE INSERT ON images
+WHEN EXISTS (SELECT 1 FROM images WHERE id = NEW.id)
+BEGIN SELECT RAISE(ABORT, 'ledger: images is append-only'); END;
+
 DROP TRIGGER IF EXISTS platforms_append_only_update;
 CREATE TRIGGER platforms_append_only_update BEFORE UPDATE ON platforms
 BEGIN SELECT RAISE(ABORT, 'ledger: platforms is append-only'); END;
@@ -107,7 +121,8 @@ BEGIN SELECT RAISE(ABORT, 'ledger: coverage is append-only'); END;
 
 DROP TRIGGER IF EXISTS coverage_append_only_insert;
 CREATE TRIGGER coverage_append_only_insert BEFORE INSERT ON coverage
-WHEN EXISTS (SELECT 1 FROM coverage WHERE run_id = NEW.run_id AND registry = NEW.registry AND repo = NEW.repo)
+WHEN EXISTS (SELECT 1 FROM coverage WHERE run_id = NEW.run_id AND source = NEW.source AND registry = NEW.registry
+             AND repo = NEW.repo)
 BEGIN SELECT RAISE(ABORT, 'ledger: coverage is append-only'); END;
 
 DROP TRIGGER IF EXISTS errors_append_only_update;

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from ledger.cli import cli
 from authserver import TokenServer, make_tls, write_htpasswd
+from podman import Podman
 from ledger.sandbox import LocalRegistry, Proxy, Pusher, free_port
 
 
@@ -181,3 +182,18 @@ def serve():
     yield start
     for served in started:
         served.stop()
+
+
+@pytest.fixture(scope="session")
+def podman_service(registry, tmp_path_factory):
+    """Debian's podman serving the Docker Engine API, once per session, trusting the test registry."""
+    service = Podman(str(tmp_path_factory.mktemp("podman")), [registry.host])
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def podman(podman_service):
+    """The podman service with no images: the daemon a test starts from."""
+    podman_service.clear()
+    return podman_service

@@ -68,3 +68,15 @@ def test_removed_keys_are_current_tags_missing_from_the_listing():
     assert removed_keys({"a": 1, "b": 2, "c": 3}, ["a", "c", "d"]) == ["b"]
     assert removed_keys({"a": 1}, []) == ["a"]
     assert removed_keys({}, ["a"]) == []
+
+
+def test_for_a_daemon_only_the_image_id_tells_images_apart():
+    local = Observation(image="sha256:" + "1" * 64)
+    pushed = Observation(image="sha256:" + "1" * 64, digest="sha256:" + "a" * 64)
+    repushed = Observation(image="sha256:" + "1" * 64, digest="sha256:" + "b" * 64)
+    rebuilt = Observation(image="sha256:" + "2" * 64, digest="sha256:" + "b" * 64)
+    assert classify(local, pushed, by_image=True) == "updated"  # built locally, then pushed
+    assert classify(pushed, repushed, by_image=True) == "updated"
+    assert classify(pushed, repushed) == "moved"  # a registry's digest is the image
+    assert classify(pushed, rebuilt, by_image=True) == "moved"
+    assert classify(pushed, local, by_image=True) is None  # an empty digest never contradicts or updates

@@ -68,7 +68,7 @@ def test_events_cut_from_the_end_are_caught_by_the_run_head(honest):
 
 
 def test_an_edited_current_state_is_caught(honest):
-    tamper(honest.path, "UPDATE tag_keys SET event_id = 1 WHERE tag = 'b'")
+    tamper(honest.path, "UPDATE tag_keys SET kind = 'removed' WHERE tag = 'b'")
     assert "tag_keys does not match the events" in honest("verify", expect=1).output
 
 

@@ -1,0 +1,173 @@
+"""A Docker daemon as a source: the images a host holds, read through the Docker Engine API.
+
+The daemon's view of a tag is the host's local copy, not the registry's truth, so its
+observations carry the source 'daemon:NAME' and are keyed apart from registry ones.
+"""
+
+import http.client
+import json
+import os
+import socket
+from collections import defaultdict
+from urllib.parse import quote, urlsplit
+
+from .collector import CollectResult, finish
+from .references import ReferenceError, parse_target
+from .registry import RegistryError
+from .semantics import Scope
+from .times import normalise_created, now
+
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+MAX_BODY = 64 * 1024 * 1024  # an image list of tens of thousands of images fits
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+class DaemonClient:
+    """GETs on the Docker Engine API at `host` (unix:///path, tcp://host:port or http://host:port)."""
+
+    def __init__(self, host=None, timeout=30):
+        self.host = host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+        parts = urlsplit(self.host)
+        if parts.scheme == "unix" and parts.path:
+            self._connect = lambda: _UnixConnection(parts.path, timeout)
+            where = socket.gethostname() + ("" if self.host == DEFAULT_HOST else f":{parts.path}")
+        elif parts.scheme in ("tcp", "http") and parts.hostname:
+            self._connect = lambda: http.client.HTTPConnection(parts.hostname, parts.port or 2375, timeout=timeout)
+            where = parts.netloc
+        else:
+            raise ValueError(f"invalid Docker host {self.host!r}: give unix:///path/to/docker.sock or tcp://HOST:PORT")
+        self.source = f"daemon:{where}"
+        self.requests = 0
+
+    def _fail(self, message, code, status=None):
+        return RegistryError(message, registry=self.source, stage="daemon", status=status, code=code)
+
+    def _get(self, path):
+        connection = self._connect()
+        self.requests += 1
+        try:
+            connection.request("GET", path, headers={"Accept": "application/json"})
+            response = connection.getresponse()
+            body = response.read(MAX_BODY + 1)
+        except (OSError, http.client.HTTPException) as error:
+            reason = error.strerror or error if isinstance(error, OSError) else f"broken answer: {error}"
+            raise self._fail(f"cannot connect to {self.host} ({reason})", "UNREACHABLE") from None
+        finally:
+            connection.close()
+        if len(body) > MAX_BODY:
+            raise self._fail(f"{self.host} GET {path}: answer larger than {MAX_BODY} bytes", "DAEMON_INVALID")
+        if response.status >= 400:
+            try:
+                message = json.loads(body)["message"]
+            except (ValueError, KeyError, TypeError):
+                message = body[:200].decode("utf-8", "replace").strip()
+            raise self._fail(f"{self.host} GET {path}: HTTP {response.status}: {message}", "DAEMON_ERROR",
+                             response.status)
+        return body
+
+    def _json(self, path, kind):
+        try:
+            value = json.loads(self._get(path))
+        except ValueError:
+            raise self._fail(f"{self.host} GET {path}: not JSON", "DAEMON_INVALID") from None
+        if not isinstance(value, kind):
+            raise self._fail(f"{self.host} GET {path}: expected a JSON {kind.__name__}", "DAEMON_INVALID")
+        return value
+
+    def fetch_ping(self):
+        self._get("/_ping")
+
+    def fetch_images(self):
+        return self._json("/images/json", list)
+
+    def fetch_image(self, image_id):
+        return self._json(f"/images/{quote(image_id, safe=':')}/json", dict)
+
+
+def _key(reference):
+    """(registry, repo, tag) of a RepoTags entry, normalised as registry targets are (docker.io, library/)."""
+    target = parse_target(reference)
+    if target.repo is None or target.tag is None:
+        raise ReferenceError(f"{reference!r} is not REPO:TAG")
+    return target.registry, target.repo, target.tag
+
+
+def _repo_digests(entries):
+    """{(registry, repo): digest} from RepoDigests entries `name@sha256:...` (the smallest if several)."""
+    digests = {}
+    for entry in entries or []:
+        name, at, digest = str(entry).partition("@")
+        try:
+            target = parse_target(name)
+        except ReferenceError:
+            continue
+        if at and target.repo and digest.startswith("sha256:"):
+            where = (target.registry, target.repo)
+            digests[where] = min(digests.get(where, digest), digest)
+    return digests
+
+
+def _image_facts(image_id, inspected, listed):
+    config = inspected.get("Config") if isinstance(inspected.get("Config"), dict) else {}
+    labels = config.get("Labels") if isinstance(config.get("Labels"), dict) else listed.get("Labels")
+    return {"id": image_id, "created": normalise_created(inspected.get("Created") or listed.get("Created")),
+            "size": listed.get("Size") if isinstance(listed.get("Size"), int) else None,
+            "author": inspected.get("Author") or None, "architecture": inspected.get("Architecture") or None,
+            "os": inspected.get("Os") or None, "labels": json.dumps(labels or {}, sort_keys=True)}
+
+
+def collect_daemon(client, known_images=(), ledger_repos=()):
+    """Every RepoTag the daemon holds as an observation, and a complete listing of each repo it holds
+    (or that the ledger holds live keys of for this daemon), so a deleted image can be proven gone."""
+    result = CollectResult()
+    try:
+        client.fetch_ping()
+        images = client.fetch_images()
+        listed_at = now()
+        tags = defaultdict(list)
+        for image in images:
+            image_id = image.get("Id") if isinstance(image, dict) else None
+            if not isinstance(image_id, str) or not image_id.startswith("sha256:"):
+                raise client._fail(f"{client.host} GET /images/json: an image without a sha256 Id", "DAEMON_INVALID")
+            digests = _repo_digests(image.get("RepoDigests"))
+            for reference in image.get("RepoTags") or []:
+                if reference in ("", "<none>:<none>"):
+                    continue
+                try:
+                    registry, repo, tag = _key(reference)
+                except ReferenceError as error:
+                    result.errors.append(client._fail(f"image {image_id}: {error}", "NAME_INVALID"))
+                    continue
+                tags[(registry, repo)].append(tag)
+                result.observations.append({
+                    "source": client.source, "registry": registry, "repo": repo, "tag": tag,
+                    "digest": digests.get((registry, repo)), "image": image_id, "media_type": None,
+                    "created": normalise_created(image.get("Created")),
+                    "size": image.get("Size") if isinstance(image.get("Size"), int) else None,
+                    "author": None, "observed_at": listed_at})
+            if image_id not in known_images and image.get("RepoTags"):
+                try:
+                    result.images.append(_image_facts(image_id, client.fetch_image(image_id), image))
+                except RegistryError as error:  # e.g. deleted since the listing: its facts wait for the next run
+                    error.at = now()
+                    result.errors.append(error)
+        for registry, repo in sorted(set(tags) | set(ledger_repos)):
+            result.coverage.append({"source": client.source, "registry": registry, "repo": repo, "scope": Scope(),
+                                    "complete": True, "tags": sorted(tags.get((registry, repo), [])),
+                                    "listed_at": listed_at, "reason": None})
+    except RegistryError as error:
+        error.at = now()
+        result.errors.append(error)
+        result.observations, result.coverage, result.images = [], [], []
+    result.requests["daemon"] = client.requests
+    return finish(result, reached=bool(result.coverage))
