@@ -2,7 +2,7 @@
 
 import collections
 import concurrent.futures
-import hashlib
+from hashlib import sha256
 import json
 import multiprocessing
 import os
@@ -73,7 +73,7 @@ def _canonical(*values):
 
 def event_hash(prev_hash, values):
     """The hash over an event's canonical content, chained to the previous hash."""
-    return hashlib.sha256(f"{prev_hash}\n{_CANONICAL(values)}".encode("utf-8")).hexdigest()
+    return sha256(f"{prev_hash}\n{_CANONICAL(values)}".encode("utf-8")).hexdigest()
 
 
 def open_db(path):
@@ -419,30 +419,6 @@ def append_run(db, run_id, result):
     return counts
 
 
-_DERIVED = {
-    "tag_keys": """
-        SELECT e.key_id, e.id, e.kind, e.observed_at, a.observed_at
-        FROM (SELECT key_id, max(id) AS id FROM event_log GROUP BY key_id) latest
-        JOIN event_log e ON e.id = latest.id
-        LEFT JOIN (SELECT key_id, max(id) AS id FROM event_log WHERE kind = 'added' GROUP BY key_id) began
-               ON began.key_id = e.key_id
-        LEFT JOIN event_log a ON a.id = began.id""",
-    "digests": """
-        SELECT coalesce(digest_id, image_id), min(id) FROM event_log
-        WHERE kind != 'removed' AND coalesce(digest_id, image_id) IS NOT NULL GROUP BY 1""",
-}
-_STORED = {
-    "tag_keys": "SELECT id, event_id, kind, observed_at, first_seen FROM tag_keys",
-    "digests": "SELECT id, first_event_id FROM digests WHERE first_event_id IS NOT NULL",
-}
-
-
-def _derived_differs(db, table):
-    """A table kept by the append trigger must equal what the events derive."""
-    derived, stored = _DERIVED[table], _STORED[table]
-    return db.execute(f"SELECT EXISTS ({derived} EXCEPT {stored}) OR EXISTS ({stored} EXCEPT {derived})").fetchone()[0]
-
-
 class Verification:
     def __init__(self):
         self.events = 0
@@ -456,46 +432,93 @@ class Verification:
 
 
 _CHAIN = """
-SELECT e.id, e.run_id, e.observed_at, e.kind, k.registry, k.repo, k.tag, d.digest, i.digest, m.media_type,
-       e.created, e.author, e.size, k.source, e.hash
+SELECT e.id, e.run_id, e.observed_at, e.kind, e.key_id, d.digest, i.digest, e.media_type_id, e.created, e.author,
+       e.size, e.hash, e.digest_id, e.image_id
 FROM event_log e
-JOIN tag_keys k ON k.id = e.key_id
 LEFT JOIN digests d ON d.id = e.digest_id
 LEFT JOIN digests i ON i.id = e.image_id
-LEFT JOIN media_types m ON m.id = e.media_type_id
 WHERE e.id BETWEEN ? AND ?
 ORDER BY e.id
 """
 _PARALLEL_FROM = 200_000  # below this, starting processes costs more than it saves
 
 
-def _verify_range(path, low, high):
-    """Check events low..high, each against the stored hash of the row before it.
+class _Derived:
+    """What the events of a range say the derived tables hold: each key's latest event and latest
+    'added' time, and each digest's first non-removed event."""
 
-    Returns (events checked, last id, last hash, first problem). Ranges are independent, so
+    def __init__(self):
+        self.latest, self.began, self.firsts = {}, {}, {}
+
+    def see(self, event_id, kind, observed_at, key_id, digest_id, image_id):
+        self.latest[key_id] = (event_id, kind, observed_at)
+        if kind == "added":
+            self.began[key_id] = observed_at
+        shown = digest_id if digest_id is not None else image_id
+        if kind != REMOVED and shown is not None:
+            self.firsts.setdefault(shown, event_id)
+
+    def after(self, later):
+        """This range's findings followed by a later range's."""
+        self.latest.update(later.latest)
+        self.began.update(later.began)
+        for digest_id, event_id in later.firsts.items():
+            self.firsts.setdefault(digest_id, event_id)
+        return self
+
+    def differs(self, db, table):
+        if table == "tag_keys":
+            expected = {key: (*latest, self.began.get(key)) for key, latest in self.latest.items()}
+            rows = db.execute("SELECT id, event_id, kind, observed_at, first_seen FROM tag_keys")
+            stored = {key: tuple(values) for key, *values in rows}
+        else:
+            expected = self.firsts
+            stored = dict(db.execute("SELECT id, first_event_id FROM digests WHERE first_event_id IS NOT NULL"))
+        return stored != expected
+
+
+def _verify_range(path, low, high):
+    """Check events low..high, each against the stored hash of the row before it, and gather what they
+    say the derived tables hold.
+
+    Returns (events checked, last id, last hash, first problem, _Derived). Ranges are independent, so
     they can be checked in parallel; the first problem of the earliest range is the chain's."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    derived = _Derived()
     try:
+        keys = {key_id: key for key_id, *key in conn.execute("SELECT id, registry, repo, tag, source FROM tag_keys")}
+        media_types = dict(conn.execute("SELECT id, media_type FROM media_types"))
         before = conn.execute("SELECT id, hash FROM event_log WHERE id < ? ORDER BY id DESC LIMIT 1", [low]).fetchone()
         last_id, prev = (before[0], before[1].hex()) if before else (0, GENESIS)
         count = 0
-        for values in conn.execute(_CHAIN, [low, high]):
-            canonical = _canonical(*values[:7], digest_text(values[7]), digest_text(values[8]), *values[9:-1])
-            if canonical[0] != last_id + 1:
-                return count, last_id, prev, (f"event {canonical[0]}: follows event {last_id} "
-                                               "(events between them were deleted, or the log was reordered)")
-            prev = event_hash(prev, canonical)
-            if prev != values[-1].hex():
-                return count, last_id, prev, (f"event {canonical[0]}: content does not match its hash "
-                                              "(the row was edited, or an event before it was replaced)")
-            last_id = canonical[0]
+        for (event_id, run_id, observed_at, kind, key_id, digest, image, media_type_id, created, author, size,
+             stored, digest_id, image_id) in conn.execute(_CHAIN, [low, high]):
+            if event_id != last_id + 1:
+                return count, last_id, prev, (f"event {event_id}: follows event {last_id} "
+                                              "(events between them were deleted, or the log was reordered)"), derived
+            if key_id not in keys:
+                return count, last_id, prev, f"event {event_id}: its tag key {key_id} is missing", derived
+            registry, repo, tag, source = keys[key_id]
+            canonical = [event_id, run_id, observed_at, kind, registry, repo, tag,
+                         "sha256:" + digest.hex() if type(digest) is bytes else digest,
+                         "sha256:" + image.hex() if type(image) is bytes else image,
+                         media_types.get(media_type_id), created, author, size]
+            if source != REGISTRY:
+                canonical.append(source)
+            prev = sha256(f"{prev}\n{_CANONICAL(canonical)}".encode()).hexdigest()  # event_hash, inlined: 1M rows
+            if prev != stored.hex():
+                return count, last_id, prev, (f"event {event_id}: content does not match its hash "
+                                              "(the row was edited, or an event before it was replaced)"), derived
+            derived.see(event_id, kind, observed_at, key_id, digest_id, image_id)
+            last_id = event_id
             count += 1
-        return count, last_id, prev, None
+        return count, last_id, prev, None, derived
     finally:
         conn.close()
 
 
 def _check_chain(db, report):
+    """The chain, range by range (in parallel on a big ledger); returns what the events derive."""
     path = db.execute("PRAGMA database_list").fetchone()[2]
     low, high = db.execute("SELECT coalesce(min(id), 1), coalesce(max(id), 0) FROM event_log").fetchone()
     workers = min(os.cpu_count() or 1, 4) if high - low >= _PARALLEL_FROM else 1
@@ -506,19 +529,22 @@ def _check_chain(db, report):
             results = list(pool.map(_verify_range, *zip(*ranges)))
     else:
         results = [_verify_range(*ranges[0])]
-    for count, last_id, last_hash, problem in results:
+    derived = _Derived()
+    for count, last_id, last_hash, problem, found in results:
         report.events += count
+        derived.after(found)
         if problem:
             report.problems.append(problem)
-            return
+            return derived
     if report.events:
         report.head_id, report.head_hash = last_id, last_hash
+    return derived
 
 
 def verify(db):
     """Recompute the hash chain and check the derived tables; name the first bad row."""
     report = Verification()
-    _check_chain(db, report)
+    derived = _check_chain(db, report)
     if report.ok:
         for run_id, head_id, head_hash in db.execute(
                 "SELECT id, head_event_id, head_hash FROM runs WHERE head_event_id IS NOT NULL ORDER BY id"):
@@ -527,7 +553,7 @@ def verify(db):
                 report.problems.append(f"run {run_id}: its chain head, event {head_id}, is missing or changed "
                                        "(events were removed from the end)")
                 break
-    for table in _DERIVED:
-        if report.ok and _derived_differs(db, table):
+    for table in ("tag_keys", "digests"):
+        if report.ok and derived.differs(db, table):
             report.problems.append(f"{table} does not match the events (a table derived from them was edited)")
     return report

@@ -22,6 +22,24 @@ def digest(*parts):
     return "sha256:" + hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()
 
 
+class Stopwatch:
+    """Time spent inside a few store functions, to say where append time goes."""
+
+    def __init__(self, *names):
+        self.spent = dict.fromkeys(names, 0.0)
+        for name in names:
+            setattr(store, name, self._timed(name, getattr(store, name)))
+
+    def _timed(self, name, function):
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.spent[name] += time.perf_counter() - started
+        return timed
+
+
 def build(path, events, tags, repos):
     """Run 1 adds every tag; each later run moves a slice of them, until `events` events exist.
 
@@ -65,11 +83,15 @@ def main():
     parser.add_argument("--repos", type=int, default=500)
     args = parser.parse_args()
     path = Path(tempfile.mkdtemp(prefix="ledger-bench-")) / "ledger.db"
+    watch = Stopwatch("_classify_all", "event_hash")
     events, runs, elapsed = build(path, args.events, args.tags, args.repos)
     size = os.path.getsize(path) + (os.path.getsize(str(path) + "-wal") if os.path.exists(str(path) + "-wal") else 0)
     print(f"machine          {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"ledger           {events} events over {args.tags} tags in {runs} runs")
     print(f"append           {events / elapsed:,.0f} events/s with the hash chain ({elapsed:.1f}s)")
+    classify, hashing = (watch.spent[name] / events * 1e6 for name in ("_classify_all", "event_hash"))
+    print(f"  per event      {elapsed / events * 1e6:.1f} us: classifying {classify:.1f}, hashing {hashing:.1f}, "
+          f"interning and writing {elapsed / events * 1e6 - classify - hashing:.1f}")
     print(f"size             {size / events:.0f} bytes per event ({size / 1e6:.0f} MB)")
     db = store.open_db(path)
     largest = db.execute("SELECT name, sum(pgsize) AS bytes FROM dbstat GROUP BY name ORDER BY bytes DESC LIMIT 6")
@@ -97,8 +119,9 @@ def main():
         ("replaced_tags (a page)", "/ledger/replaced_tags.json", {}),
         ("new_images (a page)", "/ledger/new_images.json", {}),
         ("removed_tags (a page)", "/ledger/removed_tags.json", {}),
-    ] + [(f"query {name}", f"/ledger/{name}.json", params) for name, params in [
+    ] + [(f"query {name}{'' if params else ' (defaults)'}", f"/ledger/{name}.json", params) for name, params in [
         ("state_at", {"at": "2026-01-01T00:00:00.000003Z", "pattern": "bench.example/team7/*"}),
+        ("state_at", {}),
         ("history_of_tag", {"ref": f"bench.example/{repo}:{tag}"}),
         ("replaced_in_window", {"since": "2000-01-01T00:00:00Z"}),
         ("release_tags_moved", {"pattern": "bench.example/team7/*"}),
