@@ -49,7 +49,7 @@ class DaemonClient:
         self.source = f"daemon:{where}"
         self.requests = 0
 
-    def _fail(self, message, code, status=None):
+    def failure(self, message, code, status=None):
         return RegistryError(message, registry=self.source, stage="daemon", status=status, code=code)
 
     def _get(self, path):
@@ -61,17 +61,17 @@ class DaemonClient:
             body = response.read(MAX_BODY + 1)
         except (OSError, http.client.HTTPException) as error:
             reason = error.strerror or error if isinstance(error, OSError) else f"broken answer: {error}"
-            raise self._fail(f"cannot connect to {self.host} ({reason})", "UNREACHABLE") from None
+            raise self.failure(f"cannot connect to {self.host} ({reason})", "UNREACHABLE") from None
         finally:
             connection.close()
         if len(body) > MAX_BODY:
-            raise self._fail(f"{self.host} GET {path}: answer larger than {MAX_BODY} bytes", "DAEMON_INVALID")
+            raise self.failure(f"{self.host} GET {path}: answer larger than {MAX_BODY} bytes", "DAEMON_INVALID")
         if response.status >= 400:
             try:
                 message = json.loads(body)["message"]
             except (ValueError, KeyError, TypeError):
                 message = body[:200].decode("utf-8", "replace").strip()
-            raise self._fail(f"{self.host} GET {path}: HTTP {response.status}: {message}", "DAEMON_ERROR",
+            raise self.failure(f"{self.host} GET {path}: HTTP {response.status}: {message}", "DAEMON_ERROR",
                              response.status)
         return body
 
@@ -79,9 +79,9 @@ class DaemonClient:
         try:
             value = json.loads(self._get(path))
         except ValueError:
-            raise self._fail(f"{self.host} GET {path}: not JSON", "DAEMON_INVALID") from None
+            raise self.failure(f"{self.host} GET {path}: not JSON", "DAEMON_INVALID") from None
         if not isinstance(value, kind):
-            raise self._fail(f"{self.host} GET {path}: expected a JSON {kind.__name__}", "DAEMON_INVALID")
+            raise self.failure(f"{self.host} GET {path}: expected a JSON {kind.__name__}", "DAEMON_INVALID")
         return value
 
     def fetch_ping(self):
@@ -138,7 +138,7 @@ def collect_daemon(client, known_images=(), ledger_repos=()):
         for image in images:
             image_id = image.get("Id") if isinstance(image, dict) else None
             if not isinstance(image_id, str) or not image_id.startswith("sha256:"):
-                raise client._fail(f"{client.host} GET /images/json: an image without a sha256 Id", "DAEMON_INVALID")
+                raise client.failure(f"{client.host} GET /images/json: an image without a sha256 Id", "DAEMON_INVALID")
             digests = _repo_digests(image.get("RepoDigests"))
             for reference in image.get("RepoTags") or []:
                 if reference in ("", "<none>:<none>"):
@@ -146,7 +146,7 @@ def collect_daemon(client, known_images=(), ledger_repos=()):
                 try:
                     registry, repo, tag = _key(reference)
                 except ReferenceError as error:
-                    result.errors.append(client._fail(f"image {image_id}: {error}", "NAME_INVALID"))
+                    result.errors.append(client.failure(f"image {image_id}: {error}", "NAME_INVALID"))
                     continue
                 tags[(registry, repo)].append(tag)
                 result.observations.append({
