@@ -217,7 +217,7 @@ def _known_facts(db, digests):
     return facts
 
 
-_State = collections.namedtuple("_State", "key_id kind observed_at digest image media_type created author size")
+_State = collections.namedtuple("_State", "key_id event_id kind observed_at digest image media_type created author size")
 
 
 def _states(db, repos):
@@ -225,7 +225,7 @@ def _states(db, repos):
     states = {}
     for registry, repo, source in repos:
         for tag, *values in db.conn.execute(
-                "SELECT tag, key_id, kind, last_changed, digest, image, media_type, created, author, size "
+                "SELECT tag, key_id, event_id, kind, last_changed, digest, image, media_type, created, author, size "
                 "FROM key_states WHERE registry = ? AND repo = ? AND source = ?", [registry, repo, source]):
             states[(registry, repo, tag, source)] = _State(*values)
     return states
@@ -259,7 +259,7 @@ def _classify_all(db, result):
         kind = classify(state, obs, by_image=source != REGISTRY)
         if kind is None or (known is None and kind not in ("added", "moved")):
             continue  # an incomplete observation (a fetch failed) never downgrades what is known
-        pending.append((seen["observed_at"], key, kind, obs, row.key_id if row else None))
+        pending.append((seen["observed_at"], key, kind, obs, row))
     for listing in result.coverage:
         if not listing["complete"]:
             continue
@@ -272,7 +272,7 @@ def _classify_all(db, result):
             row = current[tag]
             if row.observed_at > listing["listed_at"]:
                 continue
-            pending.append((listing["listed_at"], (*where, tag, source), REMOVED, _as_observation(row), row.key_id))
+            pending.append((listing["listed_at"], (*where, tag, source), REMOVED, _as_observation(row), row))
     pending.sort(key=lambda item: (item[0], item[1]))
     return pending
 
@@ -351,19 +351,20 @@ def _append_events(db, run_id, pending):
     media_types = _media_type_ids(db, pending)
     next_key = db.execute("SELECT coalesce(max(id), 0) + 1 FROM tag_keys").fetchone()[0]
     new_keys, states, kinds, stored = {}, {}, [], []
-    for observed_at, key, kind, obs, key_id in pending:
+    for observed_at, key, kind, obs, state in pending:
         registry, repo, tag, source = key
+        key_id = state.key_id if state else new_keys.get(key)
         if key_id is None:
-            key_id = new_keys.get(key)
-            if key_id is None:
-                key_id = new_keys[key] = next_key
-                next_key += 1
+            key_id = new_keys[key] = next_key
+            next_key += 1
+        previous = states[key_id][0] if key_id in states else state and state.event_id
         last_id += 1
         prev = event_hash(prev, _canonical(last_id, run_id, observed_at, kind, registry, repo, tag, obs.digest,
                                            obs.image, obs.media_type, obs.created, obs.author, obs.size, source))
         kinds.append(kind)
-        stored.append((last_id, run_id, observed_at, kind, key_id, digests.id(obs.digest), digests.id(obs.image),
-                       media_types.get(obs.media_type), obs.created, obs.author, obs.size, bytes.fromhex(prev)))
+        stored.append((last_id, run_id, observed_at, kind, key_id, previous, digests.id(obs.digest),
+                       digests.id(obs.image), media_types.get(obs.media_type), obs.created, obs.author, obs.size,
+                       bytes.fromhex(prev)))
         if kind != REMOVED and (obs.digest or obs.image):
             digests.seen(obs.digest or obs.image, last_id)
         began = observed_at if kind == "added" else states.get(key_id, (None,) * 4)[3]
@@ -375,8 +376,8 @@ def _append_events(db, run_id, pending):
         "UPDATE tag_keys SET event_id = ?, kind = ?, observed_at = ?, first_seen = coalesce(?, first_seen) WHERE id = ?",
         [(*state, key_id) for key_id, state in states.items()])
     db.conn.executemany(
-        "INSERT INTO event_log (id, run_id, observed_at, kind, key_id, digest_id, image_id, media_type_id, "
-        "created, author, size, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", stored)
+        "INSERT INTO event_log (id, run_id, observed_at, kind, key_id, prev_event_id, digest_id, image_id, "
+        "media_type_id, created, author, size, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", stored)
     return kinds, (last_id, prev) if head or kinds else (None, None), digests.first_seen()
 
 
@@ -433,7 +434,7 @@ class Verification:
 
 _CHAIN = """
 SELECT e.id, e.run_id, e.observed_at, e.kind, e.key_id, d.digest, i.digest, e.media_type_id, e.created, e.author,
-       e.size, e.hash, e.digest_id, e.image_id
+       e.size, e.hash, e.digest_id, e.image_id, e.prev_event_id
 FROM event_log e
 LEFT JOIN digests d ON d.id = e.digest_id
 LEFT JOIN digests i ON i.id = e.image_id
@@ -444,13 +445,19 @@ _PARALLEL_FROM = 200_000  # below this, starting processes costs more than it sa
 
 
 class _Derived:
-    """What the events of a range say the derived tables hold: each key's latest event and latest
-    'added' time, and each digest's first non-removed event."""
+    """What the events of a range say the derived data hold: each key's latest event and latest
+    'added' time, each digest's first non-removed event, and each event's link to the key's event
+    before it (checked here, or by the range before for a key's first event in this range)."""
 
     def __init__(self):
-        self.latest, self.began, self.firsts = {}, {}, {}
+        self.latest, self.began, self.firsts, self.opening = {}, {}, {}, {}
+        self.broken_link = False
 
-    def see(self, event_id, kind, observed_at, key_id, digest_id, image_id):
+    def see(self, event_id, kind, observed_at, key_id, digest_id, image_id, prev_event_id):
+        if key_id in self.latest:
+            self.broken_link |= prev_event_id != self.latest[key_id][0]
+        else:
+            self.opening[key_id] = prev_event_id
         self.latest[key_id] = (event_id, kind, observed_at)
         if kind == "added":
             self.began[key_id] = observed_at
@@ -460,6 +467,8 @@ class _Derived:
 
     def after(self, later):
         """This range's findings followed by a later range's."""
+        self.broken_link |= later.broken_link or any(
+            prev_event_id != self.latest.get(key_id, (None,))[0] for key_id, prev_event_id in later.opening.items())
         self.latest.update(later.latest)
         self.began.update(later.began)
         for digest_id, event_id in later.firsts.items():
@@ -467,6 +476,8 @@ class _Derived:
         return self
 
     def differs(self, db, table):
+        if table == "event_log.prev_event_id":
+            return self.broken_link
         if table == "tag_keys":
             expected = {key: (*latest, self.began.get(key)) for key, latest in self.latest.items()}
             rows = db.execute("SELECT id, event_id, kind, observed_at, first_seen FROM tag_keys")
@@ -492,7 +503,7 @@ def _verify_range(path, low, high):
         last_id, prev = (before[0], before[1].hex()) if before else (0, GENESIS)
         count = 0
         for (event_id, run_id, observed_at, kind, key_id, digest, image, media_type_id, created, author, size,
-             stored, digest_id, image_id) in conn.execute(_CHAIN, [low, high]):
+             stored, digest_id, image_id, prev_event_id) in conn.execute(_CHAIN, [low, high]):
             if event_id != last_id + 1:
                 return count, last_id, prev, (f"event {event_id}: follows event {last_id} "
                                               "(events between them were deleted, or the log was reordered)"), derived
@@ -509,7 +520,7 @@ def _verify_range(path, low, high):
             if prev != stored.hex():
                 return count, last_id, prev, (f"event {event_id}: content does not match its hash "
                                               "(the row was edited, or an event before it was replaced)"), derived
-            derived.see(event_id, kind, observed_at, key_id, digest_id, image_id)
+            derived.see(event_id, kind, observed_at, key_id, digest_id, image_id, prev_event_id)
             last_id = event_id
             count += 1
         return count, last_id, prev, None, derived
@@ -553,7 +564,7 @@ def verify(db):
                 report.problems.append(f"run {run_id}: its chain head, event {head_id}, is missing or changed "
                                        "(events were removed from the end)")
                 break
-    for table in ("tag_keys", "digests"):
+    for table in ("event_log.prev_event_id", "tag_keys", "digests"):
         if report.ok and derived.differs(db, table):
-            report.problems.append(f"{table} does not match the events (a table derived from them was edited)")
+            report.problems.append(f"{table} does not match the events (what is derived from them was edited)")
     return report

@@ -79,6 +79,7 @@ CREATE TABLE event_log (
     observed_at TEXT NOT NULL,
     kind TEXT NOT NULL CHECK (kind IN ('added', 'moved', 'updated', 'removed')),
     key_id INTEGER NOT NULL REFERENCES tag_keys(id),
+    prev_event_id INTEGER,            -- the key's event before this one: derived, kept so history needs no search
     digest_id INTEGER REFERENCES digests(id),
     image_id INTEGER REFERENCES digests(id),
     media_type_id INTEGER REFERENCES media_types(id),
@@ -106,9 +107,9 @@ SELECT media_type FROM events WHERE media_type IS NOT NULL GROUP BY media_type O
 INSERT INTO tag_keys (registry, repo, tag, event_id, kind, observed_at, first_seen)
 SELECT registry, repo, tag, event_id, kind, observed_at, first_seen FROM tag_state ORDER BY event_id;
 
-INSERT INTO event_log (id, run_id, observed_at, kind, key_id, digest_id, image_id, media_type_id,
+INSERT INTO event_log (id, run_id, observed_at, kind, key_id, prev_event_id, digest_id, image_id, media_type_id,
                        created, author, size, hash)
-SELECT e.id, e.run_id, e.observed_at, e.kind, k.id,
+SELECT e.id, e.run_id, e.observed_at, e.kind, k.id, lag(e.id) OVER (PARTITION BY k.id ORDER BY e.id),
        (SELECT id FROM digests WHERE substr(hex(digest), 1, 12) = substr(hex(ledger_digest_key(e.digest)), 1, 12)
                                  AND digest = ledger_digest_key(e.digest)),
        (SELECT id FROM digests WHERE substr(hex(digest), 1, 12) = substr(hex(ledger_digest_key(e.image)), 1, 12)

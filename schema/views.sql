@@ -2,7 +2,8 @@
 -- current_tags, tag_history, replaced_tags, new_images, removed_tags) are
 -- views over the compact tables; digests read back as 'sha256:<hex>' text.
 -- Each also says the key's source: 'registry', or 'daemon:NAME' for what a
--- Docker daemon holds locally.
+-- Docker daemon holds locally. Every event has its key; the joins to it are
+-- LEFT joins only so that SQLite can skip them when counting rows.
 
 DROP VIEW IF EXISTS digest_names;
 CREATE VIEW digest_names AS
@@ -18,7 +19,7 @@ SELECT e.id, e.run_id, e.observed_at, e.kind, k.registry, k.repo, k.tag, d.diges
                 '0000000000000000000000000000000000000000000000000000000000000000') AS prev_hash,
        lower(hex(e.hash)) AS hash
 FROM event_log e
-JOIN tag_keys k ON k.id = e.key_id
+LEFT JOIN tag_keys k ON k.id = e.key_id
 LEFT JOIN digest_names d ON d.id = e.digest_id
 LEFT JOIN digest_names i ON i.id = e.image_id
 LEFT JOIN media_types m ON m.id = e.media_type_id;
@@ -55,8 +56,8 @@ SELECT e.id AS event_id, e.run_id, e.observed_at, e.kind, k.registry, k.repo, k.
        d.digest, i.digest AS image, pd.digest AS prev_digest, pi.digest AS prev_image,
        m.media_type, e.created, e.author, e.size, f.first_event_id IS e.id AS first_sighting, k.source
 FROM event_log e
-JOIN tag_keys k ON k.id = e.key_id
-LEFT JOIN event_log p ON p.id = (SELECT max(q.id) FROM event_log q WHERE q.key_id = e.key_id AND q.id < e.id)
+LEFT JOIN tag_keys k ON k.id = e.key_id
+LEFT JOIN event_log p ON p.id = e.prev_event_id
 LEFT JOIN digests f ON f.id = coalesce(e.digest_id, e.image_id)
 LEFT JOIN digest_names d ON d.id = e.digest_id
 LEFT JOIN digest_names i ON i.id = e.image_id
@@ -80,7 +81,7 @@ SELECT d.digest, i.digest AS image, e.observed_at AS first_seen, e.run_id,
        k.registry, k.repo, k.tag, m.media_type, k.source, e.id AS event_id
 FROM event_log e
 JOIN digests f ON f.id = coalesce(e.digest_id, e.image_id) AND f.first_event_id = e.id
-JOIN tag_keys k ON k.id = e.key_id
+LEFT JOIN tag_keys k ON k.id = e.key_id
 LEFT JOIN digest_names d ON d.id = e.digest_id
 LEFT JOIN digest_names i ON i.id = e.image_id
 LEFT JOIN media_types m ON m.id = e.media_type_id;
@@ -90,6 +91,6 @@ CREATE VIEW removed_tags AS
 SELECT k.registry, k.repo, k.tag, e.observed_at AS removed_at, d.digest AS last_digest, e.run_id, k.source,
        e.id AS event_id
 FROM event_log e
-JOIN tag_keys k ON k.id = e.key_id
+LEFT JOIN tag_keys k ON k.id = e.key_id
 LEFT JOIN digest_names d ON d.id = e.digest_id
 WHERE e.kind = 'removed';

@@ -20,6 +20,7 @@ def test_serve_answers_on_its_port_read_only_with_metadata(registry, pusher, ns,
         assert refused.status_code == 400 and "must be a SELECT" in refused.json()["error"]
         metadata = requests.get(f"{base}/-/metadata.json").json()
         assert metadata["title"] == "registry ledger"
+        assert requests.get(f"{base}/-/settings.json").json()["suggest_facets"] is False  # seconds a page at 1M
         assert metadata["databases"]["audit"]["tables"]["event_log"]["hidden"] is True
         assert 'href="/audit/current_tags"' in metadata["description_html"]
         assert requests.get(f"{base}/audit/events.json", params={"_shape": "array"}).json()[0]["kind"] == "added"

@@ -75,3 +75,23 @@ def test_an_edited_current_state_is_caught(honest):
 def test_an_edited_first_sighting_is_caught(honest):
     tamper(honest.path, "UPDATE digests SET first_event_id = 5 WHERE first_event_id = 1")
     assert "digests does not match the events" in honest("verify", expect=1).output
+
+
+def test_an_edited_history_link_is_caught(honest):
+    tamper(honest.path, "UPDATE event_log SET prev_event_id = NULL WHERE id = 5")  # a move: it has one
+    assert "event_log.prev_event_id does not match the events" in honest("verify", expect=1).output
+
+
+def test_a_big_ledger_is_checked_in_parallel_ranges_that_agree_at_their_seams(honest, monkeypatch):
+    from ledger import store
+
+    monkeypatch.setattr(store, "_PARALLEL_FROM", 0)  # five events, checked as two ranges in two processes
+    db = store.open_db(honest.path)
+    report = store.verify(db)
+    assert report.ok and report.events == 5
+    db.close()
+    tamper(honest.path, "UPDATE event_log SET prev_event_id = NULL WHERE id = 5")  # its previous is in range 1
+    db = store.open_db(honest.path)
+    assert store.verify(db).problems == [
+        "event_log.prev_event_id does not match the events (what is derived from them was edited)"]
+    db.close()
