@@ -178,3 +178,17 @@ def test_created_times_normalise_to_utc_whole_seconds(moment, offset_minutes, na
 def test_any_created_value_is_normalised_or_dropped(value):
     result = normalise_created(value)
     assert result is None or (len(result) == 20 and result.endswith("Z"))
+
+
+_HEX = st.text(alphabet="0123456789abcdefABCDEF", min_size=60, max_size=68)
+
+
+@given(st.one_of(_HEX.map(lambda h: "sha256:" + h), st.text(max_size=80)))
+def test_a_stored_digest_reads_back_as_the_same_text(text):
+    from ledger.store import _hex_prefix, digest_key, digest_text
+
+    stored = digest_key(text)
+    assert digest_text(stored) == text
+    assert isinstance(stored, bytes) == (len(text) == 71 and text.startswith("sha256:")
+                                         and all(c in "0123456789abcdef" for c in text[7:]))
+    assert len(_hex_prefix(stored)) <= 12
