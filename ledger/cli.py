@@ -112,6 +112,7 @@ def collect_options(command):
 
 
 _TARGET_HELP = """
+
     \b
     TARGET is one of:
       HOST[:PORT]            every repository, via the catalog

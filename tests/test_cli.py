@@ -6,6 +6,11 @@ import select
 import subprocess
 import sys
 
+import pytest
+from click.testing import CliRunner
+
+from ledger.cli import cli
+
 
 def run_on_a_terminal(args, cwd):
     """Run `python -m ledger` with stderr on a pseudo-terminal; returns (exit code, stdout, terminal text)."""
@@ -87,3 +92,10 @@ def test_bad_input_is_one_clear_line_and_a_nonzero_exit(tmp_path):
         assert message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
     assert not_a_ledger.read_text() == "plain text, not sqlite" * 200
+
+
+@pytest.mark.parametrize("command", ["collect", "watch"])
+def test_help_keeps_the_target_table_as_written(command):
+    lines = CliRunner().invoke(cli, [command, "--help"]).output.splitlines()
+    assert "    HOST/REPO:TAG          one tag" in lines
+    assert "    'docker.io/myorg/*'    a Docker Hub namespace, via the Hub API" in lines

@@ -82,7 +82,7 @@ def test_seed_semantics_hold_within_the_daemon(registry, podman, ledger, ns):
 def test_an_unreachable_daemon_fails_the_run_and_appends_nothing(ledger, tmp_path):
     host = f"unix://{tmp_path}/no-such.sock"
     result = ledger("collect", "--daemon", "--docker-host", host, expect=1)
-    assert f"error: daemon:" in result.output and f"cannot connect to {host} (No such file" in result.output
+    assert "error: daemon:" in result.output and f"cannot connect to {host} (No such file" in result.output
     assert ledger.events() == []
     run = ledger.rows("SELECT status, errors FROM runs")[0]
     assert run == {"status": "failed", "errors": 1}
