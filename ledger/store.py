@@ -475,17 +475,17 @@ class _Derived:
             self.firsts.setdefault(digest_id, event_id)
         return self
 
-    def differs(self, db, table):
-        if table == "event_log.prev_event_id":
-            return self.broken_link
-        if table == "tag_keys":
-            expected = {key: (*latest, self.began.get(key)) for key, latest in self.latest.items()}
-            rows = db.execute("SELECT id, event_id, kind, observed_at, first_seen FROM tag_keys")
-            stored = {key: tuple(values) for key, *values in rows}
-        else:
-            expected = self.firsts
-            stored = dict(db.execute("SELECT id, first_event_id FROM digests WHERE first_event_id IS NOT NULL"))
-        return stored != expected
+    def mismatch(self, db):
+        """The first stored thing derived from the events that disagrees with them, or None."""
+        if self.broken_link:
+            return "event_log.prev_event_id"
+        states = {key: (*latest, self.began.get(key)) for key, latest in self.latest.items()}
+        rows = db.execute("SELECT id, event_id, kind, observed_at, first_seen FROM tag_keys")
+        if {key: tuple(values) for key, *values in rows} != states:
+            return "tag_keys"
+        if dict(db.execute("SELECT id, first_event_id FROM digests WHERE first_event_id IS NOT NULL")) != self.firsts:
+            return "digests"
+        return None
 
 
 def _verify_range(path, low, high):
@@ -564,7 +564,7 @@ def verify(db):
                 report.problems.append(f"run {run_id}: its chain head, event {head_id}, is missing or changed "
                                        "(events were removed from the end)")
                 break
-    for table in ("event_log.prev_event_id", "tag_keys", "digests"):
-        if report.ok and derived.differs(db, table):
-            report.problems.append(f"{table} does not match the events (what is derived from them was edited)")
+    wrong = derived.mismatch(db) if report.ok else None
+    if wrong:
+        report.problems.append(f"{wrong} does not match the events (what is derived from them was edited)")
     return report
