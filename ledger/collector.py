@@ -64,7 +64,7 @@ def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progr
             with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="ledger") as pool:
                 work.run(pool)
         except RegistryError as error:
-            _record(result, error)
+            record(result, error)
         finally:
             result.requests.update(client.requests)
             if client.auth.token_requests:
@@ -86,7 +86,8 @@ def finish(result, reached):
     return result
 
 
-def _record(result, error):
+def record(result, error):
+    """A failure becomes data: stamped with the time and kept with the run's results."""
     error.at = now()
     result.errors.append(error)
 
@@ -156,7 +157,7 @@ class _Work:
         fetch, args, context = job
         if not self.stopped:
             self.stopped = True
-            _record(self.result, RegistryError(
+            record(self.result, RegistryError(
                 f"rate limit exhausted ({self.client.rate_limit}); run stopped early", registry=self.registry,
                 stage="ratelimit", code="RATE_LIMIT_EXHAUSTED"))
         if fetch == self.client.fetch_tags:
@@ -181,7 +182,7 @@ class _Work:
         try:
             catalog = set(self._catalog(globs))
         except RegistryError as error:
-            _record(self.result, error)
+            record(self.result, error)
             return scopes
         for repo in sorted(catalog):
             if not REPO_RE.match(repo):
@@ -212,7 +213,7 @@ class _Work:
                                      "reason": reason})
 
     def _invalid(self, stage, message, **where):
-        _record(self.result, RegistryError(message, registry=self.registry, stage=stage, code="NAME_INVALID",
+        record(self.result, RegistryError(message, registry=self.registry, stage=stage, code="NAME_INVALID",
                                            **where))
 
     def _on_tags(self, args, context, tags):
@@ -301,7 +302,7 @@ class _Work:
             return []
         if fetch == self.client.fetch_tags and error.status == 404 and error.code == "NAME_UNKNOWN":
             return self._on_tags(args, context, [])  # the repository is gone: a complete, empty listing
-        _record(self.result, error)
+        record(self.result, error)
         if fetch == self.client.fetch_tags:
             self._covered(args[0], context["scope"], reason=error.message)
         if fetch == self.client.fetch_manifest:

@@ -11,7 +11,7 @@ import socket
 from collections import defaultdict
 from urllib.parse import quote, urlsplit
 
-from .collector import CollectResult, finish
+from .collector import CollectResult, finish, record
 from .references import ReferenceError, parse_target
 from .registry import RegistryError
 from .semantics import Scope
@@ -117,13 +117,13 @@ def _repo_digests(entries):
     return digests
 
 
-def _image_facts(image_id, inspected, listed):
+def _image_facts(image_id, inspected, listed, facts):
+    """What /images/{id}/json adds to the listing's facts (created and size) of one image."""
     config = inspected.get("Config") if isinstance(inspected.get("Config"), dict) else {}
     labels = config.get("Labels") if isinstance(config.get("Labels"), dict) else listed.get("Labels")
-    return {"id": image_id, "created": normalise_created(inspected.get("Created") or listed.get("Created")),
-            "size": listed.get("Size") if isinstance(listed.get("Size"), int) else None,
-            "author": inspected.get("Author") or None, "architecture": inspected.get("Architecture") or None,
-            "os": inspected.get("Os") or None, "labels": json.dumps(labels or {}, sort_keys=True)}
+    return {"id": image_id, **facts, "author": inspected.get("Author") or None,
+            "architecture": inspected.get("Architecture") or None, "os": inspected.get("Os") or None,
+            "labels": json.dumps(labels or {}, sort_keys=True)}
 
 
 def collect_daemon(client, known_images=(), ledger_repos=()):
@@ -140,34 +140,32 @@ def collect_daemon(client, known_images=(), ledger_repos=()):
             if not isinstance(image_id, str) or not image_id.startswith("sha256:"):
                 raise client.failure(f"{client.host} GET /images/json: an image without a sha256 Id", "DAEMON_INVALID")
             digests = _repo_digests(image.get("RepoDigests"))
+            facts = {"created": normalise_created(image.get("Created")),
+                     "size": image.get("Size") if isinstance(image.get("Size"), int) else None}
             for reference in image.get("RepoTags") or []:
                 if reference in ("", "<none>:<none>"):
                     continue
                 try:
                     registry, repo, tag = _key(reference)
                 except ReferenceError as error:
-                    result.errors.append(client.failure(f"image {image_id}: {error}", "NAME_INVALID"))
+                    record(result, client.failure(f"image {image_id}: {error}", "NAME_INVALID"))
                     continue
                 tags[(registry, repo)].append(tag)
                 result.observations.append({
                     "source": client.source, "registry": registry, "repo": repo, "tag": tag,
                     "digest": digests.get((registry, repo)), "image": image_id, "media_type": None,
-                    "created": normalise_created(image.get("Created")),
-                    "size": image.get("Size") if isinstance(image.get("Size"), int) else None,
-                    "author": None, "observed_at": listed_at})
+                    "author": None, "observed_at": listed_at, **facts})
             if image_id not in known_images and image.get("RepoTags"):
                 try:
-                    result.images.append(_image_facts(image_id, client.fetch_image(image_id), image))
+                    result.images.append(_image_facts(image_id, client.fetch_image(image_id), image, facts))
                 except RegistryError as error:  # e.g. deleted since the listing: its facts wait for the next run
-                    error.at = now()
-                    result.errors.append(error)
+                    record(result, error)
         for registry, repo in sorted(set(tags) | set(ledger_repos)):
             result.coverage.append({"source": client.source, "registry": registry, "repo": repo, "scope": Scope(),
                                     "complete": True, "tags": sorted(tags.get((registry, repo), [])),
                                     "listed_at": listed_at, "reason": None})
     except RegistryError as error:
-        error.at = now()
-        result.errors.append(error)
+        record(result, error)
         result.observations, result.coverage, result.images = [], [], []
     result.requests["daemon"] = client.requests
     return finish(result, reached=bool(result.coverage))

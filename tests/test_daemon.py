@@ -168,3 +168,23 @@ def test_the_docker_host_comes_from_the_environment(monkeypatch):
 
     monkeypatch.setenv("DOCKER_HOST", "tcp://10.0.0.5:2375")
     assert DaemonClient().source == "daemon:10.0.0.5:2375"
+
+
+def test_an_invalid_repo_tag_is_an_error_of_its_own_and_the_rest_is_recorded(registry, pusher, podman, ledger, ns):
+    pusher.image(f"{ns}/app", "1", seed=ns)
+    podman.pull(f"{registry.host}/{ns}/app:1")
+
+    def bad_name(method, path, status, headers, body):
+        if not path.startswith("/images/json"):
+            return None
+        images = json.loads(body)
+        images[0]["RepoTags"].append("Not A/Valid:Name")
+        return status, [(k, v) for k, v in headers if k.lower() != "content-length"], json.dumps(images).encode()
+
+    with Proxy(f"127.0.0.1:{podman.tcp_port}") as proxy:
+        proxy.alter_response = bad_name
+        result = ledger("collect", "--daemon", "--docker-host", f"tcp://{proxy.host}", expect=3)
+    assert "'Not A/Valid:Name'" in result.output and "run 1: partial" in result.output
+    assert [(e["kind"], e["tag"]) for e in daemon_events(ledger)] == [("added", "1")]
+    error = ledger.rows("SELECT code, stage, at FROM errors")[0]
+    assert (error["code"], error["stage"]) == ("NAME_INVALID", "daemon") and error["at"]
