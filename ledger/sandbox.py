@@ -124,6 +124,7 @@ class Pusher:
     def __init__(self, base_url):
         self.base = base_url.rstrip("/")
         self.session = requests.Session()
+        self.configs = {}  # manifest digest -> config digest, for every image pushed
 
     def blob(self, repo, data):
         digest = _digest(data)
@@ -169,6 +170,7 @@ class Pusher:
                     "layers": descriptors}
         body = json.dumps(manifest, indent=3).encode()
         digest = self.manifest(repo, tag or _digest(body), body, media_type)
+        self.configs[digest] = config_digest
         return digest, config_digest, body
 
     def index(self, repo, tag, platforms, *, seed="", attestations=True, media_type=DOCKER_LIST):

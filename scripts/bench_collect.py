@@ -73,9 +73,7 @@ def push(registry, repos, tags, prefix="bench"):
         pusher = Pusher(registry.url)
         if multi:
             digest, children = pusher.index(repo, tag, [("amd64", None), ("arm64", "v8")], seed=seed)
-            configs = {pusher.image(repo, seed=f"{seed}-{arch}{variant or ''}", architecture=arch,
-                                    variant=variant)[1] for arch, variant in children}
-            return {digest, *children.values()}, configs
+            return {digest, *children.values()}, {pusher.configs[child] for child in children.values()}
         digest, config, _ = pusher.image(repo, tag, seed=seed)
         return {digest}, {config}
 
