@@ -9,14 +9,18 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
-import requests
+from .references import is_loopback
+from .transport import TransportError
+from .wire import WireError, json_number, loads
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*(?=\s*(,|$))")
 _RENEW_MARGIN = 0.1  # renew when less than this share of a token's lifetime is left
 _MIN_LIFETIME = 60  # the distribution token spec's default when expires_in is absent
+_MAX_LIFETIME = 86400  # a token said to live longer is renewed daily anyway
+MAX_TOKEN_BYTES = 64 * 1024
 
 
 @dataclass
@@ -76,9 +80,10 @@ def _value(header, position):
 class AuthError(Exception):
     """Credentials refused, or a token could not be had; the message never holds a secret."""
 
-    def __init__(self, message, status=None):
+    def __init__(self, message, status=None, code="UNAUTHORIZED"):
         super().__init__(message)
         self.status = status
+        self.code = code
 
 
 @dataclass
@@ -99,14 +104,19 @@ class Credentials:
 
 
 class Authenticator:
-    """The auth state of one registry, shared by the collector's threads."""
+    """The auth state of one registry, shared by the collector's threads.
 
-    def __init__(self, registry, credentials=None, *, timeout=(10, 60), verify=True, user_agent=None):
+    Nothing is sent until the registry challenges (`learn`). A token realm is asked over the
+    registry's own transport, never over plain HTTP for an HTTPS registry, and never over plain
+    HTTP to a host that is not loopback unless the user said --plain-http.
+    """
+
+    def __init__(self, registry, credentials, transport, *, registry_scheme="https", plain_http=False):
         self.registry = registry
         self.credentials = credentials or Credentials()
-        self.timeout = timeout
-        self.verify = verify
-        self.user_agent = user_agent
+        self.transport = transport
+        self.registry_scheme = registry_scheme
+        self.plain_http = plain_http
         self.scheme = None  # learnt from the first challenge
         self.realm = None
         self.service = None
@@ -117,24 +127,25 @@ class Authenticator:
 
     def learn(self, header):
         """Take the registry's challenge; False when it offers nothing we can answer."""
-        for challenge in parse_challenges(header):
+        challenges = parse_challenges(header)
+        for challenge in challenges:
             if challenge.scheme == "bearer" and challenge.params.get("realm"):
                 self.scheme, self.realm = "bearer", challenge.params["realm"]
                 self.service = challenge.params.get("service")
                 return True
-        for challenge in parse_challenges(header):
+        for challenge in challenges:
             if challenge.scheme == "basic":
                 self.scheme = "basic"
                 return True
         return False
 
     def header(self, scopes=()):
-        """The Authorization header for a request needing `scopes`, or None."""
-        if self.credentials.registry_token:
-            return "Bearer " + self.credentials.registry_token
+        """The Authorization header for a request needing `scopes`, or None before any challenge."""
         if self.scheme == "basic":
             return self.credentials.basic()
         if self.scheme == "bearer":
+            if self.credentials.registry_token:
+                return "Bearer " + self.credentials.registry_token
             return "Bearer " + self.token(tuple(sorted(scopes)))
         return None
 
@@ -154,44 +165,67 @@ class Authenticator:
             self.tokens[key] = (token, time.monotonic() + lifetime * (1 - _RENEW_MARGIN))
             return token
 
+    def _check_realm(self):
+        """The realm's URL, refused when asking it would downgrade or leak the credentials."""
+        parts = urlsplit(self.realm)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise AuthError(f"the registry's token realm {self.realm[:100]!r} is not an HTTP(S) URL",
+                            code="REALM_REFUSED")
+        if parts.scheme == "http" and self.registry_scheme == "https":
+            raise AuthError(f"the registry uses HTTPS but its token realm http://{parts.netloc} is plain HTTP: "
+                            "refused, credentials would travel in clear text", code="REALM_REFUSED")
+        if parts.scheme == "http" and not (self.plain_http or is_loopback(parts.netloc)):
+            raise AuthError(f"token realm http://{parts.netloc} is plain HTTP to another machine: refused "
+                            "(say --plain-http for this registry to allow it)", code="REALM_REFUSED")
+        return parts
+
     def _fetch_token(self, scopes):
         """GET (or, with an identity token, POST) the realm for a token covering `scopes`."""
-        realm_host = urlsplit(self.realm).netloc
-        params = [("scope", scope) for scope in scopes]
+        parts = self._check_realm()
+        realm_host = parts.netloc
+        query = [("scope", scope) for scope in scopes]
         if self.service:
-            params.insert(0, ("service", self.service))
-        headers = {"User-Agent": self.user_agent} if self.user_agent else {}
+            query.insert(0, ("service", self.service))
         with self._lock:
             self.token_requests += 1
         try:
             if self.credentials.identity_token:
                 form = {"grant_type": "refresh_token", "refresh_token": self.credentials.identity_token,
                         "client_id": "registry-ledger", "service": self.service or "", "scope": " ".join(scopes)}
-                response = requests.post(self.realm, data=form, headers=headers, timeout=self.timeout,
-                                         verify=self.verify)
-                if response.status_code in (404, 405):
-                    response = requests.get(self.realm, params=params, headers=headers, timeout=self.timeout,
-                                            verify=self.verify,
-                                            auth=("<token>", self.credentials.identity_token))
+                response = self.transport.request(
+                    "POST", self.realm, {"Content-Type": "application/x-www-form-urlencoded"},
+                    urlencode(form).encode())
+                if response.status in (404, 405):
+                    response.close()
+                    pair = base64.b64encode(f"<token>:{self.credentials.identity_token}".encode()).decode()
+                    response = self.transport.request("GET", _with_query(self.realm, query),
+                                                      {"Authorization": "Basic " + pair})
             else:
                 basic = self.credentials.basic()
-                if basic:
-                    headers["Authorization"] = basic
-                response = requests.get(self.realm, params=params, headers=headers, timeout=self.timeout,
-                                        verify=self.verify)
-        except requests.exceptions.RequestException as error:
-            raise AuthError(f"token request to {realm_host} failed ({error.__class__.__name__})") from None
-        if response.status_code in (401, 403):
+                response = self.transport.request("GET", _with_query(self.realm, query),
+                                                  {"Authorization": basic} if basic else {})
+            status = response.status
+            body = response.read(MAX_TOKEN_BYTES, "token answer") if status < 300 else None
+            response.close()
+        except TransportError as error:
+            raise AuthError(f"token request to {realm_host} failed: {error.message}") from None
+        if status in (401, 403):
             raise AuthError(f"token server {realm_host} refused the credentials from {self.credentials.source} "
-                            f"(HTTP {response.status_code})", response.status_code)
-        if response.status_code >= 400:
-            raise AuthError(f"token server {realm_host} answered HTTP {response.status_code}", response.status_code)
+                            f"(HTTP {status})", status)
+        if status >= 300:
+            raise AuthError(f"token server {realm_host} answered HTTP {status}", status)
         try:
-            body = response.json()
-            token = body.get("token") or body.get("access_token")
-            lifetime = int(body.get("expires_in") or _MIN_LIFETIME)
-        except (ValueError, AttributeError, TypeError):
-            raise AuthError(f"token server {realm_host} answered with no token") from None
-        if not isinstance(token, str) or not token:
+            answer = loads(body, "token answer")
+        except WireError as error:
+            raise AuthError(f"token server {realm_host}: {error}") from None
+        token = answer.get("token") or answer.get("access_token") if isinstance(answer, dict) else None
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_BYTES:
             raise AuthError(f"token server {realm_host} answered with no token")
-        return token, max(lifetime, 1)
+        lifetime = json_number(answer.get("expires_in"), 1, _MAX_LIFETIME) or _MIN_LIFETIME
+        return token, lifetime
+
+
+def _with_query(url, query):
+    if not query:
+        return url
+    return url + ("&" if urlsplit(url).query else "?") + urlencode(query)

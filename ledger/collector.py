@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from .manifests import LEGACY_TYPES, ManifestError, parse_config, parse_manifest
 from .hub import fetch_hub_repositories
 from .references import DOCKER_HUB, REPO_RE, TAG_RE
-from .registry import RegistryClient, RegistryError, RegistryOptions
+from .registry import ListingTruncated, RegistryClient, RegistryError, RegistryOptions
 from .semantics import Scope
 from .times import now
+
+
+_NAMED_INVALID = 20
 
 
 @dataclass
@@ -65,6 +68,8 @@ def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progr
                 work.run(pool)
         except RegistryError as error:
             record(result, error)
+        except Exception as error:  # a registry's answer must never end the run: it is this registry's error
+            record(result, unexpected(error, registry=registry, stage="registry"))
         finally:
             result.requests.update(client.requests)
             if client.auth.token_requests:
@@ -84,6 +89,13 @@ def finish(result, reached):
     else:
         result.status = "partial"
     return result
+
+
+def unexpected(error, **where):
+    """An exception nothing expected, as an errors row for its scope (type and a bounded message)."""
+    stage = where.get("stage", "collect")
+    return RegistryError(f"{stage}: could not handle the answer ({error.__class__.__name__}: {str(error)[:200]})",
+                         code="INTERNAL", **where)
 
 
 def record(result, error):
@@ -136,12 +148,20 @@ class _Work:
                     follow = self.handlers[fetch](args, context, value)
                 except RegistryError as error:
                     follow = self._on_error(fetch, args, context, error)
+                except Exception as error:  # never let one answer end the run: it fails its own scope
+                    follow = self._on_error(fetch, args, context, self._unexpected(fetch, args, error))
                 for job in follow:
                     self._submit(pool, job)
         except BaseException:
             for future in self.futures:
                 future.cancel()  # an interrupted run stops asking at once
             raise
+
+    def _unexpected(self, fetch, args, error):
+        stage = {self.client.fetch_tags: "tags", self.client.fetch_head: "head", self.client.fetch_manifest: "manifest",
+                 self.client.fetch_blob: "config"}[fetch]
+        return unexpected(error, registry=self.registry, stage=stage, repo=args[0],
+                          tag=args[1] if fetch == self.client.fetch_head else None)
 
     def _submit(self, pool, job):
         fetch, args, context = job
@@ -181,13 +201,16 @@ class _Work:
             return scopes
         try:
             catalog = set(self._catalog(globs))
+        except ListingTruncated as error:
+            record(self.result, error)
+            catalog = set(error.items)
         except RegistryError as error:
             record(self.result, error)
             return scopes
-        for repo in sorted(catalog):
-            if not REPO_RE.match(repo):
-                self._invalid("catalog", f"catalog lists an invalid repository name {repo!r}")
-            elif any(target.matches(repo) for target in globs):
+        valid = {repo for repo in catalog if REPO_RE.match(repo)}
+        self._invalid_names("catalog", "catalog lists an invalid repository name", sorted(catalog - valid))
+        for repo in sorted(valid):
+            if any(target.matches(repo) for target in globs):
                 scopes[repo] = every
         for repo in self.ledger_repos - catalog:
             if any(target.matches(repo) for target in globs):
@@ -203,7 +226,7 @@ class _Work:
             if not namespace or set("*?[") & set(namespace):
                 raise RegistryError("Docker Hub has no catalog: name a namespace, e.g. docker.io/NAMESPACE/*",
                                     registry=self.registry, stage="catalog", code="UNSUPPORTED")
-            names += fetch_hub_repositories(namespace, self.client.options.credentials, self.client.options.timeout)
+            names += fetch_hub_repositories(namespace, self.client.options.credentials, self.client.transport)
         return names
 
     def _covered(self, repo, scope, tags=None, reason=None):
@@ -216,13 +239,20 @@ class _Work:
         record(self.result, RegistryError(message, registry=self.registry, stage=stage, code="NAME_INVALID",
                                            **where))
 
-    def _on_tags(self, args, context, tags):
+    def _invalid_names(self, stage, message, names, **where):
+        """One error per invalid name, up to a few; then one that counts the rest."""
+        for name in names[:_NAMED_INVALID]:
+            self._invalid(stage, f"{message} {name[:200]!r}", **where)
+        if len(names) > _NAMED_INVALID:
+            self._invalid(stage, f"{message}: {len(names) - _NAMED_INVALID} more like these", **where)
+
+    def _on_tags(self, args, context, tags, incomplete=None):
+        """Resolve the tags a listing showed; only a complete listing is coverage that can remove."""
         (repo,) = args
         scope = context["scope"]
         valid = sorted({tag for tag in tags if TAG_RE.match(tag)})
-        for tag in sorted(set(tags) - set(valid)):
-            self._invalid("tags", f"tag list has an invalid tag name {tag!r}", repo=repo)
-        self._covered(repo, scope, valid)
+        self._invalid_names("tags", "tag list has an invalid tag name", sorted(set(tags) - set(valid)), repo=repo)
+        self._covered(repo, scope, valid, reason=incomplete)
         wanted = [tag for tag in valid if scope.covers(tag)]
         self.progress(tags=len(wanted))
         return [(self.client.fetch_head, (repo, tag), {}) for tag in wanted]
@@ -303,6 +333,8 @@ class _Work:
         if fetch == self.client.fetch_tags and error.status == 404 and error.code == "NAME_UNKNOWN":
             return self._on_tags(args, context, [])  # the repository is gone: a complete, empty listing
         record(self.result, error)
+        if isinstance(error, ListingTruncated):
+            return self._on_tags(args, context, error.items, incomplete=error.message)
         if fetch == self.client.fetch_tags:
             self._covered(args[0], context["scope"], reason=error.message)
         if fetch == self.client.fetch_manifest:

@@ -4,45 +4,39 @@ The daemon's view of a tag is the host's local copy, not the registry's truth, s
 observations carry the source 'daemon:NAME' and are keyed apart from registry ones.
 """
 
-import http.client
 import json
 import os
 import socket
 from collections import defaultdict
 from urllib.parse import quote, urlsplit
 
-from .collector import CollectResult, finish, record
+from .collector import CollectResult, finish, record, unexpected
 from .references import ReferenceError, parse_target
 from .registry import RegistryError
 from .semantics import Scope
 from .times import normalise_created, now
+from .transport import DEFAULT_DEADLINE, Transport, TransportError
+from .wire import WireError, json_number, loads
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 MAX_BODY = 64 * 1024 * 1024  # an image list of tens of thousands of images fits
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout):
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.path)
+MAX_SIZE = 2 ** 62  # what SQLite's INTEGER holds, with room
 
 
 class DaemonClient:
-    """GETs on the Docker Engine API at `host` (unix:///path, tcp://host:port or http://host:port)."""
+    """GETs on the Docker Engine API at `host` (unix:///path, tcp://host:port or http://host:port), through
+    the same bounded transport as registries."""
 
-    def __init__(self, host=None, timeout=30):
+    def __init__(self, host=None, timeout=30, deadline=DEFAULT_DEADLINE):
         self.host = host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
         parts = urlsplit(self.host)
         if parts.scheme == "unix" and parts.path:
-            self._connect = lambda: _UnixConnection(parts.path, timeout)
+            self.transport = Transport(timeout=(timeout, timeout), deadline=deadline, unix_socket=parts.path)
+            self.base = "http://localhost"
             where = socket.gethostname() + ("" if self.host == DEFAULT_HOST else f":{parts.path}")
         elif parts.scheme in ("tcp", "http") and parts.hostname:
-            self._connect = lambda: http.client.HTTPConnection(parts.hostname, parts.port or 2375, timeout=timeout)
+            self.transport = Transport(timeout=(timeout, timeout), deadline=deadline)
+            self.base = f"http://{parts.hostname}:{parts.port or 2375}"
             where = parts.netloc
         else:
             raise ValueError(f"invalid Docker host {self.host!r}: give unix:///path/to/docker.sock or tcp://HOST:PORT")
@@ -53,33 +47,30 @@ class DaemonClient:
         return RegistryError(message, registry=self.source, stage="daemon", status=status, code=code)
 
     def _get(self, path):
-        connection = self._connect()
         self.requests += 1
         try:
-            connection.request("GET", path, headers={"Accept": "application/json"})
-            response = connection.getresponse()
-            body = response.read(MAX_BODY + 1)
-        except (OSError, http.client.HTTPException) as error:
-            reason = error.strerror or error if isinstance(error, OSError) else f"broken answer: {error}"
-            raise self.failure(f"cannot connect to {self.host} ({reason})", "UNREACHABLE") from None
-        finally:
-            connection.close()
-        if len(body) > MAX_BODY:
-            raise self.failure(f"{self.host} GET {path}: answer larger than {MAX_BODY} bytes", "DAEMON_INVALID")
+            response = self.transport.request("GET", self.base + path, {"Accept": "application/json"})
+            body = response.read(MAX_BODY, "answer")
+        except TransportError as error:
+            if error.kind == "too_large":
+                raise self.failure(f"{self.host} GET {path}: {error.message}", "DAEMON_INVALID") from None
+            raise self.failure(f"cannot connect to {self.host} ({error.reason})", "UNREACHABLE") from None
         if response.status >= 400:
             try:
-                message = json.loads(body)["message"]
-            except (ValueError, KeyError, TypeError):
+                message = loads(body, "error")["message"]
+            except (WireError, KeyError, TypeError):
+                message = None
+            if not isinstance(message, str):
                 message = body[:200].decode("utf-8", "replace").strip()
-            raise self.failure(f"{self.host} GET {path}: HTTP {response.status}: {message}", "DAEMON_ERROR",
-                             response.status)
+            raise self.failure(f"{self.host} GET {path}: HTTP {response.status}: {message[:300]}", "DAEMON_ERROR",
+                               response.status)
         return body
 
     def _json(self, path, kind):
         try:
-            value = json.loads(self._get(path))
-        except ValueError:
-            raise self.failure(f"{self.host} GET {path}: not JSON", "DAEMON_INVALID") from None
+            value = loads(self._get(path), f"GET {path}")
+        except WireError as error:
+            raise self.failure(f"{self.host} {error}", "DAEMON_INVALID") from None
         if not isinstance(value, kind):
             raise self.failure(f"{self.host} GET {path}: expected a JSON {kind.__name__}", "DAEMON_INVALID")
         return value
@@ -92,6 +83,9 @@ class DaemonClient:
 
     def fetch_image(self, image_id):
         return self._json(f"/images/{quote(image_id, safe=':')}/json", dict)
+
+    def close(self):
+        self.transport.close()
 
 
 def _key(reference):
@@ -141,9 +135,10 @@ def collect_daemon(client, known_images=(), ledger_repos=()):
                 raise client.failure(f"{client.host} GET /images/json: an image without a sha256 Id", "DAEMON_INVALID")
             digests = _repo_digests(image.get("RepoDigests"))
             facts = {"created": normalise_created(image.get("Created")),
-                     "size": image.get("Size") if isinstance(image.get("Size"), int) else None}
-            for reference in image.get("RepoTags") or []:
-                if reference in ("", "<none>:<none>"):
+                     "size": json_number(image.get("Size"), 0, MAX_SIZE) if isinstance(image.get("Size"), int) else None}
+            references = image.get("RepoTags") if isinstance(image.get("RepoTags"), list) else []
+            for reference in references:
+                if not isinstance(reference, str) or reference in ("", "<none>:<none>"):
                     continue
                 try:
                     registry, repo, tag = _key(reference)
@@ -155,7 +150,7 @@ def collect_daemon(client, known_images=(), ledger_repos=()):
                     "source": client.source, "registry": registry, "repo": repo, "tag": tag,
                     "digest": digests.get((registry, repo)), "image": image_id, "media_type": None,
                     "author": None, "observed_at": listed_at, **facts})
-            if image_id not in known_images and image.get("RepoTags"):
+            if image_id not in known_images and references:
                 try:
                     result.images.append(_image_facts(image_id, client.fetch_image(image_id), image, facts))
                 except RegistryError as error:  # e.g. deleted since the listing: its facts wait for the next run
@@ -164,8 +159,9 @@ def collect_daemon(client, known_images=(), ledger_repos=()):
             result.coverage.append({"source": client.source, "registry": registry, "repo": repo, "scope": Scope(),
                                     "complete": True, "tags": sorted(tags.get((registry, repo), [])),
                                     "listed_at": listed_at, "reason": None})
-    except RegistryError as error:
-        record(result, error)
+    except Exception as error:  # nothing a daemon answers may end the run
+        record(result, error if isinstance(error, RegistryError) else unexpected(error, registry=client.source,
+                                                                                 stage="daemon"))
         result.observations, result.coverage, result.images = [], [], []
     result.requests["daemon"] = client.requests
     return finish(result, reached=bool(result.coverage))

@@ -1,15 +1,18 @@
 """Docker Hub has no catalog: list a namespace's repositories through the Hub API."""
 
+import json
 import os
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
-import requests
-
+from .references import is_loopback
 from .registry import USER_AGENT, RegistryError
+from .transport import Transport, TransportError
+from .wire import WireError, loads
 
 HUB_API = "https://hub.docker.com"
 PAGE_SIZE = 100
-MAX_PAGES = 10_000
+MAX_PAGES = 2_000  # 200,000 repositories
+MAX_PAGE_BYTES = 4 * 1024 * 1024
 
 
 def hub_api():
@@ -17,51 +20,64 @@ def hub_api():
     return os.environ.get("LEDGER_DOCKER_HUB_API", HUB_API).rstrip("/")
 
 
-def fetch_hub_repositories(namespace, credentials=None, timeout=(10, 60)):
+def fetch_hub_repositories(namespace, credentials=None, transport=None):
     """Every repository name (`namespace/name`) in a Docker Hub namespace, following `next` pages."""
     base = hub_api()
-    session = requests.Session()
-    session.headers["User-Agent"] = USER_AGENT
+    own = transport is None
+    transport = transport or Transport(user_agent=USER_AGENT)
 
     def fail(message, status=None):
         return RegistryError(message, registry="docker.io", repo=f"{namespace}/*", stage="catalog", status=status,
                              code="HUB_API")
 
-    if credentials is not None and credentials.username and credentials.password:
+    def get_json(method, url, headers, body=None):
         try:
-            login = session.post(f"{base}/v2/users/login", json={"username": credentials.username,
-                                                                  "password": credentials.password}, timeout=timeout)
-        except requests.exceptions.RequestException as error:
-            raise fail(f"Docker Hub login failed ({error.__class__.__name__})") from None
-        if login.status_code != 200 or not isinstance(login.json().get("token"), str):
-            raise fail(f"Docker Hub refused the credentials from {credentials.source} (HTTP {login.status_code})",
-                       login.status_code)
-        session.headers["Authorization"] = "Bearer " + login.json()["token"]
-    url = f"{base}/v2/namespaces/{namespace}/repositories?page_size={PAGE_SIZE}"
-    origin = urlsplit(url)[:2]
-    names, pages = [], 0
+            response = transport.request(method, url, headers, body)
+            status = response.status
+            raw = response.read(MAX_PAGE_BYTES, "Hub API answer") if status < 300 else None
+            response.close()
+        except TransportError as error:
+            raise fail(f"Docker Hub API unreachable ({error.message})") from None
+        if raw is None:
+            return status, None
+        try:
+            return status, loads(raw, "Hub API answer")
+        except WireError:
+            raise fail("Docker Hub API answered with an unexpected shape") from None
+
+    headers = {}
     try:
+        if credentials is not None and credentials.username and credentials.password:
+            if urlsplit(base).scheme != "https" and not is_loopback(urlsplit(base).netloc):
+                raise fail(f"the Docker Hub API at {base} is plain HTTP: refusing to send credentials there")
+            login = json.dumps({"username": credentials.username, "password": credentials.password}).encode()
+            status, answer = get_json("POST", f"{base}/v2/users/login", {"Content-Type": "application/json"}, login)
+            token = answer.get("token") if isinstance(answer, dict) else None
+            if status != 200 or not isinstance(token, str) or not token:
+                raise fail(f"Docker Hub refused the credentials from {credentials.source} (HTTP {status})", status)
+            headers["Authorization"] = "Bearer " + token
+        url = f"{base}/v2/namespaces/{namespace}/repositories?page_size={PAGE_SIZE}"
+        origin = urlsplit(url)[:2]
+        names, pages = [], 0
         while url:
             pages += 1
             if pages > MAX_PAGES:
-                raise fail("Docker Hub repository listing does not end")
-            try:
-                response = session.get(url, timeout=timeout)
-            except requests.exceptions.RequestException as error:
-                raise fail(f"Docker Hub API unreachable ({error.__class__.__name__})") from None
-            if response.status_code == 404:
+                raise fail(f"Docker Hub repository listing goes past {MAX_PAGES} pages")
+            status, page = get_json("GET", url, headers)
+            if status == 404:
                 raise fail(f"Docker Hub has no namespace {namespace!r} (HTTP 404)", 404)
-            if response.status_code >= 400:
-                raise fail(f"Docker Hub API answered HTTP {response.status_code}", response.status_code)
+            if status >= 300:
+                raise fail(f"Docker Hub API answered HTTP {status}", status)
             try:
-                page = response.json()
-                results = page["results"]
-                names += [f"{namespace}/{item['name']}" for item in results]
-            except (ValueError, KeyError, TypeError):
+                names += [f"{namespace}/{item['name']}" for item in page["results"] if isinstance(item["name"], str)]
+                url = page.get("next") or None
+            except (KeyError, TypeError, AttributeError):
                 raise fail("Docker Hub API answered with an unexpected shape") from None
-            url = page.get("next") or None
-            if url and urlsplit(url)[:2] != origin:
-                raise fail("Docker Hub API's next page points to another origin")
+            if url is not None:
+                if not isinstance(url, str) or urlsplit(urljoin(base, url))[:2] != origin:
+                    raise fail("Docker Hub API's next page points to another origin")
+                url = urljoin(base, url)
     finally:
-        session.close()
+        if own:
+            transport.close()
     return names

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from .times import normalise_created
+from .wire import WireError, loads
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -69,9 +70,9 @@ def compute_digest(body, algorithm="sha256"):
 def _schema1_payload(body):
     """A signed schema1 manifest's digest covers the JWS payload, not the body with signatures."""
     try:
-        signatures = json.loads(body)["signatures"]
+        signatures = loads(body, "manifest")["signatures"]
         protected = signatures[0]["protected"]
-        header = json.loads(base64.urlsafe_b64decode(protected + "=" * (-len(protected) % 4)))
+        header = loads(base64.urlsafe_b64decode(protected + "=" * (-len(protected) % 4)), "signature header")
         tail = header["formatTail"]
         return body[: header["formatLength"]] + base64.urlsafe_b64decode(tail + "=" * (-len(tail) % 4))
     except (ValueError, KeyError, IndexError, TypeError):
@@ -110,16 +111,19 @@ def detect_media_type(content_type, document):
 
 def _load_object(body, what):
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ManifestError(f"{what} is not valid JSON: {error}") from None
+        document = loads(body, what)
+    except WireError as error:
+        raise ManifestError(str(error)) from None
     if not isinstance(document, dict):
         raise ManifestError(f"{what} is not a JSON object")
     return document
 
 
+MAX_SIZE = 2 ** 53  # a size past this is a lie, and a sum of them must fit SQLite's INTEGER
+
+
 def _int_or_none(value):
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SIZE else None
 
 
 def _str_or_none(value):
@@ -148,6 +152,7 @@ def parse_manifest(body, digest, content_type=None):
     sizes = [_int_or_none(layer.get("size")) if isinstance(layer, dict) else None for layer in layers]
     config_size = _int_or_none(config.get("size"))
     total = None if config_size is None or None in sizes else config_size + sum(sizes)
+    total = total if total is None or total <= MAX_SIZE else None
     config_type = _str_or_none(config.get("mediaType"))
     artifact_type = _str_or_none(document.get("artifactType"))
     kind = "image" if (config_type in IMAGE_CONFIG_TYPES or config_type is None) and not artifact_type else "artifact"

@@ -1,29 +1,34 @@
-"""Talk to one OCI / Docker v2 registry. Fetches only: nothing here decides or writes."""
+"""Talk to one OCI / Docker v2 registry. Fetches only: nothing here decides or writes.
+
+Every request goes through one Transport (bounded reads, a deadline, no .netrc) and through
+`_request` here (auth, pacing, retries); what a registry says is parsed strictly.
+"""
 
 import email.utils
-import json
 import random
-import ssl
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
-import requests
-import urllib3
-from requests.adapters import HTTPAdapter
-
 from . import __version__
 from .auth import Authenticator, AuthError, Credentials
 from .manifests import ACCEPT, ManifestError, compute_digest, parse_manifest, valid_digest, verify_digest
 from .references import api_base
+from .transport import DEFAULT_DEADLINE, Transport, TransportError
+from .wire import WireError, ascii_int, loads
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_CONFIG_BYTES = 8 * 1024 * 1024
-MAX_LIST_BYTES = 32 * 1024 * 1024
-MAX_PAGES = 100_000
+MAX_PAGE_BYTES = 8 * 1024 * 1024  # one page of a catalog or tag list
+MAX_LISTING_BYTES = 64 * 1024 * 1024  # every page of one listing together
+MAX_ERROR_BYTES = 64 * 1024  # an error body is read for its code and message only
+MAX_PAGES = 1000
+MAX_TAGS = 100_000  # per repository, unless --max-tags says otherwise
+MAX_REPOSITORIES = 200_000  # from one catalog
 MAX_RETRY_AFTER = 60.0
+MAX_MESSAGE = 300  # characters of a registry's error message kept
 CATALOG_SCOPE = "registry:catalog:*"
 USER_AGENT = f"registry-ledger/{__version__}"
 
@@ -41,7 +46,9 @@ class RegistryOptions:
     retries: int = 4
     backoff: float = 0.5  # seconds; doubles per retry, with jitter
     page_size: int = 1000
-    timeout: tuple = (10, 60)
+    timeout: tuple = (10, 60)  # connect, and each read
+    deadline: float = DEFAULT_DEADLINE  # one whole request
+    max_tags: int = MAX_TAGS
     include_tags: str | None = None
     exclude_tags: str | None = None
 
@@ -65,46 +72,70 @@ class RegistryError(Exception):
         return f"{where}: {self.message}"
 
 
-def _error_code(response):
+class ListingTruncated(RegistryError):
+    """A listing stopped at a cap: `items` are the names read so far, never a complete listing."""
+
+    def __init__(self, message, items, **where):
+        super().__init__(message, code="LISTING_TRUNCATED", **where)
+        self.items = items
+
+
+def error_code(body):
     """The first registry error code and message of an error body, which may be absent or not JSON."""
     try:
-        errors = response.json().get("errors") or []
-        first = errors[0]
-        return first.get("code"), first.get("message")
-    except (ValueError, AttributeError, IndexError, TypeError):
+        first = loads(body, "error body")["errors"][0]
+    except (WireError, KeyError, IndexError, TypeError):
         return None, None
+    if not isinstance(first, dict):
+        return None, None
+    code, message = first.get("code"), first.get("message")
+    code = code[:64] if isinstance(code, str) and code else None
+    message = message[:MAX_MESSAGE] if isinstance(message, str) and message else None
+    return code, message
 
 
 def next_link(header):
-    """The URL of `rel="next"` in a `Link` header, or None (requests' parser, which never raises)."""
-    if not header:
+    """The URL of `rel="next"` in a `Link` header (RFC 8288), or None; never raises."""
+    if not isinstance(header, str):
         return None
-    for link in requests.utils.parse_header_links(header):
-        if "next" in (link.get("rel") or "").split() and link.get("url"):
-            return link["url"]
-    return None
+    position = 0
+    while True:
+        start = header.find("<", position)
+        end = header.find(">", start + 1) if start >= 0 else -1
+        if end < 0:
+            return None
+        url = header[start + 1:end].strip()
+        following = header.find("<", end + 1)
+        params = header[end + 1:following if following >= 0 else len(header)]
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "rel" and "next" in value.strip().strip(",").strip().strip('"').split():
+                return url or None
+        position = end + 1
 
 
 def retry_after(value, now=None):
-    """Seconds to wait from a `Retry-After` header (seconds or an HTTP date), or None."""
-    if not value:
+    """Seconds to wait from a `Retry-After` header (ASCII seconds or an HTTP date), or None."""
+    if not value or not isinstance(value, str):
         return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
+    seconds = ascii_int(value)
+    if seconds is not None:
+        return float(seconds)
     try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        moment = email.utils.parsedate_to_datetime(value.strip())
+        return max(0.0, moment.timestamp() - (now if now is not None else time.time()))
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(0.0, moment.timestamp() - (now if now is not None else time.time()))
 
 
 def _rate_number(value):
-    """`100;w=21600` -> 100."""
-    try:
-        return int((value or "").split(";", 1)[0].strip())
-    except ValueError:
-        return None
+    """`100;w=21600` -> 100; anything but ASCII digits -> None."""
+    return ascii_int((value or "").split(";", 1)[0])
+
+
+def _media_type(response):
+    """Content-Type without its parameters, or None."""
+    return (response.header("Content-Type") or "").split(";", 1)[0].strip() or None
 
 
 class RegistryClient:
@@ -115,36 +146,19 @@ class RegistryClient:
         self.options = options or RegistryOptions()
         self.base = api_base(registry, self.options.plain_http,
                              tls=bool(self.options.ca_file or self.options.insecure))
-        self.verify = self.options.ca_file or not self.options.insecure
-        if self.options.insecure:
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # the CLI warns once
+        verify = False if self.options.insecure else (self.options.ca_file or True)
+        self.transport = Transport(verify=verify, timeout=self.options.timeout, deadline=self.options.deadline,
+                                   user_agent=USER_AGENT, pool_size=max(self.options.concurrency, 1))
         self.requests = Counter()
         self.rate_limit = {}  # Docker Hub's RateLimit-Limit / -Remaining, as last seen
         self.exhausted = False
         self._lock = threading.Lock()
         self._next_slot = 0.0
-        # verify= and proxies= go on every request. With trust_env requests would read ~/.netrc on
-        # each one (a third of its CPU here, and netrc credentials have no business going to a
-        # registry), so proxies are taken from the environment once per host instead.
-        self.session = requests.Session()
-        self.session.trust_env = False
-        self._proxies = {}
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(self.options.concurrency, 1))
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers["User-Agent"] = USER_AGENT
-        self.auth = Authenticator(registry, self.options.credentials, timeout=self.options.timeout,
-                                  verify=self.verify, user_agent=USER_AGENT)
+        self.auth = Authenticator(registry, self.options.credentials, self.transport,
+                                  registry_scheme=urlsplit(self.base).scheme, plain_http=self.options.plain_http)
 
     def close(self):
-        self.session.close()
-
-    def _proxies_for(self, url):
-        """HTTP(S)_PROXY / NO_PROXY from the environment, looked up once per scheme and host."""
-        origin = "/".join(url.split("/", 3)[:3])
-        if origin not in self._proxies:
-            self._proxies[origin] = requests.utils.get_environ_proxies(origin)
-        return self._proxies[origin]
+        self.transport.close()
 
     def _fail(self, message, stage, **where):
         return RegistryError(message, registry=self.registry, stage=stage, **where)
@@ -160,33 +174,33 @@ class RegistryClient:
         if slot > now:
             time.sleep(slot - now)
 
-    def _send(self, method, url, stage, headers, stream, scopes, where):
+    def _count(self, kind):
+        with self._lock:
+            self.requests[kind] += 1
+
+    def _send(self, method, url, stage, headers, scopes, where):
         """One attempt, with auth; a 401 that brings a usable challenge is answered once."""
         for attempt in (1, 2):
             sent = dict(headers or {})
             try:
                 authorization = self.auth.header(scopes)
             except AuthError as error:
-                raise self._fail(f"{stage}: {error}", stage, status=error.status, code="UNAUTHORIZED",
-                                 **where) from None
+                raise self._fail(f"{stage}: {error}", stage, status=error.status, code=error.code, **where) from None
             if authorization:
                 sent["Authorization"] = authorization
             self._pace()
-            with self._lock:
-                self.requests[stage] += 1
-            response = self.session.request(method, url, headers=sent, timeout=self.options.timeout,
-                                            stream=stream, allow_redirects=False, verify=self.verify,
-                                            proxies=self._proxies_for(url))
+            self._count(stage)
+            response = self.transport.request(method, url, sent)
             self._note_rate_limit(response)
-            if response.status_code != 401 or attempt == 2:
+            if response.status != 401 or attempt == 2:
                 return response
-            challenge = response.headers.get("WWW-Authenticate", "")
+            challenge = response.header("WWW-Authenticate") or ""
             response.close()
             if not self.auth.learn(challenge):
                 return response
             self.auth.forget(scopes)
 
-    def _request(self, method, url, stage, *, headers=None, stream=False, scopes=(), **where):
+    def _request(self, method, url, stage, *, headers=None, scopes=(), retry_unreachable=True, **where):
         """A request with retries on connection errors, 5xx and 429; errors become RegistryError."""
         if self.exhausted:
             raise self._fail(f"{stage}: skipped, the registry's rate limit is exhausted", stage,
@@ -196,41 +210,53 @@ class RegistryClient:
             attempt += 1
             wait = None
             try:
-                response = self._send(method, url, stage, headers, stream, scopes, where)
-            except requests.exceptions.SSLError as error:
-                raise self._fail(f"TLS error talking to {self.base}: {tls_reason(error)}", stage, code="TLS",
-                                 **where) from None
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as error:
-                kind = "timed out" if isinstance(error, requests.exceptions.Timeout) else "cannot connect to"
-                if attempt > self.options.retries:
-                    text = f"{kind} {self.base}" + (f" (after {attempt} attempts)" if attempt > 1 else "")
-                    raise self._fail(text, stage, code="UNREACHABLE", **where) from None
-            except requests.exceptions.RequestException as error:
-                raise self._fail(f"request failed: {error.__class__.__name__}", stage, **where) from None
+                response = self._send(method, url, stage, headers, scopes, where)
+            except TransportError as error:
+                if error.kind == "tls":
+                    raise self._fail(f"TLS error talking to {self.base}: {error.message}", stage, code="TLS",
+                                     **where) from None
+                if error.kind not in ("unreachable", "timeout") or not retry_unreachable \
+                        or attempt > self.options.retries:
+                    raise self._transport_failure(error, stage, attempt, where) from None
             else:
-                status = response.status_code
+                status = response.status
                 if (status >= 500 or status == 429) and attempt <= self.options.retries:
-                    wait = retry_after(response.headers.get("Retry-After"))
+                    wait = retry_after(response.header("Retry-After"))
                     response.close()
                 else:
-                    return self._checked(method, url, response, stage, stream, scopes, where)
+                    return self._checked(method, url, response, stage, scopes, where)
             delay = self.options.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
             time.sleep(min(wait if wait is not None else delay, MAX_RETRY_AFTER))
 
-    def _checked(self, method, url, response, stage, stream, scopes, where):
-        if 300 <= response.status_code < 400 and response.headers.get("Location"):
-            target = urljoin(response.url, response.headers["Location"])
+    def _transport_failure(self, error, stage, attempt, where):
+        after = f" (after {attempt} attempts)" if attempt > 1 else ""
+        if error.kind == "unreachable":
+            return self._fail(f"cannot connect to {self.base}{after}", stage, code="UNREACHABLE", **where)
+        if error.kind == "timeout":
+            return self._fail(f"timed out talking to {self.base}{after}", stage, code="UNREACHABLE", **where)
+        if error.kind == "deadline":
+            return self._fail(f"{stage}: {error.message}", stage, code="DEADLINE", **where)
+        return self._fail(f"{stage}: {error.message}", stage, code="BROKEN_ANSWER", **where)
+
+    def _checked(self, method, url, response, stage, scopes, where):
+        if 300 <= response.status < 400 and response.header("Location"):
+            target = urljoin(url, response.header("Location"))
             response.close()
-            return self._redirected(method, url, target, stage, stream, scopes, where)
-        if response.status_code < 400:
+            return self._redirected(method, url, target, stage, scopes, where)
+        if response.status < 400:
             return response
-        code, message = _error_code(response) if method != "HEAD" else (None, None)
+        status = response.status
+        code = message = None
+        if method != "HEAD":
+            try:
+                code, message = error_code(response.read(MAX_ERROR_BYTES, "error body"))
+            except TransportError:
+                pass  # an error body too long or broken says nothing more than its status
         response.close()
-        status = response.status_code
         if status == 401:
+            source = self.auth.credentials.source
             detail = ("authentication required: no credentials found for this registry"
-                      if not self.auth.credentials.source or self.auth.credentials.source == "none"
-                      else f"credentials from {self.auth.credentials.source} were refused")
+                      if not source or source == "none" else f"credentials from {source} were refused")
             code = code or "UNAUTHORIZED"
         elif status == 429:
             detail = "too many requests (HTTP 429), retries exhausted"
@@ -241,134 +267,126 @@ class RegistryClient:
             f": {message}" if message else "")
         raise self._fail(text, stage, status=status, code=code, **where)
 
-    def _redirected(self, method, url, target, stage, stream, scopes, where):
-        """Follow one redirect (blob storage); credentials never go to another host."""
-        same_origin = urlsplit(target)[:2] == urlsplit(url)[:2]
-        headers = {"User-Agent": USER_AGENT}
-        if same_origin:
-            authorization = self.auth.header(scopes)
+    def _redirected(self, method, url, target, stage, scopes, where):
+        """Follow one redirect (blob storage); credentials go only to the same origin, never downgraded."""
+        source, destination = urlsplit(url), urlsplit(target)
+        if destination.scheme not in ("http", "https"):
+            raise self._fail(f"{stage}: redirect to something that is not HTTP(S)", stage, **where)
+        if source.scheme == "https" and destination.scheme == "http":
+            raise self._fail(f"{stage}: redirect from HTTPS to plain HTTP ({destination.netloc}) refused", stage,
+                             code="DOWNGRADE", **where)
+        headers = {}
+        if destination[:2] == source[:2]:
+            try:
+                authorization = self.auth.header(scopes)
+            except AuthError as error:
+                raise self._fail(f"{stage}: {error}", stage, status=error.status, code=error.code, **where) from None
             if authorization:
                 headers["Authorization"] = authorization
-        with self._lock:
-            self.requests["redirect"] += 1
+        self._count("redirect")
         try:
-            response = requests.request(method, target, headers=headers, timeout=self.options.timeout,
-                                        stream=stream, verify=self.verify, allow_redirects=False)
-        except requests.exceptions.RequestException as error:
-            raise self._fail(f"redirect to {urlsplit(target).netloc} failed: {error.__class__.__name__}",
-                             stage, **where) from None
-        if response.status_code >= 300:
+            response = self.transport.request(method, target, headers)
+        except TransportError as error:
+            raise self._fail(f"redirect to {destination.netloc} failed: {error.message}", stage, **where) from None
+        if response.status >= 300:
             response.close()
-            raise self._fail(f"{stage}: HTTP {response.status_code} from redirect target "
-                             f"{urlsplit(target).netloc}", stage, status=response.status_code, **where)
+            raise self._fail(f"{stage}: HTTP {response.status} from redirect target {destination.netloc}", stage,
+                             status=response.status, **where)
         return response
 
     def _note_rate_limit(self, response):
-        limit = _rate_number(response.headers.get("RateLimit-Limit"))
-        remaining = _rate_number(response.headers.get("RateLimit-Remaining"))
+        remaining = _rate_number(response.header("RateLimit-Remaining"))
         if remaining is None:
             return
+        limit = _rate_number(response.header("RateLimit-Limit"))
         with self._lock:
             self.rate_limit = {"limit": limit, "remaining": remaining}
             if remaining <= 0:
                 self.exhausted = True
 
     def _read(self, response, limit, stage, **where):
-        """Read a body of at most `limit` bytes."""
-        declared = response.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            response.close()
-            raise self._fail(f"{stage}: body of {declared} bytes exceeds the {limit}-byte limit", stage, **where)
-        chunks, total = [], 0
+        """A body of at most `limit` bytes."""
         try:
-            for chunk in response.iter_content(65536):
-                total += len(chunk)
-                if total > limit:
-                    raise self._fail(f"{stage}: body exceeds the {limit}-byte limit", stage, **where)
-                chunks.append(chunk)
-        except requests.exceptions.RequestException as error:
-            raise self._fail(f"{stage}: connection broke while reading ({error.__class__.__name__})",
-                             stage, **where) from None
-        finally:
-            response.close()
-        return b"".join(chunks)
+            return response.read(limit, "body")
+        except TransportError as error:
+            if error.kind in ("too_large", "deadline"):
+                raise self._fail(f"{stage}: {error.message}", stage,
+                                 code="TOO_LARGE" if error.kind == "too_large" else "DEADLINE", **where) from None
+            raise self._fail(f"{stage}: connection broke while reading ({error.message})", stage,
+                             code="BROKEN_ANSWER", **where) from None
 
     def _json(self, response, limit, stage, **where):
         body = self._read(response, limit, stage, **where)
         try:
-            document = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise self._fail(f"{stage}: response is not JSON", stage, **where) from None
+            document = loads(body, "response")
+        except WireError as error:
+            message = "response is not JSON" if "not valid JSON" in error.args[0] else error.args[0]
+            raise self._fail(f"{stage}: {message}", stage, code="INVALID_ANSWER", **where) from None
         if not isinstance(document, dict):
-            raise self._fail(f"{stage}: response is not a JSON object", stage, **where)
+            raise self._fail(f"{stage}: response is not a JSON object", stage, code="INVALID_ANSWER", **where)
         return document
 
-    def _pages(self, url, key, stage, scopes, **where):
-        """Follow `Link: <...>; rel="next"` pages, refusing to leave the first page's origin."""
+    def _pages(self, url, key, stage, scopes, most, **where):
+        """Follow `Link: <...>; rel="next"` pages on the first page's origin, up to `most` names, MAX_PAGES
+        pages and MAX_LISTING_BYTES; past a cap, ListingTruncated with what was read."""
         origin = urlsplit(url)[:2]
-        seen, items = set(), []
+        seen, items, total = set(), [], 0
         while url:
-            if url in seen or len(seen) >= MAX_PAGES:
-                raise self._fail(f"{stage}: pagination loops at {url}", stage, **where)
+            if url in seen:
+                raise self._fail(f"{stage}: pagination loops at {url[:200]}", stage, code="INVALID_ANSWER", **where)
+            if len(seen) >= MAX_PAGES or len(items) > most or total > MAX_LISTING_BYTES:
+                cap = (f"{most} names" if len(items) > most else f"{MAX_PAGES} pages" if len(seen) >= MAX_PAGES
+                       else f"{MAX_LISTING_BYTES} bytes")
+                raise ListingTruncated(f"{stage}: the listing goes past {cap}; it is incomplete, so nothing is "
+                                       "removed (raise --max-tags if the repository is that large)",
+                                       items[:most], registry=self.registry, stage=stage, **where)
             seen.add(url)
-            response = self._request("GET", url, stage, stream=True, scopes=scopes, **where)
-            nxt = next_link(response.headers.get("Link"))
-            page = self._json(response, MAX_LIST_BYTES, stage, **where)
+            response = self._request("GET", url, stage, scopes=scopes, **where)
+            nxt = next_link(response.header("Link"))
+            body = self._read(response, MAX_PAGE_BYTES, stage, **where)
+            total += len(body)
+            try:
+                page = loads(body, "response")
+            except WireError as error:
+                message = "response is not JSON" if "not valid JSON" in error.args[0] else error.args[0]
+                raise self._fail(f"{stage}: {message}", stage, code="INVALID_ANSWER", **where) from None
+            if not isinstance(page, dict):
+                raise self._fail(f"{stage}: response is not a JSON object", stage, code="INVALID_ANSWER", **where)
             values = page.get(key)
             if values is None:
                 values = []  # "tags": null means none
             if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-                raise self._fail(f"{stage}: '{key}' is not a list of names", stage, **where)
+                raise self._fail(f"{stage}: '{key}' is not a list of names", stage, code="INVALID_ANSWER", **where)
             items.extend(values)
-            url = urljoin(response.url, nxt) if nxt else None
+            url = urljoin(url, nxt) if nxt else None
             if url and urlsplit(url)[:2] != origin:
-                raise self._fail(f"{stage}: next page points to another origin", stage, **where)
+                raise self._fail(f"{stage}: next page points to another origin", stage, code="INVALID_ANSWER",
+                                 **where)
+        if len(items) > most:
+            raise ListingTruncated(f"{stage}: the listing has more than {most} names; it is incomplete, so nothing "
+                                   "is removed (raise --max-tags if the repository is that large)",
+                                   items[:most], registry=self.registry, stage=stage, **where)
         return items
 
     def fetch_ping(self):
-        """GET /v2/: reachability, and the auth challenge. With credentials, check them now."""
-        creds = self.options.credentials
-        basic = creds.basic()
-        headers = {"Authorization": basic} if basic else {}
-        with self._lock:
-            self.requests["ping"] += 1
+        """GET /v2/: reachability, and the auth challenge. Credentials go only in answer to a challenge,
+        and are checked at once, as docker login does."""
         try:
-            response = self.session.request("GET", f"{self.base}/v2/", headers=headers, timeout=self.options.timeout,
-                                            allow_redirects=False, verify=self.verify,
-                                            proxies=self._proxies_for(self.base))
-        except requests.exceptions.SSLError as error:
-            raise self._fail(f"TLS error talking to {self.base}: {tls_reason(error)}", "ping",
-                             code="TLS") from None
-        except requests.exceptions.RequestException:
-            raise self._fail(f"cannot connect to {self.base}", "ping", code="UNREACHABLE") from None
-        if response.status_code >= 500 or response.status_code == 429:
-            response.close()
-            self._read(self._request("GET", f"{self.base}/v2/", "ping", stream=True), MAX_LIST_BYTES, "ping")
-            return
-        self._note_rate_limit(response)
-        status, challenge = response.status_code, response.headers.get("WWW-Authenticate", "")
+            response = self._request("GET", f"{self.base}/v2/", "ping", retry_unreachable=False)
+        except RegistryError as error:
+            if error.status == 401 and not self.auth.scheme:
+                error.message = "ping: HTTP 401 with no challenge this client can answer"
+            elif error.status is not None and 400 <= error.status < 500 and error.status not in (401, 429):
+                error.message = f"ping: HTTP {error.status} from {self.base}/v2/ (is this a registry?)"
+            raise
         response.close()
-        if status == 401:
-            if not self.auth.learn(challenge):
-                raise self._fail("ping: HTTP 401 with no challenge this client can answer", "ping", status=401,
-                                 code="UNAUTHORIZED")
-            if self.auth.scheme == "basic" and basic:
-                raise self._fail(f"ping: credentials from {creds.source} were refused (HTTP 401)", "ping",
-                                 status=401, code="UNAUTHORIZED")
-            if self.auth.scheme == "bearer" and (basic or creds.identity_token):
-                try:
-                    self.auth.token(())  # a token with no scope: checks the credentials, as docker login does
-                except AuthError as error:
-                    raise self._fail(f"ping: {error}", "ping", status=error.status, code="UNAUTHORIZED") from None
-        elif status >= 400:
-            raise self._fail(f"ping: HTTP {status} from {self.base}/v2/ (is this a registry?)", "ping", status=status)
-        elif basic and not self.auth.scheme:
-            self.auth.scheme = "basic"  # it took our Basic credentials
 
     def fetch_catalog(self):
         try:
             return self._pages(f"{self.base}/v2/_catalog?n={self.options.page_size}", "repositories", "catalog",
-                               (CATALOG_SCOPE,))
+                               (CATALOG_SCOPE,), MAX_REPOSITORIES)
+        except ListingTruncated:
+            raise
         except RegistryError as error:
             if error.status in (401, 403, 404, 405):
                 error.message = (f"catalog: this registry does not offer its catalog (HTTP {error.status}); "
@@ -377,7 +395,7 @@ class RegistryClient:
 
     def fetch_tags(self, repo):
         return self._pages(f"{self.base}/v2/{repo}/tags/list?n={self.options.page_size}", "tags", "tags",
-                           (f"repository:{repo}:pull",), repo=repo)
+                           (f"repository:{repo}:pull",), self.options.max_tags, repo=repo)
 
     def fetch_head(self, repo, tag):
         """Resolve a tag: (digest, media type, size) from one HEAD."""
@@ -385,9 +403,9 @@ class RegistryClient:
         response = self._request("HEAD", url, "head", headers={"Accept": ACCEPT}, scopes=(f"repository:{repo}:pull",),
                                  repo=repo, tag=tag)
         response.close()
-        digest = response.headers.get("Docker-Content-Digest")
-        media_type = (response.headers.get("Content-Type") or "").split(";", 1)[0].strip() or None
-        size = response.headers.get("Content-Length")
+        digest = response.header("Docker-Content-Digest")
+        media_type = _media_type(response)
+        size = ascii_int(response.header("Content-Length") or "")
         if digest is None:
             # Some registries omit the header on HEAD: the digest is then the hash of the body,
             # but only of a body that is a manifest (not a login page or an error in disguise).
@@ -399,17 +417,18 @@ class RegistryClient:
                                  repo=repo, tag=tag, code="MANIFEST_INVALID") from None
             return digest, media_type, len(body)
         if not valid_digest(digest):
-            raise self._fail(f"head: invalid Docker-Content-Digest {digest!r}", "head", repo=repo, tag=tag)
-        return digest, media_type, int(size) if size and size.isdigit() else None
+            raise self._fail(f"head: invalid Docker-Content-Digest {digest[:80]!r}", "head", repo=repo, tag=tag,
+                             code="DIGEST_INVALID")
+        return digest, media_type, size
 
     def fetch_manifest(self, repo, reference, tag=None):
         """GET a manifest by digest (or tag) and verify the body: (body, media type, digest)."""
         url = f"{self.base}/v2/{repo}/manifests/{reference}"
         where = {"repo": repo, "tag": tag, "digest": reference if valid_digest(reference) else None}
-        response = self._request("GET", url, "manifest", headers={"Accept": ACCEPT}, stream=True,
+        response = self._request("GET", url, "manifest", headers={"Accept": ACCEPT},
                                  scopes=(f"repository:{repo}:pull",), **where)
-        media_type = (response.headers.get("Content-Type") or "").split(";", 1)[0].strip() or None
-        header_digest = response.headers.get("Docker-Content-Digest")
+        media_type = _media_type(response)
+        header_digest = response.header("Docker-Content-Digest")
         body = self._read(response, MAX_MANIFEST_BYTES, "manifest", **where)
         expected = reference if valid_digest(reference) else header_digest
         try:
@@ -424,29 +443,10 @@ class RegistryClient:
     def fetch_blob(self, repo, digest, limit=MAX_CONFIG_BYTES):
         """GET a blob (an image config) and verify it against its digest."""
         url = f"{self.base}/v2/{repo}/blobs/{digest}"
-        response = self._request("GET", url, "config", stream=True, scopes=(f"repository:{repo}:pull",),
-                                 repo=repo, digest=digest)
+        response = self._request("GET", url, "config", scopes=(f"repository:{repo}:pull",), repo=repo, digest=digest)
         body = self._read(response, limit, "config", repo=repo, digest=digest)
         try:
             verify_digest(body, digest)
         except ManifestError as error:
             raise self._fail(f"config: {error}", "config", repo=repo, digest=digest, code="DIGEST_MISMATCH") from None
         return body
-
-
-def tls_reason(error):
-    """The ssl module's own words under requests' wrappers: 'certificate verify failed: ...'."""
-    pending, seen = [error], set()
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return f"certificate verify failed: {current.verify_message}"
-        if isinstance(current, ssl.SSLError):
-            return current.reason or str(current)
-        pending += [arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException)]
-        pending += [x for x in (getattr(current, "reason", None), current.__cause__, current.__context__)
-                    if isinstance(x, BaseException)]
-    return error.__class__.__name__
