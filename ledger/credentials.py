@@ -2,7 +2,6 @@
 
 import base64
 import binascii
-import json
 import os
 import shutil
 import subprocess
@@ -10,9 +9,11 @@ from pathlib import Path
 
 from .auth import Credentials
 from .references import DOCKER_HUB
+from .wire import WireError, loads
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 HELPER_TIMEOUT = 30
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
 
 class CredentialsError(Exception):
@@ -42,14 +43,20 @@ def from_docker_config(registry, path=None):
     if not path.exists():
         return None
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise CredentialsError(f"{path}: cannot read the Docker config ({error.__class__.__name__})") from None
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise CredentialsError(f"{path}: the Docker config is larger than {MAX_CONFIG_BYTES} bytes")
+        config = loads(raw, "the Docker config")
+    except OSError as error:
+        raise CredentialsError(f"{path}: cannot read the Docker config ({error.strerror})") from None
+    except WireError as error:
+        raise CredentialsError(f"{path}: cannot read the Docker config ({error})") from None
     if not isinstance(config, dict):
         raise CredentialsError(f"{path}: the Docker config is not a JSON object")
     helpers = config.get("credHelpers") if isinstance(config.get("credHelpers"), dict) else {}
     for key, helper in helpers.items():
-        if _host_of(key) == registry:
+        if _host_of(key) == registry and isinstance(helper, str) and helper:
             return from_helper(helper, registry)
     if isinstance(config.get("credsStore"), str) and config["credsStore"]:
         found = from_helper(config["credsStore"], registry)
@@ -63,6 +70,7 @@ def from_docker_config(registry, path=None):
 
 
 def _from_auth_entry(entry, source):
+    entry = {key: value for key, value in entry.items() if isinstance(value, str) and value}
     creds = Credentials(source=source)
     if entry.get("auth"):
         try:
@@ -93,9 +101,11 @@ def from_helper(name, registry):
     if answer.returncode != 0:
         return None
     try:
-        found = json.loads(answer.stdout)
+        found = loads(answer.stdout[:MAX_CONFIG_BYTES], "its answer")
         username, secret = found["Username"], found["Secret"]
-    except (ValueError, KeyError, TypeError):
+        if not isinstance(username, str) or not isinstance(secret, str):
+            raise TypeError
+    except (WireError, KeyError, TypeError):
         raise CredentialsError(f"credential helper docker-credential-{name} answered for {registry} "
                                "with something that is not its JSON") from None
     source = f"docker-credential-{name}"

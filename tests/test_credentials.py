@@ -72,3 +72,21 @@ def test_a_missing_config_is_no_credentials_and_a_broken_one_is_an_error(tmp_pat
 def test_basic_header_needs_a_password():
     assert Credentials(username="u", password="p").basic() == "Basic " + base64.b64encode(b"u:p").decode()
     assert Credentials(username="u").basic() is None
+
+
+@pytest.mark.parametrize("text,message", [
+    ('{"auths":' * 100_000 + "{}" + "}" * 100_000, "nests deeper"),
+    ('{"auths": {"r.example": {"auth": 123}}}', None),
+    ('{"auths": {"r.example": {"username": 5, "password": ["x"]}}}', None),
+    ('{"credHelpers": {"r.example": {"not": "a name"}}}', None),
+    ("[1, 2]", "not a JSON object"),
+    ("NaN", "not valid JSON"),
+])
+def test_a_hostile_docker_config_is_a_clear_error_or_no_credentials(tmp_path, text, message):
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    if message is None:
+        assert from_docker_config("r.example", path) is None
+    else:
+        with pytest.raises(CredentialsError, match=message):
+            from_docker_config("r.example", path)
