@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?"
-    r"\s*(Z|z|[+-]\d{2}:?\d{2}|UTC)?$"
+    r"\s*(Z|z|[+-]\d{2}:?\d{2}|UTC)?$", re.ASCII
 )
 
 def now():
@@ -22,7 +22,7 @@ def normalise_created(value):
     """
     if value is None or value == "" or isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(r"-?\d+(\.\d+)?", value)):
+    if isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", value)):
         try:
             moment = datetime.fromtimestamp(int(float(value)), timezone.utc)
         except (OverflowError, OSError, ValueError):
@@ -57,7 +57,7 @@ def _whole_seconds(moment):
         moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
 
 
-_AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|second|m|min|minute|h|hour|d|day|w|week)s?\s+ago\s*$", re.I)
+_AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|second|m|min|minute|h|hour|d|day|w|week)s?\s+ago\s*$", re.I | re.ASCII)
 _AGO_SECONDS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
                 "d": 86400, "day": 86400, "w": 604800, "week": 604800}
 
@@ -77,7 +77,7 @@ def parse_when(text):
             return format_instant(datetime.now(timezone.utc) - timedelta(seconds=seconds))
         except OverflowError:
             raise ValueError(f"{text!r} is before the year 1") from None
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+    if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
         try:
             day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=timezone.utc)
         except ValueError:
