@@ -2,12 +2,14 @@
 
 import collections
 import concurrent.futures
+import fcntl
 from hashlib import sha256
 import json
 import multiprocessing
 import os
 import socket
 import sqlite3
+import urllib.parse
 from importlib import resources
 
 import sqlite_utils
@@ -16,14 +18,15 @@ from . import __version__
 from .semantics import REMOVED, Observation, classify, removed_keys
 from .times import now
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+READABLE_FROM = 4  # the oldest schema whose tables reading and verify understand: the compact event log
 GENESIS = "0" * 64
 REGISTRY = "registry"  # the source of observations made of a registry; a daemon's are 'daemon:NAME'
 BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 65_536  # the default 2 MB thrashes on the key index of a million-event ledger
 _REAPPLIED = ("triggers.sql", "indexes.sql", "views.sql")
 _LEDGER_TABLES = {"runs", "events", "manifests", "platforms", "coverage", "errors", "tag_state",
-                  "event_log", "tag_keys", "digests", "media_types", "images"}
+                  "event_log", "tag_keys", "digests", "media_types", "images", "ledger_meta"}
 
 
 class StoreError(Exception):
@@ -76,20 +79,68 @@ def event_hash(prev_hash, values):
     return sha256(f"{prev_hash}\n{_CANONICAL(values)}".encode("utf-8")).hexdigest()
 
 
-def open_db(path):
-    """Open (creating or upgrading) a ledger; re-apply triggers, indexes and views."""
+def _uri(path, **query):
+    """A SQLite URI naming exactly this file: a `#`, `?` or `%` left as it is would end the path early
+    or be decoded, and open another file."""
+    return f"file:{urllib.parse.quote(os.fsencode(os.path.abspath(path)))}?{urllib.parse.urlencode(query)}"
+
+
+def _connect(uri, probe=False):
+    """A connection; with `probe`, one that has read once (SQLite opens a WAL database's side files
+    on the first read, not on connect)."""
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
+                           check_same_thread=False)
     try:
-        conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
-                               check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         _register_functions(conn)
+        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        if probe:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
+
+
+def _opened(path, connect):
+    """connect(), with SQLite's refusal said in one line naming the file."""
+    try:
+        return connect()
     except sqlite3.OperationalError as error:
         raise StoreError(f"{path}: cannot open ({error})") from None
-    try:
-        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.DatabaseError as error:
+        raise StoreError(f"{path}: not a ledger database ({error})") from None
+
+
+def connect_readonly(path):
+    """A connection that can only read the file at `path`.
+
+    SQLite reads a WAL database through its -wal and -shm files and creates them beside it when they
+    are missing (the ledger's own bytes stay as they are). Where they cannot be created (a read-only
+    directory or mount) the file is opened `immutable`: no locks, no side files. That is safe only
+    because nothing can be appending there either (a writer needs those files, or a rollback journal,
+    in the same directory), and only when no -wal holds writes the file itself lacks."""
+    try:
+        return _connect(_uri(path, mode="ro"), probe=True)
+    except sqlite3.OperationalError:
+        if os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
+            raise
+    wal = f"{path}-wal"
+    if os.path.exists(wal) and os.path.getsize(wal):
+        raise StoreError(f"{path}: cannot read it in a read-only directory: {wal} holds writes not yet in the file, "
+                         "which SQLite reads only with a -shm file beside it; copy the ledger with its -wal "
+                         "to a writable directory")
+    return _connect(_uri(path, mode="ro", immutable=1), probe=True)
+
+
+def _inspect(conn, path):
+    """The file's schema version; refuses a file that is not SQLite, holds other tables, or was
+    written by a newer version."""
+    try:
+        with _transaction(conn):
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as error:
+        conn.close()
         raise StoreError(f"{path}: not a ledger database ({error})") from None
     if version > SCHEMA_VERSION:
         conn.close()
@@ -98,26 +149,89 @@ def open_db(path):
     if version == 0 and tables - _LEDGER_TABLES:
         conn.close()
         raise StoreError(f"{path}: not a ledger database (it has other tables: {', '.join(sorted(tables))})")
+    return version
+
+
+def open_db(path):
+    """Open a ledger to append to, creating or upgrading it.
+
+    The schema is written only when this file needs it: a migration is due, or the re-applied
+    triggers, indexes and views changed or were dropped (see _fingerprint). A plain open writes
+    nothing and takes no write lock."""
+    conn = _opened(path, lambda: _connect(_uri(path, mode="rwc")))
+    _inspect(conn, path)
+    if not os.access(path, os.W_OK):  # SQLite opens it read-only then, and the run's first write would fail
+        conn.close()
+        raise StoreError(f"{path}: cannot append to it: the file is read-only")
     try:
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("BEGIN IMMEDIATE")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        for number, name in _migrations():
-            if number > version:
-                for statement in _statements(_schema_file(name)):
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {number}")
-        for name in _REAPPLIED:
-            for statement in _statements(_schema_file(name)):
-                conn.execute(statement)
-        conn.execute("COMMIT")
+        with _transaction(conn):
+            stale = _stale_schema(conn)
+        if stale:
+            with _transaction(conn, "IMMEDIATE"):
+                if _stale_schema(conn):  # another writer may have brought it up to date while this one waited
+                    _apply_schema(conn)
     except sqlite3.Error as error:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
         conn.close()
         raise StoreError(f"{path}: cannot open the ledger ({error})") from None
     return sqlite_utils.Database(conn)
+
+
+def open_readonly(path):
+    """Open a ledger only to read it (read commands, verify, serve): nothing is written, no write lock
+    is taken, and the file's bytes stay as they were, on a read-only file, directory or mount too.
+
+    A missing file is an error, never created. A ledger of an older schema version is read as it is
+    from READABLE_FROM on (later migrations add nothing reading needs); an older one must first be
+    upgraded by `ledger collect`, since a reader cannot write, and upgrading a copy in memory would
+    cost the whole file in memory and hide that the file itself is old. Views are read as the file
+    holds them; the next writer re-applies changed ones."""
+    if not os.path.exists(path):
+        raise StoreError(f"no ledger at {path}")
+    conn = _opened(path, lambda: connect_readonly(path))
+    version = _inspect(conn, path)
+    if version == 0:
+        conn.close()
+        raise StoreError(f"{path}: not a ledger database (no ledger schema in it)")
+    if version < READABLE_FROM:
+        conn.close()
+        raise StoreError(f"{path}: ledger schema version {version} is too old to read as it is; run "
+                         "`ledger collect` on it once to upgrade it in place")
+    return sqlite_utils.Database(conn)
+
+
+def _fingerprint(conn):
+    """The shipped re-applied schema and the file's whole schema as it is now. It changes when a new
+    version ships other triggers, indexes or views, and when any schema object is dropped, added or
+    edited (a `table.transform()` drops triggers), so a writer re-applies exactly then."""
+    digest = sha256()
+    for name in _REAPPLIED:
+        digest.update(_schema_file(name).encode("utf-8"))
+    for row in conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"):
+        digest.update(_CANONICAL(row).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def _stale_schema(conn):
+    if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+        return True
+    stored = conn.execute("SELECT value FROM ledger_meta WHERE name = 'schema'").fetchone()
+    return stored is None or stored[0] != _fingerprint(conn)
+
+
+def _apply_schema(conn):
+    """Due migrations, then the re-applied files, then the fingerprint of what they made."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, name in _migrations():
+        if number > version:
+            for statement in _statements(_schema_file(name)):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+    for name in _REAPPLIED:
+        for statement in _statements(_schema_file(name)):
+            conn.execute(statement)
+    conn.execute("INSERT OR REPLACE INTO ledger_meta (name, value) VALUES ('schema', ?)", [_fingerprint(conn)])
 
 
 def _statements(sql):
@@ -136,20 +250,91 @@ def _chunks(values, size=500):
         yield values[start:start + size]
 
 
+class _transaction:
+    """BEGIN ... COMMIT, or ROLLBACK on an exception. IMMEDIATE takes the write lock before reading the
+    state a write depends on; a plain BEGIN makes every read inside see one snapshot."""
+
+    def __init__(self, conn, mode=""):
+        self.conn, self.mode = conn, mode
+
+    def __enter__(self):
+        self.conn.execute(f"BEGIN {self.mode}")
+
+    def __exit__(self, kind, value, traceback):
+        if kind is None:
+            self.conn.execute("COMMIT")
+        elif self.conn.in_transaction:  # SQLite rolls some failures back itself
+            self.conn.execute("ROLLBACK")
+
+
+_HELD = {}  # (ledger file, run id) -> the descriptor whose flock says that run of this process is alive
+
+
+def _db_file(db):
+    return db.execute("PRAGMA database_list").fetchone()[2]
+
+
+def _lock_path(db_file, run_id):
+    return f"{db_file}-run-{run_id}.lock"
+
+
+def _take(fd):
+    """flock without waiting: True if it was free (its holder, if any, is gone)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _interrupted(db, run_id, pid):
+    db.execute("UPDATE runs SET finished_at = ?, status = 'failed', errors = 1, error_summary = ? WHERE id = ?",
+               [now(), f"interrupted: process {pid} ended before the run did", run_id])
+
+
 def start_run(db, source, targets):
-    """Record that a run began, so an interrupted run stays visible; close runs whose process died."""
+    """Record that a run began, so an interrupted run stays visible; close runs whose process died.
+
+    A run holds an flock on `<ledger>-run-<id>.lock` from before its row is committed until
+    append_run or finish_failed_run ends it, so a run is dead exactly when its lock is free, whatever
+    host, container or pid namespace it ran in: two live processes can share a hostname and pid, and a
+    dead run's pid can be reused. host and pid stay in the row for people. A row without a lock file
+    was started before run locks existed: only the old rule (this host, its pid gone) can judge it."""
     host, pid = socket.gethostname(), os.getpid()
-    with _immediate(db):
-        for run_id, old_pid in db.execute(
-                "SELECT id, pid FROM runs WHERE finished_at IS NULL AND host = ? AND pid IS NOT NULL", [host]):
-            if not _alive(old_pid):
-                db.execute("UPDATE runs SET finished_at = ?, status = 'failed', errors = 1, error_summary = ? "
-                           "WHERE id = ?", [now(), f"interrupted: process {old_pid} ended before the run did",
-                                            run_id])
-        cursor = db.execute(
-            "INSERT INTO runs (started_at, status, source, targets, tool_version, host, pid) "
-            "VALUES (?, 'running', ?, ?, ?, ?, ?)", [now(), source, json.dumps(list(targets)), __version__, host, pid])
-        return cursor.lastrowid
+    path = _db_file(db)
+    freed, held = [], None
+    try:
+        with _transaction(db.conn, "IMMEDIATE"):
+            for run_id, old_host, old_pid in db.execute(
+                    "SELECT id, host, pid FROM runs WHERE finished_at IS NULL").fetchall():
+                try:
+                    fd = os.open(_lock_path(path, run_id), os.O_RDONLY)
+                except FileNotFoundError:
+                    if old_host == host and old_pid is not None and not _alive(old_pid):
+                        _interrupted(db, run_id, old_pid)
+                    continue
+                if _take(fd):
+                    freed.append((run_id, fd))
+                    _interrupted(db, run_id, old_pid)
+                else:
+                    os.close(fd)
+            run_id = db.execute(
+                "INSERT INTO runs (started_at, status, source, targets, tool_version, host, pid) "
+                "VALUES (?, 'running', ?, ?, ?, ?, ?)",
+                [now(), source, json.dumps(list(targets)), __version__, host, pid]).lastrowid
+            held = os.open(_lock_path(path, run_id), os.O_RDONLY | os.O_CREAT, 0o644)
+            if not _take(held):
+                raise StoreError(f"{_lock_path(path, run_id)}: held by another process")
+    except BaseException:
+        for fd in [held, *(fd for _, fd in freed)]:
+            if fd is not None:
+                os.close(fd)
+        raise
+    for old_id, fd in freed:  # closed rows: their lock files go, then the locks
+        _unlink(_lock_path(path, old_id))
+        os.close(fd)
+    _HELD[(path, run_id)] = held
+    return run_id
 
 
 def _alive(pid):
@@ -163,24 +348,46 @@ def _alive(pid):
     return True
 
 
-class _immediate:
-    """BEGIN IMMEDIATE ... COMMIT: take the write lock before reading the state we classify against."""
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
-    def __init__(self, db):
-        self.conn = db.conn
 
-    def __enter__(self):
-        self.conn.execute("BEGIN IMMEDIATE")
+def _end_run(db, run_id):
+    """The run is over: its lock file goes first, then the lock, so a free lock on an existing file
+    always means a dead run."""
+    path = _db_file(db)
+    fd = _HELD.pop((path, run_id), None)
+    if fd is not None:
+        _unlink(_lock_path(path, run_id))
+        os.close(fd)
 
-    def __exit__(self, kind, value, traceback):
-        self.conn.execute("COMMIT" if kind is None else "ROLLBACK")
+
+def _row_to_finish(db, run_id):
+    """The run row to finish, and a note for its error summary: the run's own row, or, when that was
+    closed while the run was still going (a misjudged cleanup, an edit), a new row with the same start,
+    source and targets, so that nothing the run found is lost and the ledger says what happened."""
+    row = db.execute("SELECT finished_at, status, error_summary FROM runs WHERE id = ?", [run_id]).fetchone()
+    if row is None or row[0] is None:
+        return run_id, None
+    new_id = db.execute(
+        "INSERT INTO runs (started_at, status, source, targets, tool_version, host, pid) "
+        "SELECT started_at, 'running', source, targets, ?, ?, ? FROM runs WHERE id = ?",
+        [__version__, socket.gethostname(), os.getpid(), run_id]).lastrowid
+    return new_id, f"run {run_id} continued here: its row was closed while it was still going ({row[1]}: {row[2]})"
 
 
 def finish_failed_run(db, run_id, message):
     """Close a run whose results could not be appended: nothing of it enters the ledger."""
-    with _immediate(db):
-        db.execute("UPDATE runs SET finished_at = ?, status = 'failed', errors = 1, error_summary = ? WHERE id = ?",
-                   [now(), message, run_id])
+    try:
+        with _transaction(db.conn, "IMMEDIATE"):
+            row_id, note = _row_to_finish(db, run_id)
+            db.execute("UPDATE runs SET finished_at = ?, status = 'failed', errors = 1, error_summary = ? "
+                       "WHERE id = ?", [now(), "; ".join(filter(None, [message, note])), row_id])
+    finally:
+        _end_run(db, run_id)
 
 
 def _save_manifests(db, run_id, manifests):
@@ -382,17 +589,19 @@ def _append_events(db, run_id, pending):
 
 
 def append_run(db, run_id, result):
-    """Append one run's findings in a single write transaction; returns the run's counts."""
-    with _immediate(db):
-        _save_manifests(db, run_id, result.manifests)
-        _save_images(db, run_id, result.images)
+    """Append one run's findings in a single write transaction; returns the run's counts, and under
+    `run_id` the run they were recorded as (a new one if the run's own row was closed underneath it)."""
+    with _transaction(db.conn, "IMMEDIATE"):
+        row_id, note = _row_to_finish(db, run_id)
+        _save_manifests(db, row_id, result.manifests)
+        _save_images(db, row_id, result.images)
         pending = _classify_all(db, result)
-        kinds, (head_id, head_hash), new_images = _append_events(db, run_id, pending)
+        kinds, (head_id, head_hash), new_images = _append_events(db, row_id, pending)
         for listing in result.coverage:
             db.execute(
                 "INSERT INTO coverage (run_id, source, registry, repo, scope, complete, tags_listed, listed_at, reason) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [run_id, listing.get("source", REGISTRY), listing["registry"], listing["repo"],
+                [row_id, listing.get("source", REGISTRY), listing["registry"], listing["repo"],
                  listing["scope"].describe(),
                  int(listing["complete"]), len(listing["tags"]) if listing["complete"] else None,
                  listing["listed_at"], listing.get("reason")])
@@ -400,14 +609,15 @@ def append_run(db, run_id, result):
             db.execute(
                 "INSERT INTO errors (run_id, at, registry, repo, tag, digest, stage, http_status, code, message) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [run_id, error.at, error.registry, error.repo, error.tag, error.digest, error.stage,
+                [row_id, error.at, error.registry, error.repo, error.tag, error.digest, error.stage,
                  error.status, error.code, error.message])
         counts = {kind: kinds.count(kind) for kind in ("added", "moved", "updated", "removed")}
         counts["new_images"] = new_images
         counts["tags_seen"] = len(result.observations)
         counts["repos_listed"] = sum(1 for c in result.coverage if c["complete"])
         counts["errors"] = len(result.errors)
-        summary = "; ".join(sorted({str(e) for e in result.errors})[:5]) or None
+        counts["run_id"] = row_id
+        summary = "; ".join(([note] if note else []) + sorted({str(e) for e in result.errors})[:5]) or None
         db.execute(
             "UPDATE runs SET finished_at = ?, status = ?, repos_listed = ?, tags_seen = ?, added = ?, moved = ?, "
             "updated = ?, removed = ?, new_images = ?, errors = ?, requests = ?, rate_limits = ?, error_summary = ?, "
@@ -416,7 +626,8 @@ def append_run(db, run_id, result):
              counts["updated"], counts["removed"], counts["new_images"], counts["errors"],
              json.dumps(dict(sorted(result.requests.items()))),
              json.dumps(result.rate_limits, sort_keys=True) if result.rate_limits else None,
-             summary, head_id, head_hash, run_id])
+             summary, head_id, head_hash, row_id])
+    _end_run(db, run_id)
     return counts
 
 
@@ -494,7 +705,7 @@ def _verify_range(path, low, high):
 
     Returns (events checked, last id, last hash, first problem, _Derived). Ranges are independent, so
     they can be checked in parallel; the first problem of the earliest range is the chain's."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = connect_readonly(path)
     derived = _Derived()
     try:
         keys = {key_id: key for key_id, *key in conn.execute("SELECT id, registry, repo, tag, source FROM tag_keys")}
@@ -528,10 +739,10 @@ def _verify_range(path, low, high):
         conn.close()
 
 
-def _check_chain(db, report):
-    """The chain, range by range (in parallel on a big ledger); returns what the events derive."""
-    path = db.execute("PRAGMA database_list").fetchone()[2]
-    low, high = db.execute("SELECT coalesce(min(id), 1), coalesce(max(id), 0) FROM event_log").fetchone()
+def _check_chain(db, low, high, report):
+    """The chain from event low to high, range by range (in parallel on a big ledger); returns what
+    the events derive."""
+    path = _db_file(db)
     workers = min(os.cpu_count() or 1, 4) if high - low >= _PARALLEL_FROM else 1
     step = max(1, (high - low) // workers + 1)
     ranges = [(path, start, min(start + step - 1, high)) for start in range(low, high + 1, step)] or [(path, 1, 0)]
@@ -553,18 +764,24 @@ def _check_chain(db, report):
 
 
 def verify(db):
-    """Recompute the hash chain and check the derived tables; name the first bad row."""
+    """Recompute the hash chain and check the derived tables; name the first bad row.
+
+    Everything checked is read in one snapshot: the chain up to its head then, and runs, tag_keys and
+    digests as they were with it, so a run appended meanwhile is not taken for an edit. The range
+    checkers read their own snapshots, but only events up to that head, which appends never change."""
     report = Verification()
-    derived = _check_chain(db, report)
-    if report.ok:
-        for run_id, head_id, head_hash in db.execute(
-                "SELECT id, head_event_id, head_hash FROM runs WHERE head_event_id IS NOT NULL ORDER BY id"):
-            found = db.execute("SELECT hash FROM event_log WHERE id = ?", [head_id]).fetchone()
-            if found is None or found[0].hex() != head_hash:
-                report.problems.append(f"run {run_id}: its chain head, event {head_id}, is missing or changed "
-                                       "(events were removed from the end)")
-                break
-    wrong = derived.mismatch(db) if report.ok else None
+    with _transaction(db.conn):
+        low, high = db.execute("SELECT coalesce(min(id), 1), coalesce(max(id), 0) FROM event_log").fetchone()
+        derived = _check_chain(db, low, high, report)
+        if report.ok:
+            for run_id, head_id, head_hash in db.execute(
+                    "SELECT id, head_event_id, head_hash FROM runs WHERE head_event_id IS NOT NULL ORDER BY id"):
+                found = db.execute("SELECT hash FROM event_log WHERE id = ?", [head_id]).fetchone()
+                if found is None or found[0].hex() != head_hash:
+                    report.problems.append(f"run {run_id}: its chain head, event {head_id}, is missing or changed "
+                                           "(events were removed from the end)")
+                    break
+        wrong = derived.mismatch(db) if report.ok else None
     if wrong:
         report.problems.append(f"{wrong} does not match the events (what is derived from them was edited)")
     return report

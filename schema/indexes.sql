@@ -1,4 +1,4 @@
--- Re-applied on every open (a table.transform() drops indexes).
+-- Re-applied by a writer when it or the file's schema changed (a table.transform() drops indexes).
 -- (key_id, observed_at) serves one tag's history and the state of a tag at a time.
 -- Every index on event_log costs append speed and bytes per event, so time windows
 -- and "where is this digest used" scan the narrow event_log (newest first, by id)

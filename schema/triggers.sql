@@ -1,4 +1,5 @@
--- Re-applied on every open. Append-only is enforced by the database itself.
+-- Re-applied by a writer when it or the file's schema changed (a dropped trigger
+-- comes back). Append-only is enforced by the database itself.
 
 DROP TRIGGER IF EXISTS event_log_append_only_update;
 CREATE TRIGGER event_log_append_only_update BEFORE UPDATE ON event_log

@@ -1,6 +1,7 @@
--- Re-applied on every open. The contract's names and columns (events,
--- current_tags, tag_history, replaced_tags, new_images, removed_tags) are
--- views over the compact tables; digests read back as 'sha256:<hex>' text.
+-- Re-applied by a writer when it or the file's schema changed. The contract's
+-- names and columns (events, current_tags, tag_history, replaced_tags,
+-- new_images, removed_tags) are views over the compact tables; digests read
+-- back as 'sha256:<hex>' text.
 -- Each also says the key's source: 'registry', or 'daemon:NAME' for what a
 -- Docker daemon holds locally. Every event has its key; the joins to it are
 -- LEFT joins only so that SQLite can skip them when counting rows.

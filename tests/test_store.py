@@ -1,4 +1,9 @@
+import fcntl
+import os
+import socket
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 from freezegun import freeze_time
@@ -171,3 +176,114 @@ def test_a_ledger_from_schema_version_1_is_upgraded_in_place_without_losing_a_ro
     assert db.execute("SELECT count(*) FROM replaced_tags").fetchone()[0] == 1
     counts = append(db, [observed("v1", D1, "2030-01-01T00:00:00.000000Z")])
     assert counts["added"] == 1 and store.verify(db).ok
+
+
+def cookie_and_bytes(path):
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("PRAGMA schema_version").fetchone()[0], open(path, "rb").read()
+    finally:
+        conn.close()
+
+
+def test_a_plain_open_writes_nothing_and_takes_no_write_lock(db_path, monkeypatch):
+    store.open_db(db_path).close()
+    before = cookie_and_bytes(db_path)
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_MS", 200)
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # a collect appending right now
+    for _ in range(2):
+        store.open_db(db_path).close()
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert cookie_and_bytes(db_path) == before
+
+
+def test_a_changed_shipped_schema_is_re_applied_once(db_path, monkeypatch):
+    store.open_db(db_path).close()
+    shipped = store._schema_file
+    monkeypatch.setattr(store, "_schema_file", lambda name: shipped(name) + (
+        "\nDROP VIEW IF EXISTS newest_runs;\nCREATE VIEW newest_runs AS SELECT id FROM runs ORDER BY id DESC;\n"
+        if name == "views.sql" else ""))
+    store.open_db(db_path).close()
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'newest_runs'").fetchone()[0] == 1
+    conn.close()
+    after = cookie_and_bytes(db_path)
+    store.open_db(db_path).close()
+    assert cookie_and_bytes(db_path) == after
+
+
+def test_cleanup_closes_a_run_only_when_its_lock_is_free(db, db_path):
+    """Containers sharing a hostname (host network) see each other's runs with pids of their own pid
+    namespace: a pid proves nothing, the lock does."""
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()  # a pid that is (almost surely) no process now
+    here = socket.gethostname()
+    rows = {"live, same host, pid dead here": (here, gone.pid, "held"),
+            "dead, other host, pid alive here": ("elsewhere", os.getpid(), "free"),
+            "before run locks, same host, pid dead": (here, gone.pid, None),
+            "before run locks, other host": ("elsewhere", gone.pid, None)}
+    ids = {}
+    for name, (host, pid, lock) in rows.items():
+        ids[name] = db.execute("INSERT INTO runs (started_at, status, source, targets, tool_version, host, pid) "
+                               "VALUES ('x', 'running', 'registry', '[]', '0', ?, ?)", [host, pid]).lastrowid
+        if lock:
+            open(f"{db_path}-run-{ids[name]}.lock", "w").close()
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1]); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+                               f"{db_path}-run-{ids['live, same host, pid dead here']}.lock"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        append(db)
+        status = {name: db.execute("SELECT status, error_summary FROM runs WHERE id = ?", [ids[name]]).fetchone()
+                  for name in rows}
+    finally:
+        holder.kill()
+        holder.wait()
+    interrupted = ("failed", f"interrupted: process {gone.pid} ended before the run did")
+    assert status == {"live, same host, pid dead here": ("running", None),
+                      "dead, other host, pid alive here": ("failed", f"interrupted: process {os.getpid()} "
+                                                                     "ended before the run did"),
+                      "before run locks, same host, pid dead": interrupted,
+                      "before run locks, other host": ("running", None)}
+    assert os.path.exists(f"{db_path}-run-{ids['live, same host, pid dead here']}.lock")
+    assert not os.path.exists(f"{db_path}-run-{ids['dead, other host, pid alive here']}.lock")
+    append(db)  # the holder is gone now: its run is closed
+    assert db.execute("SELECT status FROM runs WHERE id = ?", [ids["live, same host, pid dead here"]]).fetchone() == (
+        "failed",)
+
+
+def test_a_run_holds_its_lock_from_start_to_end(db, db_path):
+    first = store.start_run(db, "registry", ["a"])
+    second = store.start_run(db, "registry", ["b"])  # its cleanup must not close the first
+    lock = f"{db_path}-run-{first}.lock"
+    with open(lock) as probe, pytest.raises(BlockingIOError):
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    store.append_run(db, first, CollectResult())
+    store.finish_failed_run(db, second, "could not append: disk full")
+    assert db.execute("SELECT status FROM runs ORDER BY id").fetchall() == [("ok",), ("failed",)]
+    assert [name for name in os.listdir(os.path.dirname(db_path)) if name.endswith(".lock")] == []
+
+
+def test_a_run_whose_row_was_closed_underneath_it_keeps_its_results(db):
+    run_id = store.start_run(db, "registry", ["r.example/app"])
+    db.execute("UPDATE runs SET finished_at = 'x', status = 'failed', error_summary = 'interrupted: process 7 ended "
+               "before the run did' WHERE id = ?", [run_id])
+    found = CollectResult(observations=[observed("v1", D1, "2026-01-01T00:00:00.000000Z")])
+    counts = store.append_run(db, run_id, found)
+    assert counts["added"] == 1 and counts["run_id"] != run_id
+    row = db.execute("SELECT status, source, targets, started_at = (SELECT started_at FROM runs WHERE id = ?), "
+                     "error_summary FROM runs WHERE id = ?", [run_id, counts["run_id"]]).fetchone()
+    assert row == ("ok", "registry", '["r.example/app"]', 1,
+                   f"run {run_id} continued here: its row was closed while it was still going "
+                   "(failed: interrupted: process 7 ended before the run did)")
+    assert db.execute("SELECT run_id FROM events").fetchall() == [(counts["run_id"],)]
+    assert store.verify(db).ok
+    other = store.start_run(db, "registry", ["r.example/app"])
+    db.execute("UPDATE runs SET finished_at = 'x', status = 'failed', error_summary = 'gone' WHERE id = ?", [other])
+    store.finish_failed_run(db, other, "interrupted: stopped by a signal")
+    assert db.execute("SELECT status, error_summary FROM runs ORDER BY id DESC LIMIT 1").fetchone() == (
+        "failed", f"interrupted: stopped by a signal; run {other} continued here: its row was closed while it was "
+                  "still going (failed: gone)")

@@ -95,3 +95,32 @@ def test_a_big_ledger_is_checked_in_parallel_ranges_that_agree_at_their_seams(ho
     assert store.verify(db).problems == [
         "event_log.prev_event_id does not match the events (what is derived from them was edited)"]
     db.close()
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_a_run_appended_while_verify_reads_is_not_taken_for_an_edit(honest, monkeypatch, parallel):
+    """Another process's collect commits between verify's first read and its last: verify checks
+    the ledger as it was at its first read, and says so."""
+    from ledger import store
+    from ledger.collector import CollectResult
+
+    if parallel:
+        monkeypatch.setattr(store, "_PARALLEL_FROM", 0)
+    check_chain = store._check_chain
+
+    def append_meanwhile(*args):
+        found = check_chain(*args)
+        writer = store.open_db(honest.path)
+        run_id = store.start_run(writer, "registry", ["r.example/app"])
+        store.append_run(writer, run_id, CollectResult(observations=[
+            {"registry": "r.example", "repo": "app", "tag": "new", "digest": "sha256:" + "9" * 64, "media_type": "m",
+             "observed_at": "2030-01-01T00:00:00.000000Z"}]))
+        writer.close()
+        return found
+    monkeypatch.setattr(store, "_check_chain", append_meanwhile)
+    db = store.open_readonly(honest.path)
+    report = store.verify(db)
+    assert (report.ok, report.events, report.problems) == (True, 5, [])
+    monkeypatch.setattr(store, "_check_chain", check_chain)
+    assert store.verify(db).events == 6
+    db.close()
