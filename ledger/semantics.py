@@ -3,9 +3,11 @@
 Pure code: no I/O, no clock. The store calls it inside its write transaction.
 """
 
+import functools
 import json
-import re
 from dataclasses import dataclass, fields
+
+import re2
 
 ADDED, MOVED, UPDATED, REMOVED = "added", "moved", "updated", "removed"
 
@@ -88,11 +90,22 @@ def removed_keys(current, listed):
     return sorted(tag for tag in current if tag not in listed)
 
 
+_RE2 = re2.Options()
+_RE2.log_errors = False  # a pattern RE2 refuses is reported to the user once, not also logged on stderr
+
+
+@functools.lru_cache(maxsize=64)
+def tag_filter(pattern):
+    """A tag filter, compiled once, for RE2: its time is linear in the tag whatever the pattern (as in
+    Go's regctl and crane), so no filter can stall a run. Raises re2.error for what RE2 cannot run."""
+    return re2.compile(pattern, _RE2)
+
+
 @dataclass(frozen=True)
 class Scope:
     """Which tags of a repository a listing speaks for: a removal is proven only inside it.
 
-    `tags` None means every tag; `include` / `exclude` are regular
+    `tags` None means every tag; `include` / `exclude` are RE2 regular
     expressions searched in the tag name (anchor them with ^ and $).
     """
 
@@ -103,9 +116,9 @@ class Scope:
     def covers(self, tag):
         if self.tags is not None and tag not in self.tags:
             return False
-        if self.include and not re.search(self.include, tag):
+        if self.include and not tag_filter(self.include).search(tag):
             return False
-        return not (self.exclude and re.search(self.exclude, tag))
+        return not (self.exclude and tag_filter(self.exclude).search(tag))
 
     def describe(self):
         """'*' for every tag, else a JSON object of what narrows it (stored in coverage.scope)."""

@@ -4,22 +4,45 @@ Secrets never live in the file: it names environment variables, or leaves
 credentials to the Docker config and its helpers.
 """
 
+import json
+import math
 import os
-import re
 import tomllib
+
+import re2
 
 from .auth import Credentials
 from .credentials import CredentialsError, from_docker_config
 from .references import ReferenceError, canonical_registry, parse_target
 from .registry import RegistryOptions
+from .semantics import tag_filter
 
 _KEYS = {"targets", "credentials", "username_env", "password_env", "docker_config", "ca_file", "insecure",
-         "plain_http", "concurrency", "rps", "retries", "include_tags", "exclude_tags"}
+         "plain_http", "concurrency", "rps", "retries", "deadline", "max_tags", "include_tags", "exclude_tags"}
 _DEFAULT_KEYS = _KEYS - {"targets", "username_env", "password_env"}
+_OPTION_KEYS = ("ca_file", "insecure", "plain_http", "concurrency", "rps", "retries", "deadline", "max_tags",
+                "include_tags", "exclude_tags")
+_TYPES = {"insecure": bool, "plain_http": bool, "concurrency": int, "retries": int, "rps": (int, float),
+          "deadline": (int, float), "max_tags": int}
+MAX_CONFIG_BYTES = 1024 * 1024
+
+# The one statement of each limit: the config file is held to these, as the CLI's flags are.
+CONCURRENCY_RANGE = (1, 256)
+RETRIES_RANGE = (0, 10)
+MIN_RPS = 0.1
+DEADLINE_RANGE = (1, 86400)  # seconds for one request
+MAX_TAGS_RANGE = (1, 10_000_000)
+_RANGES = {"concurrency": CONCURRENCY_RANGE, "retries": RETRIES_RANGE, "rps": (MIN_RPS, math.inf),
+           "deadline": DEADLINE_RANGE, "max_tags": MAX_TAGS_RANGE}
 
 
 class SettingsError(Exception):
-    """A config file or flag that cannot be used; the message names it."""
+    """A config file or flag that cannot be used; the message names it. `usage` False: not the user's
+    words but their machine (a credential helper that fails), so not bad usage."""
+
+    def __init__(self, message, usage=True):
+        super().__init__(message)
+        self.usage = usage
 
 
 def credentials_for(registry, *, username=None, password=None, docker_config=None):
@@ -29,16 +52,19 @@ def credentials_for(registry, *, username=None, password=None, docker_config=Non
     try:
         return from_docker_config(registry, docker_config) or Credentials()
     except CredentialsError as error:
-        raise SettingsError(str(error)) from None
+        raise SettingsError(str(error), usage=False) from None
 
 
 def check_regex(value, name):
+    """A tag filter must compile with RE2, which runs it: lookarounds and backreferences are refused."""
     if value is None:
         return None
     try:
-        re.compile(value)
-    except re.error as error:
-        raise SettingsError(f"{name}: invalid regular expression {value!r} ({error})") from None
+        tag_filter(value)
+    except re2.error as error:
+        reason = error.args[0].decode() if isinstance(error.args[0], bytes) else error.args[0]
+        raise SettingsError(f"{name}: invalid regular expression {value!r} ({reason}; tag filters are RE2 "
+                            "syntax: no lookarounds or backreferences)") from None
     return value
 
 
@@ -46,26 +72,35 @@ def load_config(path):
     """Read a TOML config: returns (targets, {registry: RegistryOptions})."""
     try:
         with open(path, "rb") as handle:
-            document = tomllib.load(handle)
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise SettingsError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a config file")
+        document = tomllib.loads(raw.decode("utf-8"))
     except OSError as error:
         raise SettingsError(f"{path}: cannot read ({error.strerror})") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{path}: not valid TOML (not UTF-8)") from None
+    except RecursionError:
+        raise SettingsError(f"{path}: not valid TOML (nested too deeply)") from None
     except tomllib.TOMLDecodeError as error:
         raise SettingsError(f"{path}: not valid TOML ({error})") from None
     defaults = {k: v for k, v in document.items() if k != "registries"}
     unknown = set(defaults) - _DEFAULT_KEYS
     if unknown:
         raise SettingsError(f"{path}: unknown setting {sorted(unknown)[0]!r}")
+    _check_values(defaults, f"{path}: top level")
     registries = document.get("registries")
     if not isinstance(registries, dict) or not registries:
         raise SettingsError(f"{path}: no [registries.\"HOST\"] sections")
     targets, options = [], {}
     for host, section in registries.items():
-        where = f"{path}: [registries.\"{host}\"]"
+        where = f"{path}: [registries.{json.dumps(host)}]"  # escaped: a quoted key may hold control characters
         if not isinstance(section, dict):
             raise SettingsError(f"{where} is not a table")
         unknown = set(section) - _KEYS
         if unknown:
             raise SettingsError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
+        _check_values(section, where)
         merged = {**defaults, **section}
         registry = canonical_registry(host)
         names = merged.get("targets") or [host]
@@ -83,21 +118,25 @@ def load_config(path):
     return targets, options
 
 
-def _options(registry, merged, where):
-    values = {}
-    for key in ("ca_file", "insecure", "plain_http", "concurrency", "rps", "retries", "include_tags", "exclude_tags"):
-        if key not in merged:
+def _check_values(table, where):
+    """Types, the CLI's ranges and RE2-runnable filters, for the options one table of the file sets."""
+    for key in _OPTION_KEYS:
+        if key not in table:
             continue
-        value = merged[key]
-        expected = {"insecure": bool, "plain_http": bool, "concurrency": int, "retries": int,
-                    "rps": (int, float)}.get(key, str)
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        value = table[key]
+        expected = _TYPES.get(key, str)
+        if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
             raise SettingsError(f"{where}: {key} has the wrong type ({type(value).__name__})")
-        values[key] = value
-    if values.get("concurrency") is not None and not 1 <= values["concurrency"] <= 256:
-        raise SettingsError(f"{where}: concurrency must be from 1 to 256")
+        low, high = _RANGES.get(key, (None, None))
+        if low is not None and not low <= value <= high:  # written so that nan is refused too
+            bounds = f"at least {low}" if high == math.inf else f"from {low} to {high}"
+            raise SettingsError(f"{where}: {key} must be {bounds} (not {value})")
     for key in ("include_tags", "exclude_tags"):
-        check_regex(values.get(key), f"{where}: {key}")
+        check_regex(table.get(key), f"{where}: {key}")
+
+
+def _options(registry, merged, where):
+    values = {key: merged[key] for key in _OPTION_KEYS if key in merged}
     mode = merged.get("credentials", "docker")
     if mode == "none":
         creds = Credentials()

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from ledger import reads, store
-from ledger.cli import SERVE_SETTINGS, serving_metadata
 from ledger.collector import CollectResult
+from ledger.serving import SERVE_SETTINGS, serving_metadata
 
 
 def digest(*parts):

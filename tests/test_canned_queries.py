@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from datasette.app import Datasette
 
-from ledger.cli import serving_metadata
+from ledger.serving import serving_metadata
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_the_changes_feed_is_valid_atom_and_filters_by_pattern(site):
 
     async def atom(params):
         from datasette.app import Datasette
-        from ledger.cli import serving_metadata
+        from ledger.serving import serving_metadata
         path = site["path"]
         response = await Datasette([path], metadata=serving_metadata(path)).client.get(
             "/ledger/changes_feed.atom", params=params)

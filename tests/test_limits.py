@@ -1,6 +1,7 @@
 """Being a good citizen: retries, Retry-After, rate limits, request pacing, tag filters, config files."""
 
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -9,6 +10,7 @@ import pytest
 
 from ledger.hub import fetch_hub_repositories
 from ledger.registry import RegistryError, retry_after
+from ledger.settings import SettingsError, load_config
 
 
 def flaky(proxy, path_part, failures, status=503, headers=()):
@@ -98,7 +100,7 @@ def test_tag_filters_choose_tags_and_removals_stay_inside_them(registry, pusher,
     assert ledger.rows("SELECT count(*) AS n FROM removed_tags")[0]["n"] == 0  # latest is outside the filter
     ledger.collect(f"{registry.host}/{ns}/app")
     assert ledger.rows("SELECT tag FROM removed_tags") == [{"tag": "latest"}]
-    result = ledger("collect", f"{registry.host}/{ns}/app", "--include-tags", "(", expect=1)
+    result = ledger("collect", f"{registry.host}/{ns}/app", "--include-tags", "(", expect=2)  # bad usage
     assert "--include-tags: invalid regular expression '('" in result.output
 
 
@@ -144,13 +146,26 @@ concurrency = 2
      "LEDGER_NO_SUCH_VAR is not set"),
     ("[registries.\"a.io\"]\nconcurrency = \"many\"\n", "concurrency has the wrong type"),
     ("[registries.\"a.io\"]\ninclude_tags = \"(\"\n", "invalid regular expression"),
+    ("[registries.\"a.io\"]\nexclude_tags = '(?<=v)1'\n", "[registries.\"a.io\"]: exclude_tags: invalid regular expression"),
     ("x = 1\n", "unknown setting 'x'"),
     ("concurrency = 2\n", "no [registries"),
+    ("[registries.\"a.io\"]\nrps = 0.001\n", "[registries.\"a.io\"]: rps must be at least 0.1 (not 0.001)"),
+    ("[registries.\"a.io\"]\nretries = -1\n", "[registries.\"a.io\"]: retries must be from 0 to 10 (not -1)"),
+    ("[registries.\"a.io\"]\ndeadline = 0\n", "[registries.\"a.io\"]: deadline must be from 1 to 86400 (not 0)"),
+    ("max_tags = 0\n[registries.\"a.io\"]\n", "top level: max_tags must be from 1 to 10000000 (not 0)"),
+    ("a = " + "[" * 5000 + "]" * 5000 + "\n", "not valid TOML"),
+    ("retries = 1000000\n[registries.\"a.io\"]\n", "top level: retries must be from 0 to 10 (not 1000000)"),
+    ("[registries.\"a.io\"]\nconcurrency = 0\n", "concurrency must be from 1 to 256 (not 0)"),
+    ("[registries.\"a.io\"]\nrps = nan\n", "rps must be at least 0.1 (not nan)"),
+    ("[registries.\"a.io\"]\nrps = true\n", "rps has the wrong type (bool)"),
+    ("[registries.\"a\\u001b[2J.io\"]\nrps = 0\n", "[registries.\"a\\u001b[2J.io\"]: rps must be at least 0.1"),
 ])
 def test_a_bad_config_file_is_one_line_naming_it(ledger, tmp_path, text, message):
     config = tmp_path / "bad.toml"
     config.write_text(text)
-    result = ledger("collect", "--config", str(config), expect=1)
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        load_config(config)
+    result = ledger("collect", "--config", str(config), expect=2)  # bad usage, as a bad flag is
     assert str(config) in result.output and message in result.output
     assert "Traceback" not in result.output
 

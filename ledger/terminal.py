@@ -1,0 +1,24 @@
+"""Text from registries on a terminal: shown, never obeyed.
+
+A registry chooses its error codes and messages, its repository and tag
+names; the ledger stores them as said, but printed raw an escape sequence
+in them would clear the screen, retitle the window, rewrite the line above
+or reorder what is read. So every control character becomes a visible
+escape like `\\x1b`.
+"""
+
+import re
+
+# C0 (newline too: each error is one line), DEL, C1, the line and paragraph separators, and the
+# bidirectional marks, embeddings, overrides and isolates that make text read in another order.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def _escape(match):
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text):
+    """`text` with every control character escaped, safe to print whoever wrote it."""
+    return _CONTROL.sub(_escape, text)
