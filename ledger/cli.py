@@ -6,12 +6,9 @@ import os
 import random
 import re
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import click
 from tabulate import tabulate
@@ -20,8 +17,11 @@ from . import __version__, reads, store
 from .collector import collect
 from .daemon import DaemonClient, collect_daemon
 from .references import ReferenceError, parse_target
-from .registry import RegistryOptions
-from .settings import SettingsError, check_regex, credentials_for, load_config
+from .registry import MAX_TAGS, RegistryOptions
+from .transport import DEFAULT_DEADLINE
+from .settings import (CONCURRENCY_RANGE, DEADLINE_RANGE, MAX_TAGS_RANGE, MIN_RPS, RETRIES_RANGE, SettingsError,
+                       check_regex, credentials_for, load_config)
+from .terminal import printable
 from .times import parse_when
 
 EXIT_FAILED, EXIT_PARTIAL = 1, 3
@@ -36,9 +36,10 @@ source_option = click.option(
     help="Only keys of this source: 'registry', or a Docker daemon's 'daemon:HOSTNAME' ('daemon:*') [default: all].")
 
 
-def _open(path):
+def _open(path, readonly=False):
+    """The ledger at PATH: read-only for the reading commands (never created or written), else to append to."""
     try:
-        return store.open_db(path)
+        return store.open_readonly(path) if readonly else store.open_db(path)
     except store.StoreError as error:
         raise click.ClickException(str(error)) from None
 
@@ -80,12 +81,17 @@ def collect_options(command):
         db_option,
         click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
                      help="A TOML file of registries with their own targets, credentials, TLS and limits."),
-        click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 256),
+        click.option("--concurrency", default=8, show_default=True, type=click.IntRange(*CONCURRENCY_RANGE),
                      help="Requests in flight at once, per registry."),
-        click.option("--rps", type=click.FloatRange(min=0.1), metavar="N",
+        click.option("--rps", type=click.FloatRange(min=MIN_RPS), metavar="N",
                      help="At most N requests per second, per registry."),
-        click.option("--retries", default=4, show_default=True, type=click.IntRange(0, 10),
+        click.option("--retries", default=4, show_default=True, type=click.IntRange(*RETRIES_RANGE),
                      help="Retries on connection errors, 5xx and 429, with backoff."),
+        click.option("--deadline", default=DEFAULT_DEADLINE, show_default=True,
+                     type=click.FloatRange(*DEADLINE_RANGE), metavar="SECONDS", help="Give up on one request (connect to last byte) after this long."),
+        click.option("--max-tags", default=MAX_TAGS, show_default=True, type=click.IntRange(*MAX_TAGS_RANGE),
+                     metavar="N", help="Most tags listed per repository; past it the listing is incomplete and "
+                                       "removes nothing."),
         click.option("--include-tags", metavar="REGEX", help="Only tags this regex matches (searched; anchor with ^ $)."),
         click.option("--exclude-tags", metavar="REGEX", help="Skip tags this regex matches."),
         click.option("--plain-http", is_flag=True,
@@ -156,8 +162,15 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _prepare(targets, db_path, config_path, concurrency, rps, retries, include_tags, exclude_tags, plain_http,
-             ca_file, insecure, username, password_stdin, docker_config, daemon, docker_host, quiet):
+class _BadUsage(click.ClickException):
+    """Bad usage that is not about one option's syntax (a config file, a pattern): one line, exit 2."""
+
+    exit_code = 2
+
+
+def _prepare(targets, db_path, config_path, concurrency, rps, retries, deadline, max_tags, include_tags,
+             exclude_tags, plain_http, ca_file, insecure, username, password_stdin, docker_config, daemon,
+             docker_host, quiet):
     """Targets and per-registry options from the flags and the config file."""
     if docker_host and not daemon:
         raise click.UsageError("--docker-host is for --daemon")
@@ -171,19 +184,17 @@ def _prepare(targets, db_path, config_path, concurrency, rps, retries, include_t
         parsed = [parse_target(text) for text in targets]
     except ReferenceError as error:
         raise click.UsageError(str(error)) from None
-    password = None
-    if password_stdin:
-        password = sys.stdin.read().rstrip("\r\n")
-    elif os.environ.get("LEDGER_PASSWORD"):
-        password = os.environ["LEDGER_PASSWORD"]
+    registries = list(dict.fromkeys(target.registry for target in parsed))
+    password = _password(password_stdin, registries)
     try:
         check_regex(include_tags, "--include-tags")
         check_regex(exclude_tags, "--exclude-tags")
         options = {}
-        for registry in dict.fromkeys(target.registry for target in parsed):
+        for registry in registries:
             options[registry] = RegistryOptions(
                 plain_http=plain_http, ca_file=ca_file, insecure=insecure, concurrency=concurrency, rps=rps,
-                retries=retries, include_tags=include_tags, exclude_tags=exclude_tags,
+                retries=retries, deadline=deadline, max_tags=max_tags, include_tags=include_tags,
+                exclude_tags=exclude_tags,
                 credentials=credentials_for(registry, username=username, password=password,
                                             docker_config=docker_config))
         if config_path:
@@ -191,13 +202,29 @@ def _prepare(targets, db_path, config_path, concurrency, rps, retries, include_t
             parsed += from_file
             options.update(file_options)
     except SettingsError as error:
-        raise click.ClickException(str(error)) from None
+        raise (_BadUsage if getattr(error, "usage", True) else click.ClickException)(str(error)) from None
     for registry, settings in options.items():
         if settings.insecure:
             click.echo(f"warning: TLS certificates are not verified for {registry}", err=True)
     described = [*targets] + ([f"--config {config_path}"] if config_path else [])
     described += [f"--daemon {daemon_client.host}"] if daemon else []
     return db_path, parsed, described, options, daemon_client, quiet
+
+
+def _password(password_stdin, registries):
+    """The command line's password, which belongs to exactly one registry: never spread over several."""
+    password = None
+    if password_stdin:
+        password = sys.stdin.read().rstrip("\r\n")
+    elif os.environ.get("LEDGER_PASSWORD"):
+        password = os.environ["LEDGER_PASSWORD"]
+    if password is not None and len(registries) != 1:
+        named = f"{len(registries)} registries ({', '.join(registries)})" if registries else "no registry"
+        raise click.UsageError(
+            f"--username/--password-stdin (or LEDGER_PASSWORD) give credentials for one registry, and the targets "
+            f"name {named}: give each registry its own credentials in a --config file, or use the Docker config "
+            "(docker login)")
+    return password
 
 
 def _live_repos(db, source):
@@ -227,6 +254,11 @@ def _run(db_path, parsed, described, options, daemon, quiet):
             progress.close()
             store.finish_failed_run(db, run_id, "interrupted: stopped by a signal")
             raise
+        except Exception as error:  # the sources catch what they can; whatever escapes still closes the run
+            progress.close()
+            message = f"failed: {error.__class__.__name__}: {str(error)[:200]}"
+            store.finish_failed_run(db, run_id, message)
+            raise click.ClickException(f"{db_path}: run {run_id} {printable(message)}") from None
         finally:
             progress.close()
         try:
@@ -237,8 +269,9 @@ def _run(db_path, parsed, described, options, daemon, quiet):
     finally:
         db.close()
     elapsed = time.monotonic() - started
+    run_id = counts["run_id"]  # another row when this run's own was closed underneath it
     for error in result.errors[:20]:
-        click.echo(f"error: {error}", err=True)
+        click.echo(f"error: {printable(str(error))}", err=True)
     if len(result.errors) > 20:
         click.echo(f"error: ... and {len(result.errors) - 20} more (see the errors table, run {run_id})", err=True)
     if not quiet:
@@ -268,7 +301,7 @@ def verify(db_path, as_json):
     Exits 1 naming the first bad row when an event was edited, deleted or
     inserted out of order.
     """
-    db = _open(db_path)
+    db = _open(db_path, readonly=True)
     report = store.verify(db)
     if as_json:
         click.echo(json.dumps({"ok": report.ok, "events": report.events, "head_event_id": report.head_id,
@@ -308,7 +341,7 @@ def _emit(rows, columns, as_json=False, as_csv=False, full=False, empty="nothing
         def cell(column, value):
             if column in _SHORT and value and not full:
                 return value[:19]
-            return value
+            return printable(value) if isinstance(value, str) else value
         click.echo(tabulate([[cell(c, row[c]) for c in columns] for row in rows], headers=columns,
                             tablefmt="simple"))
     else:
@@ -336,7 +369,7 @@ def _when(text, db=None):
 @output_options
 def tags(pattern, db_path, source, as_json, as_csv, full):
     """What every tag points to now; PATTERN globs `registry/repo` or `registry/repo:tag`."""
-    rows = reads.current_tags(_open(db_path), pattern, source)
+    rows = reads.current_tags(_open(db_path, readonly=True), pattern, source)
     _emit(rows, ["registry", "repo", "tag", "digest", "image", "created", "last_changed"], as_json, as_csv, full,
           empty="no tags")
 
@@ -349,7 +382,7 @@ def tags(pattern, db_path, source, as_json, as_csv, full):
 def history(reference, db_path, source, as_json, as_csv, full):
     """Every event of one tag (REGISTRY/REPO:TAG), oldest first."""
     try:
-        rows = reads.history(_open(db_path), reference, source)
+        rows = reads.history(_open(db_path, readonly=True), reference, source)
     except (ReferenceError, ValueError) as error:
         raise click.BadParameter(str(error), param_hint="REFERENCE") from None
     _emit(rows, ["event_id", "observed_at", "kind", "prev_digest", "digest", "created", "run_id"], as_json, as_csv,
@@ -364,7 +397,7 @@ def history(reference, db_path, source, as_json, as_csv, full):
 @output_options
 def at(time, pattern, db_path, source, as_json, as_csv, full):
     """What every tag pointed to at TIME: '2026-11-20T14:00:00Z', '2 days ago', a date, or a run id."""
-    db = _open(db_path)
+    db = _open(db_path, readonly=True)
     rows = reads.state_at(db, _when(time, db), pattern, source)
     _emit(rows, ["registry", "repo", "tag", "digest", "image", "since", "run_id"], as_json, as_csv, full,
           empty="no tags at that time")
@@ -379,7 +412,7 @@ def at(time, pattern, db_path, source, as_json, as_csv, full):
 @output_options
 def changes(since, until, pattern, db_path, source, as_json, as_csv, full):
     """Tags added, moved, updated and removed in a window."""
-    db = _open(db_path)
+    db = _open(db_path, readonly=True)
     rows = reads.changes(db, _when(since, db), _when(until, db) if until else None, pattern, source)
     _emit(rows, ["observed_at", "kind", "registry", "repo", "tag", "prev_digest", "digest", "run_id"], as_json,
           as_csv, full, empty="no changes")
@@ -393,10 +426,10 @@ def changes(since, until, pattern, db_path, source, as_json, as_csv, full):
 def runs(db_path, limit, with_errors, as_json, as_csv, full):
     """The latest runs: status, counts, and what failed.
 
-    A run still 'running' whose process is gone is closed as failed
-    ("interrupted") by the next collect on the same host.
+    A run still 'running' whose lock is free (its process is gone) is closed
+    as failed ("interrupted") by the next collect, from any host.
     """
-    db = _open(db_path)
+    db = _open(db_path, readonly=True)
     rows = list(db.query(
         "SELECT id, started_at, finished_at, status, targets, tags_seen, added, moved, updated, removed, "
         "new_images, errors, error_summary FROM runs ORDER BY id DESC LIMIT ?", [limit]))
@@ -414,11 +447,11 @@ def runs(db_path, limit, with_errors, as_json, as_csv, full):
     _emit(rows, columns)
     for row in rows:
         if row["status"] != "ok" and row["error_summary"] and not with_errors:
-            click.echo(f"run {row['id']}: {row['error_summary']}")
+            click.echo(f"run {row['id']}: {printable(row['error_summary'])}")
         for problem in row.get("problems", []):
             where = "/".join(filter(None, [problem["registry"], problem["repo"]])) + (
                 f":{problem['tag']}" if problem["tag"] else "")
-            click.echo(f"run {row['id']} {problem['stage']}: {where}: {problem['message']}")
+            click.echo(printable(f"run {row['id']} {problem['stage']}: {where}: {problem['message']}"))
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -468,6 +501,9 @@ def watch(every, jitter, **flags):
             break
         except click.ClickException as error:
             click.echo(f"error: {error.format_message()}", err=True)
+        except Exception as error:  # a watcher outlives any one run
+            click.echo(f"error: watch: the run failed ({error.__class__.__name__}: {printable(str(error)[:200])}); "
+                       "the next one goes ahead", err=True)
         finally:
             running.clear()
         stop.wait(interval * (1 + random.uniform(-jitter, jitter)))
@@ -477,50 +513,19 @@ def watch(every, jitter, **flags):
 watch.help += _TARGET_HELP
 
 
-# Facet suggestions group every column of a page's whole view, each up to its time limit: seconds per
-# page on a ledger of a million events. Facets chosen in the column menu still work.
-SERVE_SETTINGS = {"suggest_facets": False}
-
-def serving_metadata(db_path):
-    """metadata.yml keyed to this ledger's database name (the file stem), which Datasette requires."""
-    import yaml
-    from importlib import resources
-
-    metadata = yaml.safe_load(resources.files("ledger").joinpath("metadata.yml").read_text(encoding="utf-8"))
-    name = Path(db_path).stem
-    databases = metadata.get("databases", {})
-    if "ledger" in databases:
-        databases[name] = databases.pop("ledger")
-    metadata["description_html"] = metadata.get("description_html", "").replace('href="/ledger/', f'href="/{name}/')
-    return metadata
-
-
 @cli.command()
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; the default keeps it on this machine.")
 @click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
-def serve(db_path, host, port):
+@click.option("--sql/--no-sql", default=None,
+              help="Allow arbitrary SQL; canned queries run either way [default: on for a loopback --host, "
+                   "off otherwise].")
+def serve(db_path, host, port, sql):
     """Browse the ledger in Datasette, read-only, with its metadata and canned queries."""
-    if not Path(db_path).exists():
-        raise click.ClickException(f"{db_path}: no such ledger (run `ledger collect` first)")
-    _open(db_path).close()  # refuses a file that is not a ledger; upgrades an old one
-    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="ledger-metadata-", delete=False) as handle:
-        json.dump(serving_metadata(db_path), handle)
-    click.echo(f"serving {db_path} at http://{host}:{port}/{Path(db_path).stem}", err=True)
-    settings = [arg for name, on in SERVE_SETTINGS.items() for arg in ("--setting", name, "on" if on else "off")]
-    child = subprocess.Popen([sys.executable, "-m", "datasette", "serve", str(db_path), "--metadata", handle.name,
-                              "--host", host, "--port", str(port), *settings])
-    stopped = []
+    from . import serving  # Datasette loads for this command only
 
-    def stop(signum, frame):
-        stopped.append(signum)
-        child.terminate()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     try:
-        code = child.wait()
-    finally:
-        os.unlink(handle.name)
-    sys.exit(0 if stopped else code)
+        serving.serve(db_path, host, port, sql)
+    except store.StoreError as error:
+        raise click.ClickException(str(error)) from None
