@@ -135,7 +135,8 @@ def collect_daemon(client, known_images=(), ledger_repos=()):
                 raise client.failure(f"{client.host} GET /images/json: an image without a sha256 Id", "DAEMON_INVALID")
             digests = _repo_digests(image.get("RepoDigests"))
             facts = {"created": normalise_created(image.get("Created")),
-                     "size": json_number(image.get("Size"), 0, MAX_SIZE) if isinstance(image.get("Size"), int) else None}
+                     "size": json_number(image.get("Size"), 0, MAX_SIZE) if isinstance(image.get("Size"), int)
+                     else None}
             references = image.get("RepoTags") if isinstance(image.get("RepoTags"), list) else []
             for reference in references:
                 if not isinstance(reference, str) or reference in ("", "<none>:<none>"):
