@@ -6,6 +6,7 @@ import os
 import random
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -13,7 +14,7 @@ import time
 import click
 from tabulate import tabulate
 
-from . import __version__, reads, store
+from . import __version__, checkpoint, pinning, reads, store
 from .collector import collect
 from .daemon import DaemonClient, collect_daemon
 from .references import ReferenceError, parse_target
@@ -111,6 +112,11 @@ def collect_options(command):
         click.option("--docker-host", metavar="URL",
                      help="The daemon's API with --daemon: unix:///path or tcp://HOST:PORT "
                           "[default: $DOCKER_HOST or unix:///var/run/docker.sock]."),
+        click.option("--checkpoint-dir", type=click.Path(file_okay=False), metavar="DIR",
+                     help="After every run, write the signed head to DIR/run-ID.checkpoint and "
+                          "DIR/latest.checkpoint (keep DIR elsewhere: a git repo, a bucket)."),
+        click.option("--checkpoint-key", envvar="LEDGER_CHECKPOINT_KEY", type=click.Path(dir_okay=False),
+                     metavar="FILE", help="The signer key for --checkpoint-dir (env LEDGER_CHECKPOINT_KEY)."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary; errors only."),
     ]):
         command = option(command)
@@ -170,8 +176,9 @@ class _BadUsage(click.ClickException):
 
 def _prepare(targets, db_path, config_path, concurrency, rps, retries, deadline, max_tags, include_tags,
              exclude_tags, plain_http, ca_file, insecure, username, password_stdin, docker_config, daemon,
-             docker_host, quiet):
+             docker_host, checkpoint_dir, checkpoint_key, quiet):
     """Targets and per-registry options from the flags and the config file."""
+    anchor = _anchor(checkpoint_dir, checkpoint_key)
     if docker_host and not daemon:
         raise click.UsageError("--docker-host is for --daemon")
     if not targets and not config_path and not daemon:
@@ -208,7 +215,19 @@ def _prepare(targets, db_path, config_path, concurrency, rps, retries, deadline,
             click.echo(f"warning: TLS certificates are not verified for {registry}", err=True)
     described = [*targets] + ([f"--config {config_path}"] if config_path else [])
     described += [f"--daemon {daemon_client.host}"] if daemon else []
-    return db_path, parsed, described, options, daemon_client, quiet
+    return db_path, parsed, described, options, daemon_client, anchor, quiet
+
+
+def _anchor(checkpoint_dir, checkpoint_key):
+    """(directory, signer) for --checkpoint-dir, checked before any run."""
+    if not checkpoint_dir:
+        return None
+    if not checkpoint_key:
+        raise click.UsageError("--checkpoint-dir needs --checkpoint-key FILE (make one: ledger checkpoint --new-key FILE)")
+    try:
+        return checkpoint_dir, checkpoint.load_signer(checkpoint_key)
+    except checkpoint.CheckpointError as error:
+        raise click.BadParameter(str(error), param_hint="--checkpoint-key") from None
 
 
 def _password(password_stdin, registries):
@@ -232,11 +251,11 @@ def _live_repos(db, source):
                       [source]).fetchall()
 
 
-def _run(db_path, parsed, described, options, daemon, quiet):
+def _run(db_path, parsed, described, options, daemon, anchor, quiet):
     """One run, appended in one transaction; returns its status."""
     db = _open(db_path)
     try:
-        known = {row[0] for row in db.execute("SELECT digest FROM manifests")}
+        known = store.known_digests(db)
         ledger_repos = {}
         for registry, repo in _live_repos(db, store.REGISTRY):
             ledger_repos.setdefault(registry, set()).add(repo)
@@ -266,6 +285,7 @@ def _run(db_path, parsed, described, options, daemon, quiet):
         except Exception as error:  # the ledger must still say the run happened and failed
             store.finish_failed_run(db, run_id, f"could not append: {error}")
             raise click.ClickException(f"{db_path}: run {run_id} could not be appended: {error}") from None
+        unanchored = _write_checkpoint(anchor, db, counts["run_id"])
     finally:
         db.close()
     elapsed = time.monotonic() - started
@@ -276,7 +296,20 @@ def _run(db_path, parsed, described, options, daemon, quiet):
         click.echo(f"error: ... and {len(result.errors) - 20} more (see the errors table, run {run_id})", err=True)
     if not quiet:
         _summary(run_id, result, counts, elapsed)
+    if unanchored:
+        raise click.ClickException(unanchored)
     return result.status
+
+
+def _write_checkpoint(anchor, db, run_id):
+    """Write the signed head after a run; the run is appended either way. Returns a problem, or None."""
+    if anchor is None:
+        return None
+    try:
+        pinning.write_checkpoint(anchor[0], db, anchor[1], run_id)
+    except OSError as error:
+        return f"{anchor[0]}: run {run_id} is appended, but its checkpoint could not be written ({error.strerror})"
+    return None
 
 
 def _summary(run_id, result, counts, elapsed):
@@ -295,24 +328,105 @@ def _summary(run_id, result, counts, elapsed):
 @cli.command()
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def verify(db_path, as_json):
-    """Recompute the hash chain; print the head to pin elsewhere.
+@click.option("--expect", multiple=True, metavar="PIN",
+              help="A checkpoint file, a directory of them, or EVENT_ID:HASH the ledger must still contain "
+                   "and extend (repeatable).")
+@click.option("--key", "public_key", metavar="PUBLIC",
+              help="The verifier key (file or text) that must have signed the --expect checkpoints.")
+def verify(db_path, as_json, expect, public_key):
+    """Recompute the hash chain and every seal; print the head to pin elsewhere.
 
-    Exits 1 naming the first bad row when an event was edited, deleted or
-    inserted out of order.
+    Exits 1 naming the first bad row when an event or any other record was
+    edited, deleted or inserted, when the schema was changed, or when a pin
+    given with --expect no longer holds (history before it was rewritten, or
+    the ledger was cut shorter than it).
     """
+    pins = _pins(expect, public_key)
     db = _open(db_path, readonly=True)
     report = store.verify(db)
+    broken = pinning.check_pins(db, pins) if pins and report.ok else None
+    if broken:
+        report.problems.append(broken)
     if as_json:
-        click.echo(json.dumps({"ok": report.ok, "events": report.events, "head_event_id": report.head_id,
-                               "head_hash": report.head_hash, "problems": report.problems}))
+        shown = {"ok": report.ok, "events": report.events, "head_event_id": report.head_id,
+                 "head_hash": report.head_hash, "problems": report.problems}
+        click.echo(json.dumps({**shown, "pins": len(pins)} if pins else shown))
     elif report.ok:
         head = f"event {report.head_id} {report.head_hash}" if report.head_id else "empty ledger"
-        click.echo(f"{db_path}: ok, {report.events} events; head {head}")
+        held = f"; {len(pins)} pin{'s' * (len(pins) != 1)} hold" if pins else ""
+        click.echo(f"{db_path}: ok, {report.events} events; head {head}{held}")
+        if report.without_bytes:
+            click.echo(f"{db_path}: {report.without_bytes} manifests from before schema 6 have no bytes yet; their "
+                       "seal covers them, and the next run that meets their digest fills them in", err=True)
     if not report.ok:
         if not as_json:
-            click.echo(f"{db_path}: TAMPERED: {report.problems[0]}", err=True)
+            click.echo(f"{db_path}: TAMPERED: {printable(report.problems[0])}", err=True)
         sys.exit(EXIT_FAILED)
+
+
+def _pins(expect, public_key):
+    try:
+        verifier = checkpoint.load_verifier(public_key) if public_key else None
+        return pinning.read_pins(expect, verifier)
+    except (checkpoint.CheckpointError, pinning.PinError) as error:
+        raise click.BadParameter(str(error), param_hint="--expect/--key") from None
+
+
+@cli.command(name="checkpoint")
+@db_option
+@click.option("--key", "key_path", envvar="LEDGER_CHECKPOINT_KEY", type=click.Path(dir_okay=False), metavar="FILE",
+              help="The Ed25519 signer key to sign with (env LEDGER_CHECKPOINT_KEY).")
+@click.option("--new-key", "new_key", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Make a signer key in FILE (mode 0600) and its verifier key in FILE.pub, print the verifier.")
+@click.option("--name", default=lambda: f"registry-ledger/{socket.gethostname()}", show_default="registry-ledger/HOST",
+              help="With --new-key: the key's name, which is the checkpoints' origin (no spaces or '+').")
+def checkpoint_command(db_path, key_path, new_key, name):
+    """Print the ledger's head as a signed checkpoint (the signed-note format of
+    Go's checksum database and CT witnesses): keep it elsewhere, and
+    `ledger verify --expect FILE --key FILE.pub` proves the ledger still holds it."""
+    try:
+        if new_key:
+            click.echo(checkpoint.write_new_key(new_key, name).text())
+            return
+        if not key_path:
+            raise click.UsageError("give --key FILE to sign with, or --new-key FILE to make one")
+        signer = checkpoint.load_signer(key_path)
+    except checkpoint.CheckpointError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(pinning.signed_head(_open(db_path, readonly=True), signer), nl=False)
+
+
+@cli.command()
+@click.argument("event_id", type=click.IntRange(1), required=False)
+@click.option("--consistency", nargs=2, metavar="OLD NEW",
+              help="Prove the tree of OLD extends to NEW instead: checkpoint files or event counts.")
+@click.option("--size", type=click.IntRange(1), help="Prove inclusion in the tree of the first SIZE events [default: all].")
+@click.option("--key", "public_key", metavar="PUBLIC", help="The verifier key the checkpoint files must be signed by.")
+@db_option
+def prove(event_id, consistency, size, public_key, db_path):
+    """Print an RFC 9162 Merkle proof as JSON: that EVENT_ID is in the ledger's
+    tree, or with --consistency that an older tree is a prefix of a newer
+    one. ledger.merkle.verify_inclusion / verify_consistency check them
+    without the ledger."""
+    if (event_id is None) == (consistency is None):
+        raise click.UsageError("give an EVENT_ID, or --consistency OLD NEW")
+    db = _open(db_path, readonly=True)
+    try:
+        if consistency:
+            old, new = (_tree_size(value, public_key) for value in consistency)
+            click.echo(json.dumps(pinning.consistency(db, old, new), indent=2))
+        else:
+            click.echo(json.dumps(pinning.inclusion(db, event_id, size), indent=2))
+    except pinning.PinError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _tree_size(value, public_key):
+    """A tree size given as a number, or by a checkpoint file."""
+    if value.isascii() and value.isdigit():
+        return int(value)
+    pins = _pins([value], public_key)
+    return pins[0].size
 
 
 _SHORT = ("digest", "image", "prev_digest")

@@ -7,11 +7,11 @@ thread touches the results.
 """
 
 import queue
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .manifests import LEGACY_TYPES, ManifestError, parse_config, parse_manifest
+from .manifests import LEGACY_TYPES, ManifestError, facts_of, parse_manifest
 from .hub import fetch_hub_repositories
 from .references import DOCKER_HUB, REPO_RE, TAG_RE
 from .registry import ListingTruncated, RegistryClient, RegistryError, RegistryOptions
@@ -98,22 +98,31 @@ def unexpected(error, **where):
                          code="INTERNAL", **where)
 
 
+@dataclass(slots=True)
+class Problem:
+    """A failure as data: what the errors table keeps of it. Small on purpose: the exception it comes
+    from holds every frame of the failed request, and a registry may fail 100,000 tags in one run."""
+
+    at: str
+    registry: str
+    stage: str
+    message: str
+    repo: str | None = None
+    tag: str | None = None
+    digest: str | None = None
+    status: int | None = None
+    code: str | None = None
+
+    def __str__(self):
+        where = self.registry + (f"/{self.repo}" if self.repo else "") + (f":{self.tag}" if self.tag else "")
+        return f"{where}: {self.message}"
+
+
 def record(result, error):
     """A failure becomes data: stamped with the time and kept with the run's results."""
-    error.at = now()
-    result.errors.append(error)
-
-
-def _facts(manifest):
-    return {"digest": manifest.digest, "media_type": manifest.media_type, "kind": manifest.kind,
-            "config_digest": manifest.config_digest, "config_media_type": manifest.config_media_type,
-            "artifact_type": manifest.artifact_type, "size": manifest.size, "layers": manifest.layers}
-
-
-def _platform(position, child):
-    return {"position": position, "digest": child.digest, "media_type": child.media_type, "size": child.size,
-            "os": child.os, "architecture": child.architecture, "variant": child.variant,
-            "os_version": child.os_version, "attestation": int(child.attestation), "attests": child.attests}
+    result.errors.append(Problem(at=now(), registry=error.registry, stage=error.stage, message=error.message,
+                                 repo=error.repo, tag=error.tag, digest=error.digest, status=error.status,
+                                 code=error.code))
 
 
 class _Work:
@@ -128,6 +137,8 @@ class _Work:
         self.result = result
         self.progress = progress or (lambda **_: None)
         self.futures = {}
+        self.backlog = deque()  # jobs not yet submitted, in order
+        self.in_flight = 4 * max(client.options.concurrency, 1)
         self.done = queue.SimpleQueue()  # futures as they finish
         self.started = set()  # digests fetched, or being fetched, in this run
         self.index_needs = {}  # index digest -> child digests not yet recorded
@@ -137,8 +148,9 @@ class _Work:
                          self.client.fetch_manifest: self._on_manifest, self.client.fetch_blob: self._on_config}
 
     def run(self, pool):
-        for repo, scope in sorted(self._scopes().items()):
-            self._submit(pool, (self.client.fetch_tags, (repo,), {"scope": scope}))
+        self.backlog.extend((self.client.fetch_tags, (repo,), {"scope": scope})
+                            for repo, scope in sorted(self._scopes().items()))
+        self._pump(pool)
         try:
             while self.futures:
                 future = self.done.get()  # not wait(): that visits every pending future, O(n) per answer
@@ -150,8 +162,8 @@ class _Work:
                     follow = self._on_error(fetch, args, context, error)
                 except Exception as error:  # never let one answer end the run: it fails its own scope
                     follow = self._on_error(fetch, args, context, self._unexpected(fetch, args, error))
-                for job in follow:
-                    self._submit(pool, job)
+                self.backlog.extend(follow)
+                self._pump(pool)
         except BaseException:
             for future in self.futures:
                 future.cancel()  # an interrupted run stops asking at once
@@ -162,6 +174,12 @@ class _Work:
                  self.client.fetch_blob: "config"}[fetch]
         return unexpected(error, registry=self.registry, stage=stage, repo=args[0],
                           tag=args[1] if fetch == self.client.fetch_head else None)
+
+    def _pump(self, pool):
+        """A few jobs per worker in flight, the rest waiting as plain tuples: a tag list of 100,000 tags
+        submitted at once would be 100,000 futures in memory."""
+        while self.backlog and len(self.futures) < self.in_flight:
+            self._submit(pool, self.backlog.popleft())
 
     def _submit(self, pool, job):
         fetch, args, context = job
@@ -284,11 +302,10 @@ class _Work:
             raise RegistryError(f"manifest {digest}: {error}", registry=self.registry, stage="manifest",
                                 repo=repo, digest=digest, code="MANIFEST_INVALID") from None
         if manifest.kind == "image":
-            return [(self.client.fetch_blob, (repo, manifest.config_digest), {"manifest": manifest})]
-        facts = _facts(manifest)
+            return [(self.client.fetch_blob, (repo, manifest.config_digest), {"manifest": manifest, "body": body})]
+        facts = facts_of(manifest, body)
         if manifest.kind != "index":
             return self._recorded(facts)
-        facts["platforms"] = [_platform(position, child) for position, child in enumerate(manifest.children)]
         needed = {child.digest for child in manifest.children if not child.attestation
                   and child.digest not in self.known and child.media_type not in LEGACY_TYPES}
         self.index_facts[digest] = facts
@@ -301,9 +318,8 @@ class _Work:
     def _on_config(self, args, context, body):
         repo, config_digest = args
         manifest = context["manifest"]
-        facts = _facts(manifest)
         try:
-            facts.update(parse_config(body))
+            facts = facts_of(manifest, context["body"], body)
         except ManifestError as error:
             raise RegistryError(f"config {config_digest}: {error}", registry=self.registry, stage="config",
                                 repo=repo, digest=manifest.digest, code="CONFIG_INVALID") from None

@@ -190,3 +190,36 @@ def parse_config(body):
         "os_version": _str_or_none(document.get("os.version")),
         "labels": json.dumps(labels, sort_keys=True, ensure_ascii=False) if labels else None,
     }
+
+
+def facts_of(manifest, body, config_body=None):
+    """The row the ledger keeps for a manifest: its facts, its platforms (an index's children) and the
+    bytes they come from, so that they can be derived again from those bytes alone."""
+    facts = {"digest": manifest.digest, "media_type": manifest.media_type, "kind": manifest.kind,
+             "config_digest": manifest.config_digest, "config_media_type": manifest.config_media_type,
+             "artifact_type": manifest.artifact_type, "size": manifest.size, "layers": manifest.layers,
+             "body": body}
+    if config_body is not None:
+        facts.update(parse_config(config_body), config_body=config_body)
+    if manifest.kind == "index":
+        facts["platforms"] = [_platform(position, child) for position, child in enumerate(manifest.children)]
+    return facts
+
+
+def _platform(position, child):
+    return {"position": position, "digest": child.digest, "media_type": child.media_type, "size": child.size,
+            "os": child.os, "architecture": child.architecture, "variant": child.variant,
+            "os_version": child.os_version, "attestation": int(child.attestation), "attests": child.attests}
+
+
+def derive(digest, media_type, body, config_body=None):
+    """A stored manifest row derived again from its bytes alone; ManifestError unless the bytes hash to the
+    digest (and the config bytes to the config digest the manifest names)."""
+    verify_digest(body, digest, media_type)
+    manifest = parse_manifest(body, digest, media_type)
+    if manifest.kind != "image":
+        return facts_of(manifest, body)
+    if config_body is None:
+        raise ManifestError("the image config's bytes are missing")
+    verify_digest(config_body, manifest.config_digest)
+    return facts_of(manifest, body, config_body)

@@ -10,15 +10,18 @@ import os
 import socket
 import sqlite3
 import urllib.parse
+import zlib
 from importlib import resources
 
 import sqlite_utils
 
 from . import __version__
+from . import seals
+from .manifests import ManifestError, derive
 from .semantics import REMOVED, Observation, classify, removed_keys
 from .times import now
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 READABLE_FROM = 4  # the oldest schema whose tables reading and verify understand: the compact event log
 GENESIS = "0" * 64
 REGISTRY = "registry"  # the source of observations made of a registry; a daemon's are 'daemon:NAME'
@@ -26,7 +29,8 @@ BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 65_536  # the default 2 MB thrashes on the key index of a million-event ledger
 _REAPPLIED = ("triggers.sql", "indexes.sql", "views.sql")
 _LEDGER_TABLES = {"runs", "events", "manifests", "platforms", "coverage", "errors", "tag_state",
-                  "event_log", "tag_keys", "digests", "media_types", "images", "ledger_meta"}
+                  "event_log", "tag_keys", "digests", "media_types", "images", "ledger_meta", "run_seals"}
+_AFTER_MIGRATION = {6: seals.seal_existing}  # what a migration needs done in Python, after its SQL
 
 
 class StoreError(Exception):
@@ -227,6 +231,8 @@ def _apply_schema(conn):
         if number > version:
             for statement in _statements(_schema_file(name)):
                 conn.execute(statement)
+            if number in _AFTER_MIGRATION:
+                _AFTER_MIGRATION[number](conn)
             conn.execute(f"PRAGMA user_version = {number}")
     for name in _REAPPLIED:
         for statement in _statements(_schema_file(name)):
@@ -290,6 +296,7 @@ def _take(fd):
 def _interrupted(db, run_id, pid):
     db.execute("UPDATE runs SET finished_at = ?, status = 'failed', errors = 1, error_summary = ? WHERE id = ?",
                [now(), f"interrupted: process {pid} ended before the run did", run_id])
+    seals.seal(db.conn, run_id)
 
 
 def start_run(db, source, targets):
@@ -386,22 +393,55 @@ def finish_failed_run(db, run_id, message):
             row_id, note = _row_to_finish(db, run_id)
             db.execute("UPDATE runs SET finished_at = ?, status = 'failed', errors = 1, error_summary = ? "
                        "WHERE id = ?", [now(), "; ".join(filter(None, [message, note])), row_id])
+            seals.seal(db.conn, row_id)
     finally:
         _end_run(db, run_id)
 
 
+_MANIFEST_COLUMNS = ("digest", "media_type", "kind", "config_digest", "config_media_type", "artifact_type",
+                     "created", "author", "size", "layers", "os", "architecture", "variant", "os_version", "labels")
+
+
 def _save_manifests(db, run_id, manifests):
+    """Write each new manifest once, with its bytes (zlib); a row from before bytes were kept gets them."""
     for facts in manifests:
-        platforms = facts.pop("platforms", [])
+        body = zlib.compress(facts["body"]) if facts.get("body") is not None else None
+        config = zlib.compress(facts["config_body"]) if facts.get("config_body") is not None else None
+        values = [facts.get(column) for column in _MANIFEST_COLUMNS]
         inserted = db.execute(
-            f"INSERT INTO manifests ({', '.join(facts)}, first_run_id) "
-            f"SELECT {', '.join('?' for _ in facts)}, ? WHERE NOT EXISTS (SELECT 1 FROM manifests WHERE digest = ?)",
-            [*facts.values(), run_id, facts["digest"]]).rowcount
+            f"INSERT INTO manifests ({', '.join(_MANIFEST_COLUMNS)}, body, config_body, first_run_id) "
+            f"SELECT {', '.join('?' for _ in _MANIFEST_COLUMNS)}, ?, ?, ? "
+            "WHERE NOT EXISTS (SELECT 1 FROM manifests WHERE digest = ?)",
+            [*values, body, config, run_id, facts["digest"]]).rowcount
+        if not inserted and body is not None:
+            db.execute("UPDATE manifests SET body = ?, config_body = ? WHERE digest = ? AND body IS NULL",
+                       [body, config, facts["digest"]])
+        platforms = facts.get("platforms") or []
         if inserted and platforms:
             columns = list(platforms[0])
             db.conn.executemany(
                 f"INSERT INTO platforms (index_digest, {', '.join(columns)}) VALUES (?, {', '.join('?' for _ in columns)})",
                 [[facts["digest"], *row.values()] for row in platforms])
+
+
+def known_digests(db):
+    """Digests whose facts the ledger holds verifiably (bytes, or a schema1 manifest that has none to
+    fetch): a run never fetches them again. A row from before bytes were kept is fetched once more."""
+    return {row[0] for row in db.execute("SELECT digest FROM manifests WHERE body IS NOT NULL OR kind = 'legacy'")}
+
+
+def stored_facts(row):
+    """A manifests row (media_type, kind, body, config_body) as facts derived again from its bytes, or None
+    when it has none or they do not hold (edited): then nothing is taken from it."""
+    digest, media_type, kind, body, config = row
+    if kind == "legacy":
+        return {"digest": digest, "media_type": media_type, "kind": kind}
+    if body is None:
+        return None
+    try:
+        return derive(digest, media_type, zlib.decompress(body), zlib.decompress(config) if config else None)
+    except (ManifestError, zlib.error):
+        return None
 
 
 def _save_images(db, run_id, images):
@@ -413,14 +453,19 @@ def _save_images(db, run_id, images):
 
 
 def _known_facts(db, digests):
+    """What the ledger knows of each digest, derived again from the bytes it was read from: a row edited
+    in the file is not believed (verify names it), so it can never become an event."""
     facts = {}
     for chunk in _chunks(set(digests)):
-        rows = db.execute(
-            f"SELECT digest, kind, media_type, config_digest, created, author, size FROM manifests "
-            f"WHERE digest IN ({', '.join('?' for _ in chunk)})", chunk).fetchall()
-        for digest, kind, media_type, config_digest, created, author, size in rows:
-            facts[digest] = Observation(digest=digest, image=config_digest if kind == "image" else None,
-                                        media_type=media_type, created=created, author=author, size=size)
+        rows = db.execute(f"SELECT digest, media_type, kind, body, config_body FROM manifests "
+                          f"WHERE digest IN ({', '.join('?' for _ in chunk)})", chunk).fetchall()
+        for row in rows:
+            derived = stored_facts(row)
+            if derived is not None:
+                facts[row[0]] = Observation(
+                    digest=row[0], image=derived.get("config_digest") if derived["kind"] == "image" else None,
+                    media_type=derived["media_type"], created=derived.get("created"), author=derived.get("author"),
+                    size=derived.get("size"))
     return facts
 
 
@@ -550,6 +595,12 @@ def _media_type_ids(db, pending):
     return ids
 
 
+def _shown(digest, image, source):
+    """What an event shows as an image, for first sightings: a registry tag is its manifest digest; a
+    Docker daemon's is its image ID, whatever digests it carries (pushed, re-pushed, retagged)."""
+    return (digest or image) if source == REGISTRY else (image or digest)
+
+
 def _append_events(db, run_id, pending):
     """Hash-chain and insert this run's events; keep tag_keys' state and digests' first sightings."""
     head = db.execute("SELECT id, hash FROM event_log ORDER BY id DESC LIMIT 1").fetchone()
@@ -573,7 +624,7 @@ def _append_events(db, run_id, pending):
                        digests.id(obs.image), media_types.get(obs.media_type), obs.created, obs.author, obs.size,
                        bytes.fromhex(prev)))
         if kind != REMOVED and (obs.digest or obs.image):
-            digests.seen(obs.digest or obs.image, last_id)
+            digests.seen(_shown(obs.digest, obs.image, source), last_id)
         began = observed_at if kind == "added" else states.get(key_id, (None,) * 4)[3]
         states[key_id] = (last_id, kind, observed_at, began)
     digests.save(db)
@@ -627,6 +678,7 @@ def append_run(db, run_id, result):
              json.dumps(dict(sorted(result.requests.items()))),
              json.dumps(result.rate_limits, sort_keys=True) if result.rate_limits else None,
              summary, head_id, head_hash, row_id])
+        seals.seal(db.conn, row_id)
     _end_run(db, run_id)
     return counts
 
@@ -637,6 +689,8 @@ class Verification:
         self.head_id = None
         self.head_hash = None
         self.problems = []
+        self.without_bytes = 0  # manifests from before schema 6, covered by their seal only
+        self.seal = None  # the last seal: (id, run id, hash)
 
     @property
     def ok(self):
@@ -664,7 +718,7 @@ class _Derived:
         self.latest, self.began, self.firsts, self.opening = {}, {}, {}, {}
         self.broken_link = False
 
-    def see(self, event_id, kind, observed_at, key_id, digest_id, image_id, prev_event_id):
+    def see(self, event_id, kind, observed_at, key_id, shown, prev_event_id):
         if key_id in self.latest:
             self.broken_link |= prev_event_id != self.latest[key_id][0]
         else:
@@ -672,7 +726,6 @@ class _Derived:
         self.latest[key_id] = (event_id, kind, observed_at)
         if kind == "added":
             self.began[key_id] = observed_at
-        shown = digest_id if digest_id is not None else image_id
         if kind != REMOVED and shown is not None:
             self.firsts.setdefault(shown, event_id)
 
@@ -731,7 +784,7 @@ def _verify_range(path, low, high):
             if prev != stored.hex():
                 return count, last_id, prev, (f"event {event_id}: content does not match its hash "
                                               "(the row was edited, or an event before it was replaced)"), derived
-            derived.see(event_id, kind, observed_at, key_id, digest_id, image_id, prev_event_id)
+            derived.see(event_id, kind, observed_at, key_id, _shown(digest_id, image_id, source), prev_event_id)
             last_id = event_id
             count += 1
         return count, last_id, prev, None, derived
@@ -764,24 +817,107 @@ def _check_chain(db, low, high, report):
 
 
 def verify(db):
-    """Recompute the hash chain and check the derived tables; name the first bad row.
+    """Recompute the hash chain, the seals over every other table, the manifests from their bytes, and
+    the derived tables; check the schema is the shipped one; name the first bad row.
 
-    Everything checked is read in one snapshot: the chain up to its head then, and runs, tag_keys and
-    digests as they were with it, so a run appended meanwhile is not taken for an edit. The range
-    checkers read their own snapshots, but only events up to that head, which appends never change."""
+    Everything checked is read in one snapshot: the chain up to its head then, and the other tables as
+    they were with it, so a run appended meanwhile is not taken for an edit. The range checkers read
+    their own snapshots, but only events up to that head, which appends never change."""
     report = Verification()
     with _transaction(db.conn):
         low, high = db.execute("SELECT coalesce(min(id), 1), coalesce(max(id), 0) FROM event_log").fetchone()
         derived = _check_chain(db, low, high, report)
-        if report.ok:
-            for run_id, head_id, head_hash in db.execute(
-                    "SELECT id, head_event_id, head_hash FROM runs WHERE head_event_id IS NOT NULL ORDER BY id"):
-                found = db.execute("SELECT hash FROM event_log WHERE id = ?", [head_id]).fetchone()
-                if found is None or found[0].hex() != head_hash:
-                    report.problems.append(f"run {run_id}: its chain head, event {head_id}, is missing or changed "
-                                           "(events were removed from the end)")
-                    break
-        wrong = derived.mismatch(db) if report.ok else None
-    if wrong:
-        report.problems.append(f"{wrong} does not match the events (what is derived from them was edited)")
+        checks = [lambda: _check_run_heads(db), lambda: _orphan_events(db), lambda: seals.check(db.conn),
+                  lambda: _check_manifests(db, report), lambda: _derived_problem(db, derived),
+                  lambda: _check_schema(db)]
+        for check in checks:
+            if not report.ok:
+                break
+            problem = check()
+            if problem:
+                report.problems.append(problem)
+        report.seal = db.execute("SELECT id, run_id, hash FROM run_seals ORDER BY id DESC LIMIT 1").fetchone()
     return report
+
+
+def _derived_problem(db, derived):
+    wrong = derived.mismatch(db)
+    return f"{wrong} does not match the events (what is derived from them was edited)" if wrong else None
+
+
+def _check_run_heads(db):
+    for run_id, head_id, head_hash in db.execute(
+            "SELECT id, head_event_id, head_hash FROM runs WHERE head_event_id IS NOT NULL ORDER BY id"):
+        found = db.execute("SELECT hash FROM event_log WHERE id = ?", [head_id]).fetchone()
+        if found is None or found[0].hex() != head_hash:
+            return f"run {run_id}: its chain head, event {head_id}, is missing or changed (events were removed from the end)"
+    return None
+
+
+def _orphan_events(db):
+    """Every event's run is in runs (a run row deleted with its seal leaves its events behind)."""
+    missing = db.execute("SELECT min(e.id), e.run_id FROM event_log e LEFT JOIN runs r ON r.id = e.run_id "
+                         "WHERE r.id IS NULL GROUP BY e.run_id ORDER BY 1 LIMIT 1").fetchone()
+    return f"event {missing[0]}: its run {missing[1]} is missing from runs (deleted)" if missing else None
+
+
+def _check_manifests(db, report):
+    """Each manifest row (and its platforms) as its bytes say; rows from before bytes were kept are counted."""
+    platforms = collections.defaultdict(list)
+    for index_digest, *row in db.execute("SELECT index_digest, position, digest, media_type, size, os, architecture, "
+                                         "variant, os_version, attestation, attests FROM platforms "
+                                         "ORDER BY index_digest, position"):
+        platforms[index_digest].append(tuple(row))
+    columns = ", ".join(_MANIFEST_COLUMNS)
+    for row in db.execute(f"SELECT {columns}, body, config_body FROM manifests ORDER BY digest"):
+        stored = dict(zip(_MANIFEST_COLUMNS, row))
+        digest, body = stored["digest"], row[-2]
+        if body is None:
+            report.without_bytes += stored["kind"] != "legacy"
+            continue
+        facts = stored_facts((digest, stored["media_type"], stored["kind"], body, row[-1]))
+        if facts is None:
+            return f"manifests digest={digest}: its stored bytes do not hash to its digest (they were edited)"
+        for column in _MANIFEST_COLUMNS:
+            if facts.get(column) != stored[column]:
+                return f"manifests digest={digest}: {column} does not match its bytes (the row was edited)"
+        derived = [tuple(p.values()) for p in facts.get("platforms", [])]
+        if derived != platforms.get(digest, []):
+            return f"platforms index_digest={digest}: do not match the index's bytes (rows were edited)"
+    return None
+
+
+_SCHEMA = None
+
+
+def _shipped_schema():
+    """The schema objects a ledger holds once fully migrated: (type, name) -> SQL for triggers, views and
+    indexes, and table names (a table's text differs between a new and an upgraded file)."""
+    global _SCHEMA
+    if _SCHEMA is None:
+        conn = _connect("file:shipped?mode=memory")
+        try:
+            _apply_schema(conn)
+            _SCHEMA = _schema_objects(conn)
+        finally:
+            conn.close()
+    return _SCHEMA
+
+
+def _schema_objects(conn):
+    return {(kind, name): sql if kind != "table" else None for kind, name, sql in conn.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")}
+
+
+def _check_schema(db):
+    """Unknown, missing or altered triggers, views, indexes and tables: someone's own trigger can rewrite
+    what the next run appends, a view can lie to a reader."""
+    shipped, found = _shipped_schema(), _schema_objects(db.conn)
+    for (kind, name), sql in sorted(found.items()):
+        if (kind, name) not in shipped:
+            return f"schema: unknown {kind} {name!r} (not part of the ledger; added by hand?)"
+        if shipped[(kind, name)] != sql:
+            return f"schema: {kind} {name!r} differs from the shipped one (edited by hand?)"
+    for kind, name in sorted(set(shipped) - set(found)):
+        return f"schema: {kind} {name!r} is missing (dropped by hand?)"
+    return None

@@ -73,8 +73,17 @@ WHEN NEW.id IS NOT NULL AND EXISTS (SELECT 1 FROM runs WHERE id = NEW.id)
 BEGIN SELECT RAISE(ABORT, 'ledger: runs is append-only'); END;
 
 -- Write-once tables: facts and run records are never changed or replaced.
+-- The one update a manifest row takes: its bytes filled in, once, when a row
+-- from before schema version 6 (which kept none) meets its digest again.
 DROP TRIGGER IF EXISTS manifests_append_only_update;
 CREATE TRIGGER manifests_append_only_update BEFORE UPDATE ON manifests
+WHEN OLD.body IS NOT NULL OR NEW.body IS NULL OR OLD.config_body IS NOT NULL
+  OR NEW.digest IS NOT OLD.digest OR NEW.media_type IS NOT OLD.media_type OR NEW.kind IS NOT OLD.kind
+  OR NEW.config_digest IS NOT OLD.config_digest OR NEW.config_media_type IS NOT OLD.config_media_type
+  OR NEW.artifact_type IS NOT OLD.artifact_type OR NEW.created IS NOT OLD.created OR NEW.author IS NOT OLD.author
+  OR NEW.size IS NOT OLD.size OR NEW.layers IS NOT OLD.layers OR NEW.os IS NOT OLD.os
+  OR NEW.architecture IS NOT OLD.architecture OR NEW.variant IS NOT OLD.variant OR NEW.os_version IS NOT OLD.os_version
+  OR NEW.labels IS NOT OLD.labels OR NEW.first_run_id IS NOT OLD.first_run_id
 BEGIN SELECT RAISE(ABORT, 'ledger: manifests is append-only'); END;
 
 DROP TRIGGER IF EXISTS manifests_append_only_delete;
@@ -138,3 +147,17 @@ DROP TRIGGER IF EXISTS errors_append_only_insert;
 CREATE TRIGGER errors_append_only_insert BEFORE INSERT ON errors
 WHEN EXISTS (SELECT 1 FROM errors WHERE id = NEW.id)
 BEGIN SELECT RAISE(ABORT, 'ledger: errors is append-only'); END;
+
+-- Seals are appended at the end of their chain and never changed.
+DROP TRIGGER IF EXISTS run_seals_append_only_update;
+CREATE TRIGGER run_seals_append_only_update BEFORE UPDATE ON run_seals
+BEGIN SELECT RAISE(ABORT, 'ledger: run_seals is append-only'); END;
+
+DROP TRIGGER IF EXISTS run_seals_append_only_delete;
+CREATE TRIGGER run_seals_append_only_delete BEFORE DELETE ON run_seals
+BEGIN SELECT RAISE(ABORT, 'ledger: run_seals is append-only'); END;
+
+DROP TRIGGER IF EXISTS run_seals_append_only_insert;
+CREATE TRIGGER run_seals_append_only_insert BEFORE INSERT ON run_seals
+WHEN NEW.id IS NULL OR NEW.id IS NOT coalesce((SELECT max(id) FROM run_seals), 0) + 1
+BEGIN SELECT RAISE(ABORT, 'ledger: seals may only be appended to the end of their chain'); END;

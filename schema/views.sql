@@ -81,7 +81,7 @@ CREATE VIEW new_images AS
 SELECT d.digest, i.digest AS image, e.observed_at AS first_seen, e.run_id,
        k.registry, k.repo, k.tag, m.media_type, k.source, e.id AS event_id
 FROM event_log e
-JOIN digests f ON f.id = coalesce(e.digest_id, e.image_id) AND f.first_event_id = e.id
+JOIN digests f ON f.id IN (e.digest_id, e.image_id) AND f.first_event_id = e.id
 LEFT JOIN tag_keys k ON k.id = e.key_id
 LEFT JOIN digest_names d ON d.id = e.digest_id
 LEFT JOIN digest_names i ON i.id = e.image_id

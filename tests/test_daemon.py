@@ -188,3 +188,24 @@ def test_an_invalid_repo_tag_is_an_error_of_its_own_and_the_rest_is_recorded(reg
     assert [(e["kind"], e["tag"]) for e in daemon_events(ledger)] == [("added", "1")]
     error = ledger.rows("SELECT code, stage, at FROM errors")[0]
     assert (error["code"], error["stage"]) == ("NAME_INVALID", "daemon") and error["at"]
+
+
+def test_a_daemon_image_is_new_once_whatever_digests_it_gains(registry, podman, ledger, ns):
+    """Build, push, re-push, retag into another repository: one image ID, one new image (the Go
+    collector's semantics: the image ID tells a daemon's images apart)."""
+    name = f"{registry.host}/{ns}/app"
+    collect = ("collect", "--daemon", "--docker-host", podman.unix_host)
+    podman.build(f"{name}:1", b"built once")
+    ledger(*collect)
+    podman.push(f"{name}:1")
+    ledger(*collect)
+    podman.push(f"{name}:1")
+    podman.tag(f"{name}:1", f"{name}:2")
+    ledger(*collect)
+    podman.tag(f"{name}:1", f"{registry.host}/{ns}/other:1")
+    ledger(*collect)
+    image = podman.image_id(f"{name}:1")
+    assert ledger.rows("SELECT image, repo, tag FROM new_images") == [{"image": image, "repo": f"{ns}/app", "tag": "1"}]
+    assert [r["new_images"] for r in ledger.rows("SELECT new_images FROM runs ORDER BY id")] == [1, 0, 0, 0]
+    assert ledger.rows("SELECT count(*) AS n FROM events WHERE digest IS NOT NULL")[0]["n"] >= 1  # it gained one
+    assert ledger("verify").exit_code == 0

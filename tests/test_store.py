@@ -163,7 +163,9 @@ def test_a_ledger_from_schema_version_1_is_upgraded_in_place_without_losing_a_ro
     old = sqlite3.connect(path)
     assert old.execute("PRAGMA user_version").fetchone()[0] == 1
     columns = {"events": "id, run_id, observed_at, kind, registry, repo, tag, digest, image, media_type, created, "
-                         "author, size, prev_hash, hash", "manifests": "*", "platforms": "*",
+                         "author, size, prev_hash, hash", "platforms": "*",
+               "manifests": "digest, media_type, kind, config_digest, config_media_type, artifact_type, created, "
+                            "author, size, layers, os, architecture, variant, os_version, labels, first_run_id",
                "coverage": "run_id, registry, repo, scope, complete, tags_listed, listed_at, reason"}
     before = {table: old.execute(f"SELECT {columns[table]} FROM {table} ORDER BY 1").fetchall() for table in columns}
     old.close()
@@ -269,8 +271,8 @@ def test_a_run_holds_its_lock_from_start_to_end(db, db_path):
 
 def test_a_run_whose_row_was_closed_underneath_it_keeps_its_results(db):
     run_id = store.start_run(db, "registry", ["r.example/app"])
-    db.execute("UPDATE runs SET finished_at = 'x', status = 'failed', error_summary = 'interrupted: process 7 ended "
-               "before the run did' WHERE id = ?", [run_id])
+    with store._transaction(db.conn, "IMMEDIATE"):  # a cleanup that misjudged the run as dead
+        store._interrupted(db, run_id, 7)
     found = CollectResult(observations=[observed("v1", D1, "2026-01-01T00:00:00.000000Z")])
     counts = store.append_run(db, run_id, found)
     assert counts["added"] == 1 and counts["run_id"] != run_id
@@ -282,8 +284,27 @@ def test_a_run_whose_row_was_closed_underneath_it_keeps_its_results(db):
     assert db.execute("SELECT run_id FROM events").fetchall() == [(counts["run_id"],)]
     assert store.verify(db).ok
     other = store.start_run(db, "registry", ["r.example/app"])
-    db.execute("UPDATE runs SET finished_at = 'x', status = 'failed', error_summary = 'gone' WHERE id = ?", [other])
+    with store._transaction(db.conn, "IMMEDIATE"):
+        store._interrupted(db, other, 8)
     store.finish_failed_run(db, other, "interrupted: stopped by a signal")
     assert db.execute("SELECT status, error_summary FROM runs ORDER BY id DESC LIMIT 1").fetchone() == (
         "failed", f"interrupted: stopped by a signal; run {other} continued here: its row was closed while it was "
-                  "still going (failed: gone)")
+                  "still going (failed: interrupted: process 8 ended before the run did)")
+    assert store.verify(db).ok
+
+
+def test_a_daemon_image_id_is_a_new_image_once_whatever_digests_it_carries(db):
+    """Built (no digest), pushed, re-pushed in another format, retagged into another repository without a
+    digest: one image ID, one new image, in new_images and in runs.new_images alike."""
+    image = "sha256:" + "9" * 64
+
+    def daemon(repo, digest, at):
+        return {"source": "daemon:host", "registry": "r.example", "repo": repo, "tag": "1", "digest": digest,
+                "image": image, "media_type": None, "author": None, "created": None, "size": 1, "observed_at": at}
+    counts = [append(db, [daemon("app", digest, f"2026-01-0{n}T00:00:00.000000Z")])["new_images"]
+              for n, digest in enumerate([None, D1, D2], 1)]
+    counts.append(append(db, [daemon("other", None, "2026-01-04T00:00:00.000000Z")])["new_images"])
+    assert counts == [1, 0, 0, 0]
+    assert db.execute("SELECT image, repo FROM new_images").fetchall() == [(image, "app")]
+    assert [row[0] for row in db.execute("SELECT new_images FROM runs ORDER BY id")] == [1, 0, 0, 0]
+    assert store.verify(db).ok
