@@ -364,9 +364,23 @@ def verify(db_path, as_json, expect, public_key):
         sys.exit(EXIT_FAILED)
 
 
+def _verifier(key):
+    """The verifier key from a file or its text; a signer key file gives its own verifier."""
+    try:
+        return checkpoint.load_verifier(key)
+    except checkpoint.CheckpointError:
+        if not os.path.isfile(key):
+            raise
+        try:
+            return checkpoint.load_signer(key).verifier
+        except checkpoint.CheckpointError:
+            pass
+        raise
+
+
 def _pins(expect, public_key):
     try:
-        verifier = checkpoint.load_verifier(public_key) if public_key else None
+        verifier = _verifier(public_key) if public_key else None
         return pinning.read_pins(expect, verifier)
     except (checkpoint.CheckpointError, pinning.PinError) as error:
         raise click.BadParameter(str(error), param_hint="--expect/--key") from None

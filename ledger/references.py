@@ -111,7 +111,11 @@ def parse_target(text):
 def is_loopback(registry):
     """Like Docker: localhost and 127.0.0.0/8 (and ::1) are reached over plain HTTP."""
     host = registry.rsplit(":", 1)[0] if not registry.endswith("]") else registry
-    host = host.strip("[]")
+    return is_loopback_host(host.strip("[]"))
+
+
+def is_loopback_host(host):
+    """Only this machine: `localhost`, 127.0.0.0/8 or ::1 (a name that resolves there is not)."""
     if host == "localhost":
         return True
     try:

@@ -315,8 +315,8 @@ class RegistryClient:
             raise self._fail(f"{stage}: connection broke while reading ({error.message})", stage,
                              code="BROKEN_ANSWER", **where) from None
 
-    def _json(self, response, limit, stage, **where):
-        body = self._read(response, limit, stage, **where)
+    def _object(self, body, stage, where):
+        """A JSON object from a body, or the registry's error for this stage."""
         try:
             document = loads(body, "response")
         except WireError as error:
@@ -345,14 +345,7 @@ class RegistryClient:
             nxt = next_link(response.header("Link"))
             body = self._read(response, MAX_PAGE_BYTES, stage, **where)
             total += len(body)
-            try:
-                page = loads(body, "response")
-            except WireError as error:
-                message = "response is not JSON" if "not valid JSON" in error.args[0] else error.args[0]
-                raise self._fail(f"{stage}: {message}", stage, code="INVALID_ANSWER", **where) from None
-            if not isinstance(page, dict):
-                raise self._fail(f"{stage}: response is not a JSON object", stage, code="INVALID_ANSWER", **where)
-            values = page.get(key)
+            values = self._object(body, stage, where).get(key)
             if values is None:
                 values = []  # "tags": null means none
             if not isinstance(values, list) or not all(isinstance(v, str) for v in values):

@@ -1,7 +1,6 @@
 """`ledger serve`: Datasette on a ledger, read-only, with limits that hold when others can reach it."""
 
 import html
-import ipaddress
 import signal
 import sqlite3
 import sys
@@ -19,6 +18,7 @@ from datasette.plugins import pm
 from datasette.utils import tilde_encode
 
 from . import store
+from .references import is_loopback_host
 from .store import StoreError
 
 # Facet suggestions group every column of a page's whole view, each up to its time limit: seconds per
@@ -32,16 +32,6 @@ VALUE_LIMIT = 32 * 1024 * 1024
 # All of SQLite's memory in the serving process: one row of many large values is allocated whole
 # before the time limit is looked at. Page caches and sorts of the biggest ledger use a few MiB each.
 HEAP_LIMIT = 256 * 1024 * 1024
-
-
-def is_loopback(host):
-    """Only this machine can connect: `localhost`, 127.0.0.0/8 or ::1 (a name that resolves is not)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def serving_metadata(db_path, sql=True):
@@ -95,7 +85,7 @@ def ledger_datasette(db_path, sql=True):
 def serve(db_path, host, port, sql=None):
     """Serve until SIGINT or SIGTERM. `sql` None: arbitrary SQL only when bound to loopback."""
     store.open_readonly(db_path).close()  # refuses a missing file or not a ledger, and writes nothing
-    loopback = is_loopback(host)
+    loopback = is_loopback_host(host)
     sql = loopback if sql is None else sql
     if not loopback:
         click.echo(f"warning: listening on {host}, not loopback: the ledger is readable by anyone who can reach "

@@ -10,6 +10,7 @@ import math
 import re
 
 MAX_JSON_DEPTH = 128  # manifests, indexes, configs and error bodies nest a handful of levels
+MAX_JSON_OBJECTS = 250_000  # a daemon's list of 50,000 images, each with labels, fits
 _ASCII_INT = re.compile(r"[0-9]{1,18}")
 
 
@@ -55,14 +56,31 @@ def _refuse_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
-def loads(body, what="answer", max_depth=MAX_JSON_DEPTH):
-    """Parse JSON bytes (or text) with a bounded depth; NaN and Infinity are not JSON. Raises WireError."""
+class _Objects:
+    """Counts the objects a parse makes: a few MiB of `{},{},...` would be millions of dicts in memory."""
+
+    def __init__(self, most):
+        self.left = most
+
+    def __call__(self, pairs):
+        self.left -= 1
+        if self.left < 0:
+            raise ValueError("too many objects")
+        return dict(pairs)
+
+
+def loads(body, what="answer", max_depth=MAX_JSON_DEPTH, max_objects=MAX_JSON_OBJECTS):
+    """Parse JSON bytes (or text) with a bounded depth and number of objects; NaN and Infinity are not
+    JSON. Raises WireError."""
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
+    objects = _Objects(max_objects)
     try:
-        document = json.loads(raw, parse_constant=_refuse_constant)
+        document = json.loads(raw, parse_constant=_refuse_constant, object_pairs_hook=objects)
     except RecursionError:  # the parser's own bound, far past ours
         raise WireError(f"{what} nests deeper than {max_depth} levels") from None
     except (ValueError, UnicodeDecodeError) as error:
+        if objects.left < 0:
+            raise WireError(f"{what} has more than {max_objects} JSON objects") from None
         raise WireError(f"{what} is not valid JSON ({_short(error)})") from None
     if raw.count(b"[") + raw.count(b"{") > max_depth and json_depth(document) > max_depth:
         raise WireError(f"{what} nests deeper than {max_depth} levels")

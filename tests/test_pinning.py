@@ -43,6 +43,7 @@ def test_a_checkpoint_is_a_signed_note_that_verify_accepts(registry, pusher, led
     ledger("verify", "--expect", str(pinned), "--key", keyed + ".pub")
     head = ledger.rows("SELECT id, hash FROM events WHERE id = 3")[0]
     ledger("verify", "--expect", f"3:{head['hash']}")
+    ledger("verify", "--expect", str(pinned), "--key", keyed)  # the signer key file carries its verifier
 
 
 def test_a_checkpoint_signed_by_another_key_is_refused(registry, pusher, ledger, ns, keyed, tmp_path):

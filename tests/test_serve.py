@@ -11,7 +11,7 @@ from datasette.utils import tilde_encode
 
 from ledger import store
 from ledger.sandbox import free_port
-from ledger.serving import is_loopback
+from ledger.references import is_loopback_host as is_loopback
 
 
 def test_serve_answers_on_its_port_read_only_with_metadata(registry, pusher, ns, tmp_path, serve):

@@ -65,3 +65,9 @@ def test_json_that_is_shallow_enough_reads_back_as_written(document):
     text = json.dumps(document)
     if json_depth(document) <= MAX_JSON_DEPTH:
         assert loads(text.encode()) == document
+
+
+def test_millions_of_tiny_objects_are_refused_before_they_fill_memory():
+    with pytest.raises(WireError, match="more than 250000 JSON objects"):
+        loads(b"[" + b",".join([b"{}"] * 300_000) + b"]")
+    assert len(loads(b"[" + b",".join([b"{}"] * 1000) + b"]")) == 1000
