@@ -343,7 +343,10 @@ def verify(db_path, as_json, expect, public_key):
     """
     pins = _pins(expect, public_key)
     db = _open(db_path, readonly=True)
-    report = store.verify(db)
+    try:
+        report = store.verify(db)
+    except store.StoreError as error:
+        raise click.ClickException(f"{db_path}: {error}") from None
     broken = pinning.check_pins(db, pins) if pins and report.ok else None
     if broken:
         report.problems.append(broken)
@@ -382,8 +385,8 @@ def _pins(expect, public_key):
     try:
         verifier = _verifier(public_key) if public_key else None
         return pinning.read_pins(expect, verifier)
-    except (checkpoint.CheckpointError, pinning.PinError) as error:
-        raise click.BadParameter(str(error), param_hint="--expect/--key") from None
+    except (checkpoint.CheckpointError, pinning.PinError) as error:  # a pin that cannot be trusted fails verify
+        raise click.ClickException(f"--expect: {error}") from None
 
 
 @cli.command(name="checkpoint")
@@ -427,7 +430,7 @@ def prove(event_id, consistency, size, public_key, db_path):
     db = _open(db_path, readonly=True)
     try:
         if consistency:
-            old, new = (_tree_size(value, public_key) for value in consistency)
+            old, new = (_tree(value, public_key) for value in consistency)
             click.echo(json.dumps(pinning.consistency(db, old, new), indent=2))
         else:
             click.echo(json.dumps(pinning.inclusion(db, event_id, size), indent=2))
@@ -435,12 +438,13 @@ def prove(event_id, consistency, size, public_key, db_path):
         raise click.ClickException(str(error)) from None
 
 
-def _tree_size(value, public_key):
-    """A tree size given as a number, or by a checkpoint file."""
+def _tree(value, public_key):
+    """A tree given as a size, or by a checkpoint file: then (size, the root it pins), which the ledger's
+    tree of that size must still have."""
     if value.isascii() and value.isdigit():
-        return int(value)
-    pins = _pins([value], public_key)
-    return pins[0].size
+        return int(value), None
+    pin = _pins([value], public_key)[0]
+    return pin.size, pin.root
 
 
 _SHORT = ("digest", "image", "prev_digest")

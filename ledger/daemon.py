@@ -19,7 +19,8 @@ from .transport import DEFAULT_DEADLINE, Transport, TransportError
 from .wire import WireError, json_number, loads
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
-MAX_BODY = 64 * 1024 * 1024  # an image list of tens of thousands of images fits
+MAX_BODY = 32 * 1024 * 1024  # an image list of tens of thousands of images fits
+MAX_VALUES = 2_000_000  # JSON values in it: as many small ones would take a few hundred MB
 MAX_SIZE = 2 ** 62  # what SQLite's INTEGER holds, with room
 
 
@@ -68,7 +69,7 @@ class DaemonClient:
 
     def _json(self, path, kind):
         try:
-            value = loads(self._get(path), f"GET {path}")
+            value = loads(self._get(path), f"GET {path}", max_values=MAX_VALUES)
         except WireError as error:
             raise self.failure(f"{self.host} {error}", "DAEMON_INVALID") from None
         if not isinstance(value, kind):

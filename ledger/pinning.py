@@ -142,6 +142,8 @@ def check_pins(db, pins):
 def inclusion(db, event_id, size=None):
     """An RFC 9162 inclusion proof of one event in the tree of the first `size` events (now: all)."""
     hashes = leaves(db, size)
+    if size is not None and len(hashes) < size:
+        raise PinError(f"no tree of {size} events: the ledger has {len(hashes)}")
     index = db.execute("SELECT count(*) FROM event_log WHERE id < ?", [event_id]).fetchone()[0]
     found = db.execute("SELECT hash FROM event_log WHERE id = ?", [event_id]).fetchone()
     if found is None or index >= len(hashes):
@@ -151,13 +153,19 @@ def inclusion(db, event_id, size=None):
             "root": _b64(merkle.root(hashes)), "proof": [_b64(node) for node in merkle.inclusion_proof(hashes, index)]}
 
 
-def consistency(db, old_size, new_size):
-    """An RFC 9162 consistency proof between the trees of the first old_size and new_size events."""
+def consistency(db, old, new):
+    """An RFC 9162 consistency proof between two trees, each (size, pinned root or None); a pinned root
+    the ledger's tree of that size no longer has is refused (the ledger was rewritten since)."""
+    (old_size, old_root), (new_size, new_root) = old, new
     hashes = leaves(db, new_size)
     if not 0 <= old_size <= new_size <= len(hashes):
         raise PinError(f"no consistency proof from {old_size} to {new_size} events: the ledger has {len(hashes)}")
-    return {"old_size": old_size, "new_size": new_size, "old_root": _b64(merkle.root(hashes[:old_size])),
-            "new_root": _b64(merkle.root(hashes)),
+    roots = merkle.prefix_roots(hashes, [old_size, new_size])
+    for size, pinned in ((old_size, old_root), (new_size, new_root)):
+        if pinned is not None and roots[size] != pinned:
+            raise PinError(f"the ledger's tree of {size} events is not the pinned one: it was rewritten since")
+    return {"old_size": old_size, "new_size": new_size, "old_root": _b64(roots[old_size]),
+            "new_root": _b64(roots[new_size]),
             "proof": [_b64(node) for node in merkle.consistency_proof(hashes, old_size)]}
 
 

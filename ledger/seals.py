@@ -14,6 +14,7 @@ from hashlib import sha256
 
 _CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 ROW_DIGEST = 8
+UPGRADE = "sealed at upgrade"  # in a seal's counts: made by the upgrade, for a run finished before it
 
 
 @dataclass(frozen=True)
@@ -95,12 +96,16 @@ def digests_of(rows_by_table):
     return counts, blob
 
 
-def seal(conn, run_id):
-    """Seal a run that has just finished, inside the transaction that finished it."""
+def seal(conn, run_id, at_upgrade=False):
+    """Seal a run that has just finished, inside the transaction that finished it: the events after the
+    previous seal's head are this run's. A seal made by the upgrade to version 6 says so: the runs it
+    seals finished earlier, so it cannot say which events were theirs."""
     previous = conn.execute("SELECT id, hash FROM run_seals ORDER BY id DESC LIMIT 1").fetchone()
     head = conn.execute("SELECT id, hash FROM event_log ORDER BY id DESC LIMIT 1").fetchone()
     head_event_id, head_hash = head if head else (None, None)
     counts, blob = digests_of(run_rows(conn, run_id))
+    if at_upgrade:
+        counts[UPGRADE] = 1
     conn.execute("INSERT INTO run_seals (id, run_id, head_event_id, counts, rows, hash) VALUES (?, ?, ?, ?, ?, ?)",
                  [(previous[0] + 1) if previous else 1, run_id, head_event_id, _CANONICAL(counts), blob,
                   seal_hash(previous[1] if previous else None, run_id, head_event_id, head_hash, counts, blob)])
@@ -111,7 +116,7 @@ def seal_existing(conn):
     This proves nothing about what happened before the upgrade, only that nothing changes after it."""
     for (run_id,) in conn.execute("SELECT id FROM runs WHERE finished_at IS NOT NULL "
                                   "ORDER BY finished_at, id").fetchall():
-        seal(conn, run_id)
+        seal(conn, run_id, at_upgrade=True)
 
 
 def _grouped(conn, sealed):
@@ -125,41 +130,116 @@ def _grouped(conn, sealed):
 def check(conn):
     """The first problem with the seals and the rows they cover, or None. Reads in the caller's snapshot."""
     seals = conn.execute("SELECT id, run_id, head_event_id, counts, rows, hash FROM run_seals ORDER BY id").fetchall()
+    for seal_id, run_id, head_event_id, counts, blob, stored in seals:
+        if not (isinstance(counts, str) and isinstance(blob, bytes) and isinstance(stored, bytes)
+                and (head_event_id is None or type(head_event_id) is int) and type(run_id) is int):
+            return f"run_seals id={seal_id}: holds values of the wrong type (edited by hand)"
+    parsed = {seal_id: _counts(counts) for seal_id, _, _, counts, _, _ in seals}
+    bad = next((seal_id for seal_id, counts in parsed.items() if counts is None), None)
+    if bad is not None:
+        return f"run_seals id={bad}: its counts are not what a seal writes (edited by hand)"
     sealed_runs = {row[1] for row in seals}
+    problem = _uncovered(conn) or _strays(conn, sealed_runs)
+    if problem:
+        return problem
     tables = {sealed.table: _grouped(conn, sealed) for sealed in TABLES}
-    for sealed in TABLES:
-        strays = sorted(run for run in tables[sealed.table] if run not in sealed_runs and run is not None)
-        for run_id in strays:
-            finished = conn.execute("SELECT finished_at FROM runs WHERE id = ?", [run_id]).fetchone()
-            if sealed.table == "runs" and (finished is None or finished[0] is None):
-                continue  # a run still going is sealed when it finishes
-            row = tables[sealed.table][run_id][0]
-            return f"{sealed.name(row)}: belongs to run {run_id}, which has no seal (the row was added or edited)"
-    previous = None
-    for position, (seal_id, run_id, head_event_id, counts_text, blob, stored) in enumerate(seals, 1):
+    previous, previous_head = None, 0
+    for position, (seal_id, run_id, head_event_id, _, blob, stored) in enumerate(seals, 1):
+        counts = parsed[seal_id]
         if seal_id != position:
             return f"run_seals id={seal_id}: follows seal {position - 1} (seals were deleted or reordered)"
-        problem = _check_rows(run_id, counts_text, blob, tables)
+        problem = _check_rows(run_id, counts, blob, tables) or _window(conn, seal_id, run_id, counts,
+                                                                     previous_head, head_event_id)
         if problem:
             return problem
         head = conn.execute("SELECT hash FROM event_log WHERE id = ?", [head_event_id]).fetchone() \
             if head_event_id is not None else (None,)
         if head is None:
             return f"run_seals id={seal_id}: run {run_id} was sealed at event {head_event_id}, which is missing"
-        counts = json.loads(counts_text)
         if seal_hash(previous, run_id, head_event_id, head[0], counts, blob) != stored:
             return (f"run_seals id={seal_id}: its hash does not match (the seal of run {run_id}, or one before "
                     "it, was edited)")
-        previous = stored
+        previous, previous_head = stored, head_event_id or 0
+    last = conn.execute("SELECT max(id) FROM event_log").fetchone()[0]
+    if last is not None and last > previous_head:
+        return (f"event {previous_head + 1}: no run seal covers it (events after the last sealed run were added "
+                "by hand)")
+    return _missing_bytes(conn, seals, parsed)
+
+
+def _counts(text):
+    """A seal's counts, or None when they are not what a seal writes."""
+    try:
+        counts = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(counts, dict) or not all(type(value) is int and value >= 0 for value in counts.values()):
+        return None
+    return counts
+
+
+def _uncovered(conn):
+    """Rows that belong to no run at all: no seal can cover them, so they were added by hand."""
+    for table, query in (
+            ("manifests", "SELECT digest FROM manifests WHERE first_run_id IS NULL LIMIT 1"),
+            ("images", "SELECT id FROM images WHERE first_run_id IS NULL LIMIT 1"),
+            ("platforms", "SELECT p.index_digest FROM platforms p LEFT JOIN manifests m ON m.digest = p.index_digest "
+                          "WHERE m.digest IS NULL LIMIT 1")):
+        row = conn.execute(query).fetchone()
+        if row:
+            return f"{table} {row[0]}: belongs to no run, so no seal covers it (added by hand)"
     return None
 
 
-def _check_rows(run_id, counts_text, blob, tables):
+def _strays(conn, sealed_runs):
+    """Rows of a run that has no seal: a run still going has none yet, and no rows either."""
+    for sealed in TABLES:
+        column = "t.id" if sealed.table == "runs" else sealed.run_column
+        query = (f"SELECT {column}, {', '.join('t.' + c for c in sealed.columns)} FROM {sealed._from} "
+                 f"WHERE {column} IS NOT NULL")
+        for run_id, *row in conn.execute(query):
+            if run_id in sealed_runs:
+                continue
+            if sealed.table == "runs" and row[sealed.columns.index("finished_at")] is None:
+                if any(row[sealed.columns.index(c)] is not None for c in _UNFINISHED_EMPTY):
+                    return f"runs id={run_id}: a run still going that already has results (edited by hand)"
+                continue
+            return f"{sealed.name(row)}: belongs to run {run_id}, which has no seal (the row was added or edited)"
+    return None
+
+
+_UNFINISHED_EMPTY = ("repos_listed", "tags_seen", "added", "moved", "updated", "removed", "new_images", "errors",
+                     "requests", "error_summary", "head_event_id", "head_hash", "rate_limits")
+
+
+def _window(conn, seal_id, run_id, counts, previous_head, head_event_id):
+    """The events a seal's run appended are those after the previous seal's head, up to its own."""
+    head = head_event_id or 0
+    if head < previous_head:
+        return f"run_seals id={seal_id}: its event head {head} is before the previous seal's {previous_head}"
+    if counts.get(UPGRADE):
+        return None
+    other = conn.execute("SELECT id, run_id FROM event_log WHERE id > ? AND id <= ? AND run_id IS NOT ? "
+                         "ORDER BY id LIMIT 1", [previous_head, head, run_id]).fetchone()
+    if other:
+        return (f"event {other[0]}: credited to run {other[1]}, but it lies among the events run {run_id} appended "
+                "(added or edited by hand)")
+    return None
+
+
+def _missing_bytes(conn, seals, parsed):
+    """A manifest first written by a run sealed after the upgrade was stored with its bytes: bytes gone
+    now were removed by hand (rows from before version 6 may lack them until they are met again)."""
+    upgraded = {run_id for seal_id, run_id, *_ in seals if parsed[seal_id].get(UPGRADE)}
+    for digest, run_id in conn.execute("SELECT digest, first_run_id FROM manifests WHERE body IS NULL "
+                                       "AND kind != 'legacy'"):
+        if run_id not in upgraded:
+            return f"manifests digest={digest}: its bytes were removed (run {run_id} stored them)"
+    return None
+
+
+def _check_rows(run_id, counts, blob, tables):
     """Compare a run's rows with the digests its seal kept; name the first that differs."""
-    try:
-        counts = json.loads(counts_text)
-    except ValueError:
-        return f"run_seals run_id={run_id}: its counts are not JSON"
     offset = 0
     for sealed in TABLES:
         rows = tables[sealed.table].get(run_id, [])

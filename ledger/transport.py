@@ -259,7 +259,7 @@ class Transport:
 
     def _connect(self, origin):
         scheme, netloc, route = origin
-        connect_timeout = self.timeout[0]
+        connect_timeout = min(self.timeout[0], self.deadline)  # the watchdog only sees a connected socket
         if self.unix_socket is not None:
             return _UnixConnection(self.unix_socket, connect_timeout)
         parts = urlsplit(f"//{netloc}")

@@ -10,7 +10,7 @@ import math
 import re
 
 MAX_JSON_DEPTH = 128  # manifests, indexes, configs and error bodies nest a handful of levels
-MAX_JSON_OBJECTS = 250_000  # a daemon's list of 50,000 images, each with labels, fits
+MAX_JSON_VALUES = 250_000  # arrays, objects and commas: a page of 100,000 tags fits
 _ASCII_INT = re.compile(r"[0-9]{1,18}")
 
 
@@ -56,35 +56,45 @@ def _refuse_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
-class _Objects:
-    """Counts the objects a parse makes: a few MiB of `{},{},...` would be millions of dicts in memory."""
-
-    def __init__(self, most):
-        self.left = most
-
-    def __call__(self, pairs):
-        self.left -= 1
-        if self.left < 0:
-            raise ValueError("too many objects")
-        return dict(pairs)
-
-
-def loads(body, what="answer", max_depth=MAX_JSON_DEPTH, max_objects=MAX_JSON_OBJECTS):
-    """Parse JSON bytes (or text) with a bounded depth and number of objects; NaN and Infinity are not
-    JSON. Raises WireError."""
+def loads(body, what="answer", max_depth=MAX_JSON_DEPTH, max_values=MAX_JSON_VALUES):
+    """Parse JSON bytes (or text) with bounds: nesting depth, number of values (counted on the raw bytes,
+    before a few MiB of `[],[],...` become millions of objects), no NaN or Infinity, no unpaired
+    surrogate (SQLite cannot store one, and it would fail the whole run's append). Raises WireError."""
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
-    objects = _Objects(max_objects)
+    if raw.count(b",") + raw.count(b"[") + raw.count(b"{") > max_values:
+        raise WireError(f"{what} has more than {max_values} JSON values")
     try:
-        document = json.loads(raw, parse_constant=_refuse_constant, object_pairs_hook=objects)
+        document = json.loads(raw, parse_constant=_refuse_constant)
     except RecursionError:  # the parser's own bound, far past ours
         raise WireError(f"{what} nests deeper than {max_depth} levels") from None
     except (ValueError, UnicodeDecodeError) as error:
-        if objects.left < 0:
-            raise WireError(f"{what} has more than {max_objects} JSON objects") from None
         raise WireError(f"{what} is not valid JSON ({_short(error)})") from None
     if raw.count(b"[") + raw.count(b"{") > max_depth and json_depth(document) > max_depth:
         raise WireError(f"{what} nests deeper than {max_depth} levels")
+    if _SURROGATE_ESCAPE.search(raw) and not _encodable(document):
+        raise WireError(f"{what} holds an unpaired UTF-16 surrogate (\\ud800-\\udfff), which is not text")
     return document
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _encodable(document):
+    """Every string (keys too) is valid Unicode text, walked without recursion."""
+    pending = [document]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+    return True
 
 
 def _short(error):

@@ -52,7 +52,7 @@ def test_a_checkpoint_signed_by_another_key_is_refused(registry, pusher, ledger,
     ledger("checkpoint", "--new-key", other, "--name", "ledger.example/audit")
     pinned = tmp_path / "head.checkpoint"
     pinned.write_text(ledger("checkpoint", "--key", other).output)
-    result = ledger("verify", "--expect", str(pinned), "--key", keyed + ".pub", expect=2)
+    result = ledger("verify", "--expect", str(pinned), "--key", keyed + ".pub", expect=1)
     assert "signed by another key" in result.output or "does not verify" in result.output
 
 
@@ -178,3 +178,19 @@ def test_run_records_rewritten_and_resealed_fail_the_pinned_seal(registry, pushe
     ledger("verify")
     result = ledger("verify", "--expect", str(pinned), "--key", keyed + ".pub", expect=1)
     assert "run seal 2 differs from the pinned one" in result.output
+
+
+def test_a_proof_against_a_rewritten_ledger_or_a_tree_it_lacks_is_refused(registry, pusher, ledger, ns, keyed,
+                                                                         tmp_path):
+    collect_twice(ledger, registry, pusher, ns)
+    pinned = tmp_path / "head.checkpoint"
+    pinned.write_text(ledger("checkpoint", "--key", keyed).output)
+    assert "no tree of 100 events: the ledger has 3" in ledger("prove", "2", "--size", "100", expect=1).output
+    conn = sqlite3.connect(ledger.path)
+    conn.execute("DROP TRIGGER event_log_append_only_update")
+    conn.execute("UPDATE event_log SET created = '1999-01-01T00:00:00Z' WHERE id = 1")
+    conn.commit()
+    conn.close()
+    rechain(ledger.path)
+    result = ledger("prove", "--consistency", str(pinned), "3", "--key", keyed + ".pub", expect=1)
+    assert "the ledger's tree of 3 events is not the pinned one" in result.output

@@ -94,3 +94,53 @@ def test_a_manifest_without_its_bytes_is_fetched_again_not_believed(registry, pu
     assert proxy.counts["manifest"] == 1 and proxy.counts["config"] == 1
     assert ledger.rows("SELECT count(*) AS n FROM manifests WHERE body IS NOT NULL")[0]["n"] == 1
     assert [e["kind"] for e in ledger.events()] == ["added"]
+
+
+def test_an_event_appended_by_hand_is_caught_even_with_its_hash_right(audited):
+    """A forged event at the end, hash computed correctly and credited to a sealed run: no seal covers it."""
+    from ledger import store
+
+    last = audited.rows("SELECT * FROM events ORDER BY id DESC LIMIT 1")[0]
+    key_id = audited.rows("SELECT key_id FROM event_log WHERE id = ?", [last["id"]])[0]["key_id"]
+    new_id = last["id"] + 1
+    forged = store.event_hash(last["hash"], store._canonical(
+        new_id, last["run_id"], last["observed_at"], "moved", last["registry"], last["repo"], last["tag"],
+        "sha256:" + "ab" * 32, None, None, None, None, None, last["source"]))
+    tamper(audited.path, "INSERT INTO digests (id, digest) VALUES (999, x'" + "ab" * 32 + "')",
+           f"INSERT INTO event_log (id, run_id, observed_at, kind, key_id, digest_id, hash) VALUES "
+           f"({new_id}, {last['run_id']}, '{last['observed_at']}', 'moved', {key_id}, 999, x'{forged}')")
+    assert f"event {new_id}: no run seal covers it" in audited("verify", expect=1).output
+
+
+def test_an_edited_tag_state_never_becomes_a_false_event(registry, pusher, ledger, ns):
+    pusher.image(f"{ns}/app", "1", seed=ns)
+    ledger.collect(f"{registry.host}/{ns}/app")
+    tamper(ledger.path, "UPDATE tag_keys SET kind = 'removed'")
+    ledger.collect(f"{registry.host}/{ns}/app")  # the registry did not change
+    assert [e["kind"] for e in ledger.events()] == ["added"]
+
+
+@pytest.mark.parametrize("statement,named", [
+    ("INSERT INTO manifests (digest, media_type, kind) VALUES ('sha256:" + "c" * 64 + "', 'text/evil', 'legacy')",
+     "belongs to no run"),
+    ("INSERT INTO images (id) VALUES ('sha256:" + "d" * 64 + "')", "images sha256:"),
+    ("INSERT INTO platforms (index_digest, position, digest) VALUES ('sha256:" + "e" * 64 + "', 0, 'x')",
+     "platforms sha256:"),
+    ("UPDATE manifests SET body = NULL, config_body = NULL WHERE kind = 'image'", "its bytes were removed"),
+    ("INSERT INTO runs (started_at, status, source, targets, tool_version, added) "
+     "VALUES ('2020-01-01T00:00:00.000000Z', 'running', 'x', '[]', '0', 42)", "a run still going that already has"),
+    ("UPDATE run_seals SET counts = '[]' WHERE id = 1", "its counts are not what a seal writes"),
+    ("UPDATE event_log SET hash = 'text' WHERE id = 1", "event 1: content does not match its hash"),
+    ("UPDATE event_log SET created = x'00ff' WHERE id = 1", "event 1: a column holds a value of the wrong type"),
+    ("UPDATE manifests SET body = 'not bytes' WHERE kind = 'index'", "a column holds a value of the wrong type"),
+    ("UPDATE tag_keys SET kind = 'removed' WHERE id = 1", "tag_keys does not match the events"),
+])
+def test_rows_no_seal_covers_and_values_of_the_wrong_type_are_named_not_a_traceback(audited, statement, named):
+    tamper(audited.path, statement)
+    result = audited("verify", expect=1)
+    assert named in result.output and "Traceback" not in result.output, result.output
+
+
+def test_a_forged_schema_version_is_refused_by_verify(audited):
+    tamper(audited.path, "PRAGMA user_version = 5")
+    assert "ledger schema version 5, not" in audited("verify", expect=1).output

@@ -67,7 +67,18 @@ def test_json_that_is_shallow_enough_reads_back_as_written(document):
         assert loads(text.encode()) == document
 
 
-def test_millions_of_tiny_objects_are_refused_before_they_fill_memory():
-    with pytest.raises(WireError, match="more than 250000 JSON objects"):
-        loads(b"[" + b",".join([b"{}"] * 300_000) + b"]")
+def test_millions_of_tiny_values_are_refused_before_they_fill_memory():
+    for value in (b"{}", b"[]", b"0"):
+        with pytest.raises(WireError, match="more than 250000 JSON values"):
+            loads(b"[" + b",".join([value] * 300_000) + b"]")
     assert len(loads(b"[" + b",".join([b"{}"] * 1000) + b"]")) == 1000
+
+
+@pytest.mark.parametrize("body", [b'{"message": "\\ud800"}', b'{"\\udfff": 1}', b'["a", ["\\uDBFF"]]'])
+def test_an_unpaired_surrogate_is_not_text(body):
+    with pytest.raises(WireError, match="unpaired UTF-16 surrogate"):
+        loads(body)
+
+
+def test_a_surrogate_pair_is_text():
+    assert loads(b'{"emoji": "\\ud83d\\ude00"}') == {"emoji": "\U0001F600"}
