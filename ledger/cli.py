@@ -566,7 +566,7 @@ def runs(db_path, limit, with_errors, as_json, as_csv, full):
         "SELECT id, started_at, finished_at, status, targets, tags_seen, added, moved, updated, removed, "
         "new_images, errors, error_summary FROM runs ORDER BY id DESC LIMIT ?", [limit]))
     for row in rows:
-        row["targets"] = " ".join(json.loads(row["targets"]))
+        row["targets"] = _targets_text(row["targets"])
         if with_errors or as_json:
             row["problems"] = list(db.query(
                 "SELECT stage, registry, repo, tag, http_status, code, message FROM errors WHERE run_id = ? "
@@ -584,6 +584,15 @@ def runs(db_path, limit, with_errors, as_json, as_csv, full):
             where = "/".join(filter(None, [problem["registry"], problem["repo"]])) + (
                 f":{problem['tag']}" if problem["tag"] else "")
             click.echo(printable(f"run {row['id']} {problem['stage']}: {where}: {problem['message']}"))
+
+
+def _targets_text(stored):
+    """A run's targets (a JSON list) as one line; what an edit left there is shown as it is."""
+    try:
+        targets = json.loads(stored)
+    except (TypeError, ValueError):
+        return str(stored)
+    return " ".join(map(str, targets)) if isinstance(targets, list) else str(stored)
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -144,3 +144,10 @@ def test_rows_no_seal_covers_and_values_of_the_wrong_type_are_named_not_a_traceb
 def test_a_forged_schema_version_is_refused_by_verify(audited):
     tamper(audited.path, "PRAGMA user_version = 5")
     assert "ledger schema version 5, not" in audited("verify", expect=1).output
+
+
+def test_read_commands_show_an_edited_row_without_a_traceback(audited):
+    tamper(audited.path, "UPDATE runs SET targets = '{notjson' WHERE id = 1")
+    for args in (["runs"], ["runs", "--errors"], ["runs", "--json"]):
+        result = audited(*args)
+        assert "{notjson" in result.output
