@@ -291,7 +291,7 @@ def _run(db_path, parsed, described, options, daemon, anchor, quiet):
     elapsed = time.monotonic() - started
     run_id = counts["run_id"]  # another row when this run's own was closed underneath it
     for error in result.errors[:20]:
-        click.echo(f"error: {printable(str(error))}", err=True)
+        click.echo(f"{'warning' if error.warning else 'error'}: {printable(str(error))}", err=True)
     if len(result.errors) > 20:
         click.echo(f"error: ... and {len(result.errors) - 20} more (see the errors table, run {run_id})", err=True)
     if not quiet:

@@ -11,15 +11,16 @@ from collections import Counter, defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .manifests import LEGACY_TYPES, ManifestError, facts_of, parse_manifest
+from .manifests import LEGACY_TYPES, ManifestError, facts_of, needs_config, parse_manifest
 from .hub import fetch_hub_repositories
-from .references import DOCKER_HUB, REPO_RE, TAG_RE
+from .references import DOCKER_HUB, storable_repo, storable_tag
 from .registry import ListingTruncated, RegistryClient, RegistryError, RegistryOptions
 from .semantics import Scope
 from .times import now
 
 
-_NAMED_INVALID = 20
+_NAMED_WARNINGS = 20  # per listing; the rest are counted in one more row
+WARNING = "NAME_WARNING"  # an errors row that says what a run left out, not that anything failed
 
 
 @dataclass
@@ -81,8 +82,9 @@ def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progr
 
 
 def finish(result, reached):
-    """A run is ok without errors, failed when it learned nothing, else partial."""
-    if not result.errors:
+    """A run is ok without failures (warnings are not failures), failed when it learned nothing, else
+    partial."""
+    if all(problem.warning for problem in result.errors):
         result.status = "ok"
     elif not reached or not (result.observations or any(c["complete"] for c in result.coverage)):
         result.status = "failed"
@@ -116,6 +118,12 @@ class Problem:
     def __str__(self):
         where = self.registry + (f"/{self.repo}" if self.repo else "") + (f":{self.tag}" if self.tag else "")
         return f"{where}: {self.message}"
+
+    @property
+    def warning(self):
+        """A name the ledger could not store: said, but the run's status ignores it (a registry that serves
+        one would otherwise make every run partial forever)."""
+        return self.code == WARNING
 
 
 def record(result, error):
@@ -225,11 +233,12 @@ class _Work:
         except RegistryError as error:
             record(self.result, error)
             return scopes
-        valid = {repo for repo in catalog if REPO_RE.match(repo)}
-        self._invalid_names("catalog", "catalog lists an invalid repository name", sorted(catalog - valid))
-        for repo in sorted(valid):
-            if any(target.matches(repo) for target in globs):
-                scopes[repo] = every
+        matched = {repo for repo in catalog if any(target.matches(repo) for target in globs)}
+        stored = {repo for repo in matched if storable_repo(repo)}
+        self._warn_names("catalog", "catalog lists a repository name that cannot be stored safely, not recorded:",
+                         sorted(matched - stored))
+        for repo in stored:
+            scopes[repo] = every
         for repo in self.ledger_repos - catalog:
             if any(target.matches(repo) for target in globs):
                 scopes[repo] = every  # gone from the catalog: its tag list proves the removal
@@ -253,25 +262,37 @@ class _Work:
                                      "complete": reason is None, "tags": tags or [], "listed_at": now(),
                                      "reason": reason})
 
-    def _invalid(self, stage, message, **where):
-        record(self.result, RegistryError(message, registry=self.registry, stage=stage, code="NAME_INVALID",
-                                           **where))
+    def _warn(self, stage, message, **where):
+        record(self.result, RegistryError(message, registry=self.registry, stage=stage, code=WARNING, **where))
 
-    def _invalid_names(self, stage, message, names, **where):
-        """One error per invalid name, up to a few; then one that counts the rest."""
-        for name in names[:_NAMED_INVALID]:
-            self._invalid(stage, f"{message} {name[:200]!r}", **where)
-        if len(names) > _NAMED_INVALID:
-            self._invalid(stage, f"{message}: {len(names) - _NAMED_INVALID} more like these", **where)
+    def _warn_names(self, stage, message, names, **where):
+        """One warning per name left out, up to a few; then one that counts the rest."""
+        for name in names[:_NAMED_WARNINGS]:
+            self._warn(stage, f"{message} {name[:200]!r}", **where)
+        if len(names) > _NAMED_WARNINGS:
+            self._warn(stage, f"{message} {len(names) - _NAMED_WARNINGS} more like these", **where)
 
     def _on_tags(self, args, context, tags, incomplete=None):
-        """Resolve the tags a listing showed; only a complete listing is coverage that can remove."""
+        """Resolve the tags a listing showed; only a complete listing is coverage that can remove.
+
+        The scope (named tags, --include-tags, --exclude-tags) comes first: a tag it leaves out is never
+        warned about. A named tag a complete listing lacks is an error (a removal too, if it was live)."""
         (repo,) = args
         scope = context["scope"]
-        valid = sorted({tag for tag in tags if TAG_RE.match(tag)})
-        self._invalid_names("tags", "tag list has an invalid tag name", sorted(set(tags) - set(valid)), repo=repo)
-        self._covered(repo, scope, valid, reason=incomplete)
-        wanted = [tag for tag in valid if scope.covers(tag)]
+        listed = sorted({tag for tag in tags if storable_tag(tag)})
+        # RE2 reads UTF-8 only: a lone surrogate (a JSON escape) is matched as '?'.
+        unsafe = sorted({tag for tag in tags if not storable_tag(tag)
+                         and scope.covers(tag.encode("utf-8", "replace").decode())})
+        self._warn_names("tags", "tag list has a tag name that cannot be stored safely, not recorded:", unsafe,
+                         repo=repo)
+        self._covered(repo, scope, listed, reason=incomplete)
+        if incomplete is None and scope.tags is not None:
+            for tag in sorted(scope.tags - set(listed)):
+                if scope.covers(tag):
+                    record(self.result, RegistryError(f"tag {tag} is not in {repo}'s tag list",
+                                                      registry=self.registry, stage="tags", repo=repo, tag=tag,
+                                                      code="TAG_UNKNOWN"))
+        wanted = [tag for tag in listed if scope.covers(tag)]
         self.progress(tags=len(wanted))
         return [(self.client.fetch_head, (repo, tag), {}) for tag in wanted]
 
@@ -281,10 +302,11 @@ class _Work:
         self.result.observations.append({"registry": self.registry, "repo": repo, "tag": tag, "digest": digest,
                                          "media_type": media_type, "observed_at": now()})
         self.progress(done=1)
-        if media_type in LEGACY_TYPES and digest not in self.known:
-            # schema1 has no config to learn from, and a converted one cannot be fetched by digest.
-            self.started.add(digest)
-            return self._recorded({"digest": digest, "media_type": media_type, "kind": "legacy"})
+        if media_type in LEGACY_TYPES:
+            # schema1 has no config to learn from, and a converted one cannot be fetched by digest: the
+            # digest and media type are all there is, and the event has them. Nothing is stored as known
+            # from a HEAD's word alone (another registry could claim any digest that way).
+            return []
         return self._fetch_if_new(repo, digest)
 
     def _fetch_if_new(self, repo, digest):
@@ -301,7 +323,7 @@ class _Work:
         except ManifestError as error:
             raise RegistryError(f"manifest {digest}: {error}", registry=self.registry, stage="manifest",
                                 repo=repo, digest=digest, code="MANIFEST_INVALID") from None
-        if manifest.kind == "image":
+        if needs_config(manifest):  # an image's config, or a Helm chart's (its name and version)
             return [(self.client.fetch_blob, (repo, manifest.config_digest), {"manifest": manifest, "body": body})]
         facts = facts_of(manifest, body)
         if manifest.kind != "index":

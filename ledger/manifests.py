@@ -6,7 +6,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from .times import normalise_created
+from .times import normalise_created, normalise_time
 from .wire import WireError, loads
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -24,7 +24,43 @@ IMAGE_TYPES = {OCI_MANIFEST, DOCKER_MANIFEST}
 LEGACY_TYPES = {DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED}
 IMAGE_CONFIG_TYPES = {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
 
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # what a registry may send, and what a stored row may inflate to
+MAX_CONFIG_BYTES = 8 * 1024 * 1024
 ATTESTATION = "attestation-manifest"
+
+# What marks an artifact as what it is. Sources: ../shared/SUPPLY-CHAIN-NOTES.md sections 1, 2 and 4 (keys
+# [CS] sigstore/cosign, [NV] notaryproject/specifications, [BK] moby/buildkit), and where named below.
+SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"  # a cosign `.sig` layer [CS SIGNATURE_SPEC]
+NOTARY_SIGNATURE = "application/vnd.cncf.notary.signature"  # artifactType or config mediaType [NV]
+# cosign v3's referrer [CS BUNDLE_SPEC]; sigstore-js @sigstore/bundle names the older ones
+# application/vnd.dev.sigstore.bundle+json;version=0.1|0.2|0.3 (compared here without parameters).
+SIGSTORE_BUNDLES = {"application/vnd.dev.sigstore.bundle.v0.3+json", "application/vnd.dev.sigstore.bundle+json"}
+BUNDLE_CONTENT = "dev.sigstore.bundle.content"  # message-signature | dsse-envelope [CS BUNDLE_SPEC]
+BUNDLE_PREDICATE = "dev.sigstore.bundle.predicateType"
+# cosign v3 `sign` writes a DSSE bundle of this predicate: a signature, though shaped as an attestation
+# [CS pkg/oci/remote/write.go WriteAttestationNewBundleFormat, pkg/types/predicate.go].
+COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
+DSSE = "application/vnd.dsse.envelope.v1+json"  # a cosign `.att` layer [CS ATTESTATION_SPEC]
+# BuildKit's attestation layers [BK]; cosign's attestation referrers' artifactType
+# (sigstore/cosign pkg/oci/remote/write.go WriteAttestationsReferrer: ctypes.IntotoPayloadType).
+IN_TOTO = "application/vnd.in-toto+json"
+BUILDKIT_ATTESTATION = "application/vnd.docker.attestation.manifest.v1+json"  # oci-artifact=true [BK]
+# cosign's experimental OCI 1.1 mode (COSIGN_EXPERIMENTAL=1) [CS internal/pkg/oci/remote/remote.go].
+COSIGN_ARTIFACTS = {"application/vnd.dev.cosign.artifact.sig.v1+json": "signature",
+                    "application/vnd.dev.cosign.artifact.att.v1+json": "attestation",
+                    "application/vnd.dev.cosign.artifact.sbom.v1+json": "sbom"}
+SBOM_TYPES = {
+    # cosign `.sbom` layers [CS pkg/types/media.go, SBOM_SPEC]
+    "text/spdx", "text/spdx+json", "application/vnd.cyclonedx", "application/vnd.cyclonedx+json",
+    "application/vnd.cyclonedx+xml", "application/vnd.syft+json",
+    "application/spdx+json",  # IANA: https://iana.org/assignments/media-types/application/spdx+json
+    "application/spdx3+json",  # IANA: https://www.iana.org/assignments/media-types/application/spdx3+json
+}
+# IANA: https://iana.org/assignments/media-types/application/vnd.cncf.helm.config.v1+json (Helm HIP-0017)
+HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
+CREATED_ANNOTATION = "org.opencontainers.image.created"
+MAX_ANNOTATIONS = 64 * 1024  # bytes of JSON; larger annotations are dropped whole, never cut
+MAX_TEXT = 1024  # a chart name or version longer than this is not one
 DIGEST_RE = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
 _ALGORITHMS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
 
@@ -57,6 +93,10 @@ class Manifest:
     size: int | None = None
     layers: int | None = None
     children: list = field(default_factory=list)
+    subject: str | None = None  # the digest of the manifest this one refers to (OCI 1.1)
+    artifact_kind: str | None = None  # signature | attestation | sbom | referrers | helm-chart | artifact
+    annotations: str | None = None  # the top-level annotations, as sorted JSON
+    created: str | None = None  # an artifact's, from its annotations (an image's comes from its config)
 
 
 def valid_digest(value):
@@ -94,12 +134,13 @@ def verify_digest(body, digest, media_type=None):
 
 
 def detect_media_type(content_type, document):
-    """Content-Type without parameters; else the body's mediaType; else its shape."""
+    """The body's mediaType (the digest covers it, whoever serves the bytes); else Content-Type without
+    parameters; else the body's shape."""
+    if isinstance(document.get("mediaType"), str) and document["mediaType"]:
+        return document["mediaType"]
     declared = (content_type or "").split(";", 1)[0].strip().lower()
     if declared and declared not in ("application/json", "application/octet-stream", "text/plain"):
         return declared
-    if isinstance(document.get("mediaType"), str):
-        return document["mediaType"]
     if "manifests" in document:
         return OCI_INDEX
     if "config" in document:
@@ -130,19 +171,80 @@ def _str_or_none(value):
     return value if isinstance(value, str) and value else None
 
 
+def _bare(media_type):
+    """A media type without parameters, lower case, for comparing."""
+    return media_type.split(";", 1)[0].strip().lower() if isinstance(media_type, str) else None
+
+
+def _subject(document):
+    subject = document.get("subject")
+    return subject["digest"] if isinstance(subject, dict) and valid_digest(subject.get("digest")) else None
+
+
+def _annotations(document):
+    annotations = document.get("annotations")
+    return annotations if isinstance(annotations, dict) else {}
+
+
+def _annotations_json(annotations):
+    if not annotations:
+        return None
+    text = json.dumps(annotations, sort_keys=True, ensure_ascii=False)
+    return text if len(text.encode("utf-8")) <= MAX_ANNOTATIONS else None
+
+
+def _artifact_kind(types, layer_types, annotations):
+    """What an artifact is, from its artifactType and config media type (`types`) and its layers' media
+    types; None when nothing marks it."""
+    found = types | layer_types
+    if SIMPLESIGNING in layer_types or NOTARY_SIGNATURE in types:
+        return "signature"
+    if found & SIGSTORE_BUNDLES:
+        content = annotations.get(BUNDLE_CONTENT)
+        if content == "message-signature" or (
+                content == "dsse-envelope" and annotations.get(BUNDLE_PREDICATE) == COSIGN_SIGN_PREDICATE):
+            return "signature"
+        return "attestation" if content == "dsse-envelope" else "artifact"
+    cosign = sorted(COSIGN_ARTIFACTS[value] for value in types & COSIGN_ARTIFACTS.keys())
+    if cosign:
+        return cosign[0]
+    if layer_types & {DSSE, IN_TOTO} or types & {IN_TOTO, BUILDKIT_ATTESTATION}:
+        return "attestation"
+    return "sbom" if found & SBOM_TYPES else None
+
+
+def _is_referrers_list(media_type, entries):
+    """A referrers list, as the fallback tag `<alg>-<hex>` holds it (or the referrers API answers): an OCI
+    index of artifacts, not platforms. Its descriptors carry each referrer's artifactType (omitted only
+    for an index referrer that has none) and annotations, and never a platform [DS Listing Referrers,
+    Referrers Tag Schema]; the tag's name is not in the bytes, so the content decides. An empty index
+    says nothing either way and is not one."""
+    return (media_type == OCI_INDEX and bool(entries)
+            and not any(isinstance(entry.get("platform"), dict) for entry in entries)
+            and any(_str_or_none(entry.get("artifactType")) for entry in entries))
+
+
 def parse_manifest(body, digest, content_type=None):
     """Parse a verified manifest body into the facts the ledger keeps."""
     document = _load_object(body, "manifest")
     media_type = detect_media_type(content_type, document)
     if media_type in LEGACY_TYPES or document.get("schemaVersion") == 1:
         return Manifest(digest=digest, media_type=media_type, kind="legacy")
+    annotations, subject = _annotations(document), _subject(document)
     if media_type in INDEX_TYPES or "manifests" in document:
         entries = document.get("manifests")
         if not isinstance(entries, list):
             raise ManifestError("index has no manifests list")
-        return Manifest(digest=digest, media_type=media_type, kind="index",
-                        artifact_type=_str_or_none(document.get("artifactType")),
-                        children=[_child(entry, position) for position, entry in enumerate(entries)])
+        children = [_child(entry, position) for position, entry in enumerate(entries)]
+        artifact_type = _str_or_none(document.get("artifactType"))
+        if artifact_type or subject:  # an index that is itself a referrer
+            word = _artifact_kind({_bare(artifact_type)} - {None}, set(), annotations) or "artifact"
+        else:
+            word = "referrers" if _is_referrers_list(_bare(media_type), entries) else None
+        return Manifest(digest=digest, media_type=media_type, kind="index", artifact_type=artifact_type,
+                        children=children, subject=subject, artifact_kind=word,
+                        annotations=_annotations_json(annotations),
+                        created=normalise_created(annotations.get(CREATED_ANNOTATION)) if word else None)
     config = document.get("config")
     if not isinstance(config, dict) or not valid_digest(config.get("digest")):
         raise ManifestError("manifest has no valid config descriptor")
@@ -156,10 +258,18 @@ def parse_manifest(body, digest, content_type=None):
     config_type = _str_or_none(config.get("mediaType"))
     artifact_type = _str_or_none(document.get("artifactType"))
     kind = "image" if (config_type in IMAGE_CONFIG_TYPES or config_type is None) and not artifact_type else "artifact"
+    if _bare(config_type) == HELM_CONFIG:
+        word = "helm-chart"
+    else:
+        word = _artifact_kind({_bare(artifact_type), _bare(config_type)} - {None},
+                              {_bare(layer.get("mediaType")) for layer in layers if isinstance(layer, dict)} - {None},
+                              annotations) or ("artifact" if kind == "artifact" else None)
     return Manifest(digest=digest, media_type=media_type, kind=kind, config_digest=config["digest"],
                     config_media_type=config_type, artifact_type=artifact_type or (
                         config_type if kind == "artifact" else None),
-                    size=total, layers=len(layers))
+                    size=total, layers=len(layers), subject=subject, artifact_kind=word,
+                    annotations=_annotations_json(annotations),
+                    created=normalise_created(annotations.get(CREATED_ANNOTATION)) if kind == "artifact" else None)
 
 
 def _child(entry, position):
@@ -192,15 +302,42 @@ def parse_config(body):
     }
 
 
+def parse_helm_config(body):
+    """A Helm chart's name and version, from its config blob (Chart.yaml's fields as JSON)."""
+    document = _load_object(body, "helm chart config")
+    return {"name": _short_text(document.get("name")), "version": _short_text(document.get("version"))}
+
+
+def _short_text(value):
+    text = _str_or_none(value)
+    return text if text and len(text) <= MAX_TEXT else None
+
+
+def created_before_7(kind, config_body):
+    """The `created` a ledger before schema 7 derived from the same bytes: an image config's, Go's zero
+    time included, and none for anything else. Rows written then keep it: their seals cover it."""
+    if kind != "image" or config_body is None:
+        return None
+    return normalise_time(_load_object(config_body, "image config").get("created"))
+
+
+def needs_config(manifest):
+    """Whether a manifest's config blob holds facts the ledger keeps: an image's, a Helm chart's."""
+    return manifest.kind == "image" or manifest.artifact_kind == "helm-chart"
+
+
 def facts_of(manifest, body, config_body=None):
     """The row the ledger keeps for a manifest: its facts, its platforms (an index's children) and the
     bytes they come from, so that they can be derived again from those bytes alone."""
     facts = {"digest": manifest.digest, "media_type": manifest.media_type, "kind": manifest.kind,
              "config_digest": manifest.config_digest, "config_media_type": manifest.config_media_type,
              "artifact_type": manifest.artifact_type, "size": manifest.size, "layers": manifest.layers,
+             "subject": manifest.subject, "artifact_kind": manifest.artifact_kind,
+             "annotations": manifest.annotations, "created": manifest.created, "name": None, "version": None,
              "body": body}
-    if config_body is not None:
-        facts.update(parse_config(config_body), config_body=config_body)
+    if config_body is not None and needs_config(manifest):
+        parse = parse_config if manifest.kind == "image" else parse_helm_config
+        facts.update(parse(config_body), config_body=config_body)
     if manifest.kind == "index":
         facts["platforms"] = [_platform(position, child) for position, child in enumerate(manifest.children)]
     return facts
@@ -217,8 +354,8 @@ def derive(digest, media_type, body, config_body=None):
     digest (and the config bytes to the config digest the manifest names)."""
     verify_digest(body, digest, media_type)
     manifest = parse_manifest(body, digest, media_type)
-    if manifest.kind != "image":
-        return facts_of(manifest, body)
+    if not needs_config(manifest) or (config_body is None and manifest.kind != "image"):
+        return facts_of(manifest, body)  # a Helm chart recorded before its config was fetched has none
     if config_body is None:
         raise ManifestError("the image config's bytes are missing")
     verify_digest(config_body, manifest.config_digest)

@@ -1,7 +1,8 @@
 """Parse what users type (`127.0.0.1:5000/team/*`, `alpine:3`) into targets.
 
-Names follow the distribution reference grammar, and Docker's rule for
-telling a registry host from a Docker Hub namespace.
+Repository names follow the distribution reference grammar, and Docker's rule
+for telling a registry host from a Docker Hub namespace. Tags follow what
+registries serve (`storable_tag`), which is more than that grammar allows.
 """
 
 import ipaddress
@@ -14,8 +15,13 @@ DOCKER_HUB_API = "registry-1.docker.io"
 _HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-REPO_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+REPO_RE = re.compile(rf"\A{_COMPONENT}(?:/{_COMPONENT})*\Z")  # distribution's grammar (\Z: no trailing newline)
+TAG_RE = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")  # distribution's grammar; storable_tag allows more
+# One name (a tag, or a component of a repository name) the ledger can store, print and put in a URL path:
+# 1 to 255 printable ASCII characters, none of / \ ? # % (they change a URL's meaning however it is
+# quoted, on some servers), : and @ (`sha256:...` and `@` read as digests) or ; (a path parameter to
+# Java servers), and not `.` or `..` (dot segments a server resolves away).
+SAFE_NAME_RE = re.compile(r"(?!\.\.?\Z)(?:(?![/\\?#%:@;])[!-~]){1,255}")
 _HOST_RE = re.compile(
     r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)"
     r"(?::([0-9]{1,5}))?$"
@@ -45,6 +51,19 @@ class Target:
         if self.pattern is not None:
             return fnmatchcase(repo, self.pattern)
         return self.repo is None or self.repo == repo
+
+
+def storable_tag(tag):
+    """A tag the ledger records. Pulp and others serve tags distribution's grammar refuses (`-lead`, `.dot`,
+    150 characters); they are a registry's truth all the same, so anything that can be stored and asked for
+    safely is kept, and only what cannot (spaces, `/`, control or non-ASCII characters) is left out."""
+    return isinstance(tag, str) and SAFE_NAME_RE.fullmatch(tag) is not None
+
+
+def storable_repo(repo):
+    """A repository name the ledger records: `storable_tag`'s rule for each `/`-separated component, and
+    255 characters in all (distribution's limit)."""
+    return isinstance(repo, str) and len(repo) <= 255 and all(map(storable_tag, repo.split("/")))
 
 
 def _looks_like_host(component):
@@ -94,8 +113,10 @@ def parse_target(text):
     last = rest.rsplit("/", 1)[-1]
     if ":" in last:
         repo, tag = rest[: len(rest) - len(last)] + last.split(":", 1)[0], last.split(":", 1)[1]
-        if not TAG_RE.match(tag):
-            raise ReferenceError(f"invalid tag {tag!r} in target {text!r}")
+        if not storable_tag(tag) or _GLOB_CHARS & set(tag):
+            raise ReferenceError(
+                f"invalid tag {tag!r} in target {text!r}: 1 to 255 printable ASCII characters, none of "
+                "/ \\ ? # % : @ ; and no glob (* [): choose tags with --include-tags")
     if host == DOCKER_HUB and "/" not in repo:
         repo = "library/" + repo
     if _GLOB_CHARS & set(repo):

@@ -10,17 +10,16 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from . import __version__
-from .auth import Authenticator, AuthError, Credentials
-from .manifests import ACCEPT, ManifestError, compute_digest, parse_manifest, valid_digest, verify_digest
+from .auth import Authenticator, AuthError, Credentials, parse_challenges
+from .manifests import (ACCEPT, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, ManifestError, compute_digest, parse_manifest,
+                        valid_digest, verify_digest)
 from .references import api_base
 from .transport import DEFAULT_DEADLINE, Transport, TransportError
 from .wire import WireError, ascii_int, loads
 
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-MAX_CONFIG_BYTES = 8 * 1024 * 1024
 MAX_PAGE_BYTES = 8 * 1024 * 1024  # one page of a catalog or tag list
 MAX_LISTING_BYTES = 64 * 1024 * 1024  # every page of one listing together
 MAX_ERROR_BYTES = 64 * 1024  # an error body is read for its code and message only
@@ -30,6 +29,7 @@ MAX_REPOSITORIES = 200_000  # from one catalog
 MAX_RETRY_AFTER = 60.0
 MAX_MESSAGE = 300  # characters of a registry's error message kept
 CATALOG_SCOPE = "registry:catalog:*"
+LOGIN_HINT = "docker login, or --username/--password-stdin"
 USER_AGENT = f"registry-ledger/{__version__}"
 
 
@@ -133,6 +133,20 @@ def _rate_number(value):
     return ascii_int((value or "").split(";", 1)[0])
 
 
+def _path(repo):
+    """A repository name in a URL path. Names past distribution's grammar (from a catalog) are quoted;
+    the grammar's own are unchanged."""
+    return quote(repo, safe="/")
+
+
+def _said(challenge, code, message, status):
+    """Why a 401 or 403 refused: the challenge's `error` and `error_description` (the token server's word,
+    RFC 6750), else the error body's code and message (the registry's), else the status."""
+    error, description = challenge.get("error"), challenge.get("error_description")
+    reason, detail = (error, description) if error else (code, message) if code else (f"HTTP {status}", None)
+    return (reason + (f": {detail}" if detail else ""))[:MAX_MESSAGE]
+
+
 def _media_type(response):
     """Content-Type without its parameters, or None."""
     return (response.header("Content-Type") or "").split(";", 1)[0].strip() or None
@@ -152,6 +166,7 @@ class RegistryClient:
         self.requests = Counter()
         self.rate_limit = {}  # Docker Hub's RateLimit-Limit / -Remaining, as last seen
         self.exhausted = False
+        self.login_checked = False  # the ping's challenge was answered: a later 401 is about a scope, not a login
         self._lock = threading.Lock()
         self._next_slot = 0.0
         self.auth = Authenticator(registry, self.options.credentials, self.transport,
@@ -185,7 +200,12 @@ class RegistryClient:
             try:
                 authorization = self.auth.header(scopes)
             except AuthError as error:
-                raise self._fail(f"{stage}: {error}", stage, status=error.status, code=error.code, **where) from None
+                # After a login the ping accepted (or with none to be wrong), a refused token is a refused scope.
+                refusal = error.status in (401, 403) and self._refusal(
+                    stage, error.status, f"token server {urlsplit(self.auth.realm).netloc} answered HTTP "
+                    f"{error.status}", self.login_checked or self._anonymous(), where)
+                raise self._fail(f"{stage}: {refusal or error}", stage, status=error.status, code=error.code,
+                                 **where) from None
             if authorization:
                 sent["Authorization"] = authorization
             self._pace()
@@ -252,11 +272,18 @@ class RegistryClient:
                 code, message = error_code(response.read(MAX_ERROR_BYTES, "error body"))
             except TransportError:
                 pass  # an error body too long or broken says nothing more than its status
+        challenges = parse_challenges(response.header("WWW-Authenticate") or "") if status in (401, 403) else []
+        challenge = next((c.params for c in challenges if c.params.get("error")), {})
         response.close()
+        refusal = status in (401, 403) and self._refusal(
+            stage, status, _said(challenge, code, message, status),
+            challenge.get("error", "").lower() == "insufficient_scope", where)
+        if refusal:
+            raise self._fail(f"{stage}: {refusal}", stage, status=status,
+                             code=code or ("UNAUTHORIZED" if status == 401 else "DENIED"), **where)
         if status == 401:
-            source = self.auth.credentials.source
-            detail = ("authentication required: no credentials found for this registry"
-                      if not source or source == "none" else f"credentials from {source} were refused")
+            detail = ("authentication required: no credentials found for this registry" if self._anonymous()
+                      else f"credentials from {self.auth.credentials.source} were refused")
             code = code or "UNAUTHORIZED"
         elif status == 429:
             detail = "too many requests (HTTP 429), retries exhausted"
@@ -266,6 +293,28 @@ class RegistryClient:
         text = f"{stage}: {detail}" + (f" {code}" if code and status != 401 else "") + (
             f": {message}" if message else "")
         raise self._fail(text, stage, status=status, code=code, **where)
+
+    def _anonymous(self):
+        return self.auth.credentials.source in (None, "", "none")
+
+    def _refusal(self, stage, status, said, scope_refused, where):
+        """What a 401 or 403 on the catalog or one repository means, or None where it means what it does at
+        the ping (no credentials, or wrong ones). A login that works for one repository may still not be
+        permitted on another, or on the catalog: saying its credentials were refused would send the user
+        after the wrong problem."""
+        anonymous = self._anonymous()
+        if stage == "catalog" and status == 401 and anonymous:
+            return ("this registry lists its repositories only to a logged-in user: give credentials "
+                    f"({LOGIN_HINT}), or name repositories instead, e.g. {self.registry}/OWNER/REPO")
+        if not (status == 403 or scope_refused or (self.login_checked and not anonymous)):
+            return None
+        if stage == "catalog" and not anonymous:
+            return (f"the credentials from {self.auth.credentials.source} may not list the catalog ({said}); "
+                    f"name repositories instead, e.g. {self.registry}/OWNER/REPO")
+        if stage == "catalog" or not where.get("repo"):
+            return None
+        return f"not permitted to pull {where['repo']} ({said})" + (
+            f"; no credentials were found for this registry ({LOGIN_HINT})" if anonymous else "")
 
     def _redirected(self, method, url, target, stage, scopes, where):
         """Follow one redirect (blob storage); credentials go only to the same origin, never downgraded."""
@@ -315,10 +364,10 @@ class RegistryClient:
             raise self._fail(f"{stage}: connection broke while reading ({error.message})", stage,
                              code="BROKEN_ANSWER", **where) from None
 
-    def _object(self, body, stage, where):
+    def _object(self, body, stage, where, max_values):
         """A JSON object from a body, or the registry's error for this stage."""
         try:
-            document = loads(body, "response")
+            document = loads(body, "response", max_values=max_values)
         except WireError as error:
             message = "response is not JSON" if "not valid JSON" in error.args[0] else error.args[0]
             raise self._fail(f"{stage}: {message}", stage, code="INVALID_ANSWER", **where) from None
@@ -345,7 +394,7 @@ class RegistryClient:
             nxt = next_link(response.header("Link"))
             body = self._read(response, MAX_PAGE_BYTES, stage, **where)
             total += len(body)
-            values = self._object(body, stage, where).get(key)
+            values = self._object(body, stage, where, max_values=2 * most + 1000).get(key)
             if values is None:
                 values = []  # "tags": null means none
             if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
@@ -373,6 +422,7 @@ class RegistryClient:
                 error.message = f"ping: HTTP {error.status} from {self.base}/v2/ (is this a registry?)"
             raise
         response.close()
+        self.login_checked = self.auth.scheme is not None
 
     def fetch_catalog(self):
         try:
@@ -381,20 +431,27 @@ class RegistryClient:
         except ListingTruncated:
             raise
         except RegistryError as error:
-            if error.status in (401, 403, 404, 405):
+            if error.status in (404, 405) or (error.status == 403 and self._anonymous()):
                 error.message = (f"catalog: this registry does not offer its catalog (HTTP {error.status}); "
                                  f"name repositories instead, e.g. {self.registry}/OWNER/REPO")
             raise
 
     def fetch_tags(self, repo):
-        return self._pages(f"{self.base}/v2/{repo}/tags/list?n={self.options.page_size}", "tags", "tags",
+        return self._pages(f"{self.base}/v2/{_path(repo)}/tags/list?n={self.options.page_size}", "tags", "tags",
                            (f"repository:{repo}:pull",), self.options.max_tags, repo=repo)
 
     def fetch_head(self, repo, tag):
-        """Resolve a tag: (digest, media type, size) from one HEAD."""
-        url = f"{self.base}/v2/{repo}/manifests/{tag}"
-        response = self._request("HEAD", url, "head", headers={"Accept": ACCEPT}, scopes=(f"repository:{repo}:pull",),
-                                 repo=repo, tag=tag)
+        """Resolve a tag: (digest, media type, size) from one HEAD. The tag is quoted: a registry may serve
+        tags past distribution's grammar."""
+        url = f"{self.base}/v2/{_path(repo)}/manifests/{quote(tag, safe='')}"
+        try:
+            response = self._request("HEAD", url, "head", headers={"Accept": ACCEPT},
+                                     scopes=(f"repository:{repo}:pull",), repo=repo, tag=tag)
+        except RegistryError as error:
+            if error.status == 404:
+                error.code = "TAG_UNKNOWN"
+                error.message = f"head: tag {tag} is in {repo}'s tag list, but its manifest is unknown (HTTP 404)"
+            raise
         response.close()
         digest = response.header("Docker-Content-Digest")
         media_type = _media_type(response)
@@ -416,7 +473,7 @@ class RegistryClient:
 
     def fetch_manifest(self, repo, reference, tag=None):
         """GET a manifest by digest (or tag) and verify the body: (body, media type, digest)."""
-        url = f"{self.base}/v2/{repo}/manifests/{reference}"
+        url = f"{self.base}/v2/{_path(repo)}/manifests/{quote(reference, safe=':')}"
         where = {"repo": repo, "tag": tag, "digest": reference if valid_digest(reference) else None}
         response = self._request("GET", url, "manifest", headers={"Accept": ACCEPT},
                                  scopes=(f"repository:{repo}:pull",), **where)
@@ -435,7 +492,7 @@ class RegistryClient:
 
     def fetch_blob(self, repo, digest, limit=MAX_CONFIG_BYTES):
         """GET a blob (an image config) and verify it against its digest."""
-        url = f"{self.base}/v2/{repo}/blobs/{digest}"
+        url = f"{self.base}/v2/{_path(repo)}/blobs/{digest}"
         response = self._request("GET", url, "config", scopes=(f"repository:{repo}:pull",), repo=repo, digest=digest)
         body = self._read(response, limit, "config", repo=repo, digest=digest)
         try:

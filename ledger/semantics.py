@@ -35,8 +35,14 @@ def clean_image_id(image):
 
 
 def _truncated(created):
-    """Created times compare to the whole second (the seed's Truncate(time.Second))."""
-    return created[:19] if created else created
+    """Created times compare to the whole second (the seed's Truncate(time.Second)); Go's zero time, which
+    cosign writes into signature configs and older ledgers kept, is no time at all."""
+    if not created or created.startswith(ZERO_TIME):
+        return None
+    return created[:19]
+
+
+ZERO_TIME = "0001-01-01T00:00:00"
 
 
 def contradicts(state, obs, by_image=False):

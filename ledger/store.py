@@ -17,11 +17,11 @@ import sqlite_utils
 
 from . import __version__
 from . import seals
-from .manifests import ManifestError, derive
+from .manifests import MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, ManifestError, created_before_7, derive
 from .semantics import REMOVED, Observation, classify, removed_keys
 from .times import now
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 READABLE_FROM = 4  # the oldest schema whose tables reading and verify understand: the compact event log
 GENESIS = "0" * 64
 REGISTRY = "registry"  # the source of observations made of a registry; a daemon's are 'daemon:NAME'
@@ -30,7 +30,25 @@ CACHE_KIB = 65_536  # the default 2 MB thrashes on the key index of a million-ev
 _REAPPLIED = ("triggers.sql", "indexes.sql", "views.sql")
 _LEDGER_TABLES = {"runs", "events", "manifests", "platforms", "coverage", "errors", "tag_state",
                   "event_log", "tag_keys", "digests", "media_types", "images", "ledger_meta", "run_seals"}
-_AFTER_MIGRATION = {6: seals.seal_existing}  # what a migration needs done in Python, after its SQL
+
+
+def _fill_artifact_facts(conn):
+    """At the upgrade to schema 7: each row's new columns (subject, artifact kind, annotations, a Helm
+    chart's name and version), derived from the bytes it keeps. A row without bytes gets them when its
+    bytes are filled in; a row whose bytes do not hold gets none (verify names it)."""
+    digests = [row[0] for row in conn.execute("SELECT digest FROM manifests WHERE body IS NOT NULL")]
+    for chunk in _chunks(digests):
+        rows = conn.execute(f"SELECT digest, media_type, kind, body, config_body FROM manifests "
+                            f"WHERE digest IN ({', '.join('?' for _ in chunk)})", chunk).fetchall()
+        for row in rows:
+            facts = stored_facts(row)
+            values = [facts.get(column) for column in _ARTIFACT_COLUMNS] if facts else []
+            if any(value is not None for value in values):
+                conn.execute(f"UPDATE manifests SET {', '.join(f'{c} = ?' for c in _ARTIFACT_COLUMNS)} "
+                             "WHERE digest = ?", [*values, row[0]])
+
+
+_AFTER_MIGRATION = {6: seals.seal_existing, 7: _fill_artifact_facts}  # what a migration needs done in Python
 
 
 class StoreError(Exception):
@@ -398,12 +416,17 @@ def finish_failed_run(db, run_id, message):
         _end_run(db, run_id)
 
 
+# Schema 7's columns: derived from the stored bytes like the others, and checked against them by verify, but
+# not in the seals' row digests (seals.TABLES is fixed), so a row of before can have them filled in.
+_ARTIFACT_COLUMNS = ("subject", "artifact_kind", "annotations", "name", "version")
 _MANIFEST_COLUMNS = ("digest", "media_type", "kind", "config_digest", "config_media_type", "artifact_type",
-                     "created", "author", "size", "layers", "os", "architecture", "variant", "os_version", "labels")
+                     "created", "author", "size", "layers", "os", "architecture", "variant", "os_version", "labels",
+                     *_ARTIFACT_COLUMNS)
 
 
 def _save_manifests(db, run_id, manifests):
-    """Write each new manifest once, with its bytes (zlib); a row from before bytes were kept gets them."""
+    """Write each new manifest once, with its bytes (zlib); a row from before bytes were kept gets them,
+    and the schema 7 columns derived from them."""
     for facts in manifests:
         body = zlib.compress(facts["body"]) if facts.get("body") is not None else None
         config = zlib.compress(facts["config_body"]) if facts.get("config_body") is not None else None
@@ -414,8 +437,9 @@ def _save_manifests(db, run_id, manifests):
             "WHERE NOT EXISTS (SELECT 1 FROM manifests WHERE digest = ?)",
             [*values, body, config, run_id, facts["digest"]]).rowcount
         if not inserted and body is not None:
-            db.execute("UPDATE manifests SET body = ?, config_body = ? WHERE digest = ? AND body IS NULL",
-                       [body, config, facts["digest"]])
+            db.execute(f"UPDATE manifests SET body = ?, config_body = ?, "
+                       f"{', '.join(f'{c} = ?' for c in _ARTIFACT_COLUMNS)} WHERE digest = ? AND body IS NULL",
+                       [body, config, *(facts.get(c) for c in _ARTIFACT_COLUMNS), facts["digest"]])
         platforms = facts.get("platforms") or []
         if inserted and platforms:
             columns = list(platforms[0])
@@ -425,23 +449,31 @@ def _save_manifests(db, run_id, manifests):
 
 
 def known_digests(db):
-    """Digests whose facts the ledger holds verifiably (bytes, or a schema1 manifest that has none to
-    fetch): a run never fetches them again. A row from before bytes were kept is fetched once more."""
-    return {row[0] for row in db.execute("SELECT digest FROM manifests WHERE body IS NOT NULL OR kind = 'legacy'")}
+    """Digests whose facts the ledger holds verifiably, in bytes that hash to them: a run never fetches
+    them again. A row from before bytes were kept is fetched once more."""
+    return {row[0] for row in db.execute("SELECT digest FROM manifests WHERE body IS NOT NULL")}
 
 
 def stored_facts(row):
     """A manifests row (media_type, kind, body, config_body) as facts derived again from its bytes, or None
     when it has none or they do not hold (edited): then nothing is taken from it."""
     digest, media_type, kind, body, config = row
-    if kind == "legacy":
-        return {"digest": digest, "media_type": media_type, "kind": kind}
-    if body is None:
+    if body is None:  # a schema1 row, written from a HEAD's word alone by older versions, is not believed
         return None
     try:
-        return derive(digest, media_type, zlib.decompress(body), zlib.decompress(config) if config else None)
-    except (ManifestError, zlib.error):
+        return derive(digest, media_type, _inflate(body, MAX_MANIFEST_BYTES),
+                      _inflate(config, MAX_CONFIG_BYTES) if config else None)
+    except (ManifestError, zlib.error, TypeError, ValueError):
         return None
+
+
+def _inflate(stored, limit):
+    """zlib bytes back, refusing more than `limit` (a few KiB can inflate to GiB)."""
+    inflater = zlib.decompressobj()
+    raw = inflater.decompress(stored, limit + 1)
+    if len(raw) > limit or inflater.unconsumed_tail:
+        raise ValueError(f"stored bytes inflate past {limit}")
+    return raw
 
 
 def _save_images(db, run_id, images):
@@ -476,11 +508,22 @@ def _states(db, repos):
     """The state of every tag key (removed ones too) of every (registry, repo, source) this run touched."""
     states = {}
     for registry, repo, source in repos:
-        for tag, *values in db.conn.execute(
-                "SELECT tag, key_id, event_id, kind, last_changed, digest, image, media_type, created, author, size "
-                "FROM key_states WHERE registry = ? AND repo = ? AND source = ?", [registry, repo, source]):
+        for tag, *values in db.conn.execute(_KEY_STATES, [registry, repo, source]):
             states[(registry, repo, tag, source)] = _State(*values)
     return states
+
+
+# A key's state is its latest event in the chain, never tag_keys' derived copy of it: an edited
+# tag_keys.kind would otherwise make the next run append a false event (verify checks the copy).
+_KEY_STATES = """
+SELECT k.tag, k.id, e.id, e.kind, e.observed_at, d.digest, i.digest, m.media_type, e.created, e.author, e.size
+FROM tag_keys k
+JOIN event_log e ON e.id = (SELECT max(q.id) FROM event_log q WHERE q.key_id = k.id)
+LEFT JOIN digest_names d ON d.id = e.digest_id
+LEFT JOIN digest_names i ON i.id = e.image_id
+LEFT JOIN media_types m ON m.id = e.media_type_id
+WHERE k.registry = ? AND k.repo = ? AND k.source = ?
+"""
 
 
 def _as_observation(state):
@@ -666,9 +709,10 @@ def append_run(db, run_id, result):
         counts["new_images"] = new_images
         counts["tags_seen"] = len(result.observations)
         counts["repos_listed"] = sum(1 for c in result.coverage if c["complete"])
-        counts["errors"] = len(result.errors)
+        counts["errors"] = sum(1 for error in result.errors if not error.warning)  # warnings are rows, not failures
         counts["run_id"] = row_id
-        summary = "; ".join(([note] if note else []) + sorted({str(e) for e in result.errors})[:5]) or None
+        summary = "; ".join(([note] if note else []) +
+                            sorted({str(e) for e in result.errors if not e.warning})[:5]) or None
         db.execute(
             "UPDATE runs SET finished_at = ?, status = ?, repos_listed = ?, tags_seen = ?, added = ?, moved = ?, "
             "updated = ?, removed = ?, new_images = ?, errors = ?, requests = ?, rate_limits = ?, error_summary = ?, "
@@ -740,15 +784,19 @@ class _Derived:
         return self
 
     def mismatch(self, db):
-        """The first stored thing derived from the events that disagrees with them, or None."""
+        """The first stored thing derived from the events that disagrees with them, and the first row of
+        it (or None when all agree)."""
         if self.broken_link:
-            return "event_log.prev_event_id"
+            return "event_log.prev_event_id", None
         states = {key: (*latest, self.began.get(key)) for key, latest in self.latest.items()}
-        rows = db.execute("SELECT id, event_id, kind, observed_at, first_seen FROM tag_keys")
-        if {key: tuple(values) for key, *values in rows} != states:
-            return "tag_keys"
-        if dict(db.execute("SELECT id, first_event_id FROM digests WHERE first_event_id IS NOT NULL")) != self.firsts:
-            return "digests"
+        rows = {key: tuple(values) for key, *values in
+                db.execute("SELECT id, event_id, kind, observed_at, first_seen FROM tag_keys")}
+        if rows != states:
+            return "tag_keys", min(key for key in rows.keys() | states.keys() if rows.get(key) != states.get(key))
+        firsts = dict(db.execute("SELECT id, first_event_id FROM digests WHERE first_event_id IS NOT NULL"))
+        if firsts != self.firsts:
+            return "digests", min(key for key in firsts.keys() | self.firsts.keys()
+                                  if firsts.get(key) != self.firsts.get(key))
         return None
 
 
@@ -780,8 +828,11 @@ def _verify_range(path, low, high):
                          media_types.get(media_type_id), created, author, size]
             if source != REGISTRY:
                 canonical.append(source)
-            prev = sha256(f"{prev}\n{_CANONICAL(canonical)}".encode()).hexdigest()  # event_hash, inlined: 1M rows
-            if prev != stored.hex():
+            try:
+                prev = sha256(f"{prev}\n{_CANONICAL(canonical)}".encode()).hexdigest()  # event_hash, inlined
+            except (TypeError, ValueError):  # a blob where text belongs, a lone surrogate: put there by hand
+                return count, last_id, prev, f"event {event_id}: a column holds a value of the wrong type", derived
+            if type(stored) is not bytes or prev != stored.hex():
                 return count, last_id, prev, (f"event {event_id}: content does not match its hash "
                                               "(the row was edited, or an event before it was replaced)"), derived
             derived.see(event_id, kind, observed_at, key_id, _shown(digest_id, image_id, source), prev_event_id)
@@ -825,24 +876,41 @@ def verify(db):
     their own snapshots, but only events up to that head, which appends never change."""
     report = Verification()
     with _transaction(db.conn):
-        low, high = db.execute("SELECT coalesce(min(id), 1), coalesce(max(id), 0) FROM event_log").fetchone()
-        derived = _check_chain(db, low, high, report)
-        checks = [lambda: _check_run_heads(db), lambda: _orphan_events(db), lambda: seals.check(db.conn),
-                  lambda: _check_manifests(db, report), lambda: _derived_problem(db, derived),
-                  lambda: _check_schema(db)]
-        for check in checks:
-            if not report.ok:
-                break
-            problem = check()
-            if problem:
-                report.problems.append(problem)
-        report.seal = db.execute("SELECT id, run_id, hash FROM run_seals ORDER BY id DESC LIMIT 1").fetchone()
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"ledger schema version {version}, not {SCHEMA_VERSION}: run `ledger collect` on it "
+                             "once to upgrade it, then verify (or its version was edited)")
+        try:
+            _verify(db, report)
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError, zlib.error,
+                sqlite3.DatabaseError) as error:  # only an edit puts a value of the wrong type in a column
+            report.problems.append(f"a column holds a value of the wrong type, so it was edited by hand "
+                                   f"({error.__class__.__name__}: {str(error)[:200]})")
     return report
+
+
+def _verify(db, report):
+    low, high = db.execute("SELECT coalesce(min(id), 1), coalesce(max(id), 0) FROM event_log").fetchone()
+    derived = _check_chain(db, low, high, report)
+    checks = [lambda: _check_run_heads(db), lambda: _orphan_events(db), lambda: seals.check(db.conn),
+              lambda: _check_manifests(db, report), lambda: _derived_problem(db, derived),
+              lambda: _check_schema(db)]
+    for check in checks:
+        if not report.ok:
+            break
+        problem = check()
+        if problem:
+            report.problems.append(problem)
+    report.seal = db.execute("SELECT id, run_id, hash FROM run_seals ORDER BY id DESC LIMIT 1").fetchone()
 
 
 def _derived_problem(db, derived):
     wrong = derived.mismatch(db)
-    return f"{wrong} does not match the events (what is derived from them was edited)" if wrong else None
+    if wrong is None:
+        return None
+    table, row = wrong
+    return f"{table} does not match the events (what is derived from them was edited)" + (
+        f": first at id={row}" if row is not None else "")
 
 
 def _check_run_heads(db):
@@ -879,12 +947,18 @@ def _check_manifests(db, report):
         if facts is None:
             return f"manifests digest={digest}: its stored bytes do not hash to its digest (they were edited)"
         for column in _MANIFEST_COLUMNS:
-            if facts.get(column) != stored[column]:
+            if facts.get(column) != stored[column] and not _kept_from_before_7(column, stored, facts):
                 return f"manifests digest={digest}: {column} does not match its bytes (the row was edited)"
         derived = [tuple(p.values()) for p in facts.get("platforms", [])]
         if derived != platforms.get(digest, []):
             return f"platforms index_digest={digest}: do not match the index's bytes (rows were edited)"
     return None
+
+
+def _kept_from_before_7(column, stored, facts):
+    """A `created` as schema 6 code derived it from the same bytes (Go's zero time kept, an artifact's
+    annotations not read): the row's seal covers it, so it stays as it was written."""
+    return column == "created" and stored["created"] == created_before_7(facts["kind"], facts.get("config_body"))
 
 
 _SCHEMA = None

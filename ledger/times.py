@@ -15,8 +15,22 @@ def now():
 def format_instant(moment):
     return _whole_seconds(moment.astimezone(timezone.utc))[:19] + f".{moment.microsecond:06d}Z"
 
+
+ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's time.Time{}: what cosign writes in its signature configs
+
+
 def normalise_created(value):
     """An image's `created` as UTC to the whole second (what the seed compares), or None.
+
+    Go's zero time means "never set", not a time, so it is None too: stored as a time it would read
+    as the oldest image of all.
+    """
+    moment = normalise_time(value)
+    return None if moment == ZERO_TIME else moment
+
+
+def normalise_time(value):
+    """A time as UTC to the whole second, Go's zero time included, or None.
 
     Configs carry RFC 3339 with nanoseconds and odd zones, or epoch numbers.
     """
@@ -85,7 +99,7 @@ def parse_when(text):
         return format_instant(day + timedelta(days=1, microseconds=-1))
     match = _RFC3339.match(value)
     if match and match.group(8):
-        whole = normalise_created(value)
+        whole = normalise_time(value)
         if whole:
             fraction = (match.group(7) or "")[:6].ljust(6, "0")
             return whole[:19] + f".{fraction}Z" if match.group(8) in ("Z", "z", "UTC") else whole[:19] + ".000000Z"

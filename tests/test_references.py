@@ -29,7 +29,7 @@ def test_targets_parse_like_docker_references(text, registry, repo, tag, pattern
     ("127.0.0.1:5000/app@sha256:" + "a" * 64, "digests are not tags"),
     ("http://127.0.0.1:5000/app", "not a URL"),
     ("127.0.0.1:5000/app:bad/tag", "invalid repository"),
-    ("127.0.0.1:5000/app:-x", "invalid tag '-x'"),
+    ("127.0.0.1:5000/app:v*", "invalid tag 'v*'"),
     ("127.0.0.1:99999/app", "invalid registry host"),
     ("127.0.0.1:5000/team/*:latest", "a glob names repositories"),
 ])
