@@ -89,7 +89,8 @@ def collect_options(command):
         click.option("--retries", default=4, show_default=True, type=click.IntRange(*RETRIES_RANGE),
                      help="Retries on connection errors, 5xx and 429, with backoff."),
         click.option("--deadline", default=DEFAULT_DEADLINE, show_default=True,
-                     type=click.FloatRange(*DEADLINE_RANGE), metavar="SECONDS", help="Give up on one request (connect to last byte) after this long."),
+                     type=click.FloatRange(*DEADLINE_RANGE), metavar="SECONDS",
+                     help="Give up on one request (connect to last byte) after this long."),
         click.option("--max-tags", default=MAX_TAGS, show_default=True, type=click.IntRange(*MAX_TAGS_RANGE),
                      metavar="N", help="Most tags listed per repository; past it the listing is incomplete and "
                                        "removes nothing."),
@@ -223,7 +224,8 @@ def _anchor(checkpoint_dir, checkpoint_key):
     if not checkpoint_dir:
         return None
     if not checkpoint_key:
-        raise click.UsageError("--checkpoint-dir needs --checkpoint-key FILE (make one: ledger checkpoint --new-key FILE)")
+        raise click.UsageError("--checkpoint-dir needs --checkpoint-key FILE "
+                               "(make one: ledger checkpoint --new-key FILE)")
     try:
         return checkpoint_dir, checkpoint.load_signer(checkpoint_key)
     except checkpoint.CheckpointError as error:
@@ -417,7 +419,8 @@ def checkpoint_command(db_path, key_path, new_key, name):
 @click.argument("event_id", type=click.IntRange(1), required=False)
 @click.option("--consistency", nargs=2, metavar="OLD NEW",
               help="Prove the tree of OLD extends to NEW instead: checkpoint files or event counts.")
-@click.option("--size", type=click.IntRange(1), help="Prove inclusion in the tree of the first SIZE events [default: all].")
+@click.option("--size", type=click.IntRange(1),
+              help="Prove inclusion in the tree of the first SIZE events [default: all].")
 @click.option("--key", "public_key", metavar="PUBLIC", help="The verifier key the checkpoint files must be signed by.")
 @db_option
 def prove(event_id, consistency, size, public_key, db_path):

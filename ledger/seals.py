@@ -119,12 +119,56 @@ def seal_existing(conn):
         seal(conn, run_id, at_upgrade=True)
 
 
-def _grouped(conn, sealed):
-    """Every sealed row of one table, grouped by run: {run id: [row, ...]}, in the sealed order."""
-    groups = {}
+def _check_table(conn, sealed, layout):
+    """Stream one table's sealed rows in run order against the digests each run's seal kept (only the
+    seals' digests are in memory, not the rows: a year of runs has millions of coverage rows). Names the
+    first row that differs."""
+    def finish(run_id, seen):
+        kept = layout[run_id][1].get(sealed.table, (0, 0))[1]
+        if seen < kept:
+            return f"{sealed.table}: a row of run {run_id} is missing (deleted after the run was sealed)"
+        return None
+
+    current, index = None, 0
     for run_id, *row in conn.execute(sealed.select(one_run=False)):
-        groups.setdefault(run_id, []).append(tuple(row))
-    return groups
+        if run_id != current:
+            problem = finish(current, index) if current in layout else None
+            if problem:
+                return problem
+            current, index = run_id, 0
+        if run_id not in layout:
+            continue  # no seal: _strays has judged it already (a run still going)
+        blob, places = layout[run_id]
+        offset, kept = places.get(sealed.table, (0, 0))
+        if index >= kept:
+            return f"{sealed.name(row)}: added to run {run_id} after it was sealed"
+        if row_digest(sealed.table, row) != blob[offset + index * ROW_DIGEST: offset + (index + 1) * ROW_DIGEST]:
+            return f"{sealed.name(row)}: changed after run {run_id} was sealed"
+        index += 1
+    problem = finish(current, index) if current in layout else None
+    if problem:
+        return problem
+    seen = {row[0] for row in conn.execute(f"SELECT DISTINCT {'t.id' if sealed.table == 'runs' else sealed.run_column} "
+                                           f"FROM {sealed._from}")}
+    for run_id, (_, places) in layout.items():
+        if places.get(sealed.table, (0, 0))[1] and run_id not in seen:
+            return f"{sealed.table}: a row of run {run_id} is missing (deleted after the run was sealed)"
+    return None
+
+
+def _layout(seals, parsed):
+    """{run id: (rows blob, {table: (offset in the blob, rows kept)})} from each seal's counts."""
+    layout = {}
+    for seal_id, run_id, _, _, blob, _ in seals:
+        places, offset = {}, 0
+        for sealed in TABLES:
+            kept = parsed[seal_id].get(sealed.table, 0)
+            places[sealed.table] = (offset, kept)
+            offset += kept * ROW_DIGEST
+        if offset != len(blob):
+            return run_id, None
+        layout[run_id] = (blob, places)
+    return None, layout
 
 
 def check(conn):
@@ -138,18 +182,22 @@ def check(conn):
     bad = next((seal_id for seal_id, counts in parsed.items() if counts is None), None)
     if bad is not None:
         return f"run_seals id={bad}: its counts are not what a seal writes (edited by hand)"
-    sealed_runs = {row[1] for row in seals}
-    problem = _uncovered(conn) or _strays(conn, sealed_runs)
+    problem = _uncovered(conn) or _strays(conn)
     if problem:
         return problem
-    tables = {sealed.table: _grouped(conn, sealed) for sealed in TABLES}
+    short, layout = _layout(seals, parsed)
+    if layout is None:
+        return f"run_seals run_id={short}: its row digests do not match its counts (edited by hand)"
+    for sealed in TABLES:
+        problem = _check_table(conn, sealed, layout)
+        if problem:
+            return problem
     previous, previous_head = None, 0
     for position, (seal_id, run_id, head_event_id, _, blob, stored) in enumerate(seals, 1):
         counts = parsed[seal_id]
         if seal_id != position:
             return f"run_seals id={seal_id}: follows seal {position - 1} (seals were deleted or reordered)"
-        problem = _check_rows(run_id, counts, blob, tables) or _window(conn, seal_id, run_id, counts,
-                                                                     previous_head, head_event_id)
+        problem = _window(conn, seal_id, run_id, counts, previous_head, head_event_id)
         if problem:
             return problem
         head = conn.execute("SELECT hash FROM event_log WHERE id = ?", [head_event_id]).fetchone() \
@@ -191,20 +239,23 @@ def _uncovered(conn):
     return None
 
 
-def _strays(conn, sealed_runs):
-    """Rows of a run that has no seal: a run still going has none yet, and no rows either."""
+def _strays(conn):
+    """Rows of a run that has no seal: a run still going has none yet, and no rows either. An anti-join
+    per table, so a ledger of many runs is not read into memory twice."""
     for sealed in TABLES:
         column = "t.id" if sealed.table == "runs" else sealed.run_column
         query = (f"SELECT {column}, {', '.join('t.' + c for c in sealed.columns)} FROM {sealed._from} "
-                 f"WHERE {column} IS NOT NULL")
-        for run_id, *row in conn.execute(query):
-            if run_id in sealed_runs:
-                continue
-            if sealed.table == "runs" and row[sealed.columns.index("finished_at")] is None:
-                if any(row[sealed.columns.index(c)] is not None for c in _UNFINISHED_EMPTY):
-                    return f"runs id={run_id}: a run still going that already has results (edited by hand)"
-                continue
-            return f"{sealed.name(row)}: belongs to run {run_id}, which has no seal (the row was added or edited)"
+                 f"WHERE {column} IS NOT NULL AND {column} NOT IN (SELECT run_id FROM run_seals)")
+        if sealed.table == "runs":
+            query += " AND (t.finished_at IS NOT NULL OR " + " OR ".join(
+                f"t.{name} IS NOT NULL" for name in _UNFINISHED_EMPTY) + ")"
+        row = conn.execute(query + " LIMIT 1").fetchone()
+        if row is None:
+            continue
+        run_id, *values = row
+        if sealed.table == "runs" and values[sealed.columns.index("finished_at")] is None:
+            return f"runs id={run_id}: a run still going that already has results (edited by hand)"
+        return f"{sealed.name(values)}: belongs to run {run_id}, which has no seal (the row was added or edited)"
     return None
 
 
@@ -238,19 +289,3 @@ def _missing_bytes(conn, seals, parsed):
     return None
 
 
-def _check_rows(run_id, counts, blob, tables):
-    """Compare a run's rows with the digests its seal kept; name the first that differs."""
-    offset = 0
-    for sealed in TABLES:
-        rows = tables[sealed.table].get(run_id, [])
-        kept = counts.get(sealed.table, 0)
-        for index in range(max(len(rows), kept)):
-            stored = blob[offset + index * ROW_DIGEST: offset + (index + 1) * ROW_DIGEST] if index < kept else None
-            if index >= len(rows):
-                return f"{sealed.table}: a row of run {run_id} is missing (deleted after the run was sealed)"
-            if stored is None:
-                return f"{sealed.name(rows[index])}: added to run {run_id} after it was sealed"
-            if row_digest(sealed.table, rows[index]) != stored:
-                return f"{sealed.name(rows[index])}: changed after run {run_id} was sealed"
-        offset += kept * ROW_DIGEST
-    return None

@@ -918,7 +918,8 @@ def _check_run_heads(db):
             "SELECT id, head_event_id, head_hash FROM runs WHERE head_event_id IS NOT NULL ORDER BY id"):
         found = db.execute("SELECT hash FROM event_log WHERE id = ?", [head_id]).fetchone()
         if found is None or found[0].hex() != head_hash:
-            return f"run {run_id}: its chain head, event {head_id}, is missing or changed (events were removed from the end)"
+            return (f"run {run_id}: its chain head, event {head_id}, is missing or changed "
+                    "(events were removed from the end)")
     return None
 
 
