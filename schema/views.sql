@@ -55,11 +55,11 @@ DROP VIEW IF EXISTS tag_history;
 CREATE VIEW tag_history AS
 SELECT e.id AS event_id, e.run_id, e.observed_at, e.kind, k.registry, k.repo, k.tag,
        d.digest, i.digest AS image, pd.digest AS prev_digest, pi.digest AS prev_image,
-       m.media_type, e.created, e.author, e.size, f.id IS NOT NULL AS first_sighting, k.source
+       m.media_type, e.created, e.author, e.size,
+       d.first_event_id IS e.id OR i.first_event_id IS e.id AS first_sighting, k.source
 FROM event_log e
 LEFT JOIN tag_keys k ON k.id = e.key_id
 LEFT JOIN event_log p ON p.id = e.prev_event_id
-LEFT JOIN digests f ON f.first_event_id = e.id AND f.id IN (e.digest_id, e.image_id)
 LEFT JOIN digest_names d ON d.id = e.digest_id
 LEFT JOIN digest_names i ON i.id = e.image_id
 LEFT JOIN digest_names pd ON pd.id = p.digest_id
