@@ -194,10 +194,22 @@ def open_db(path):
             with _transaction(conn, "IMMEDIATE"):
                 if _stale_schema(conn):  # another writer may have brought it up to date while this one waited
                     _apply_schema(conn)
+        foreign = _foreign_triggers(conn)
     except sqlite3.Error as error:
         conn.close()
         raise StoreError(f"{path}: cannot open the ledger ({error})") from None
+    if foreign:
+        conn.close()
+        raise StoreError(f"{path}: it has a trigger the ledger did not make ({foreign}): a trigger runs inside every "
+                         "append, so nothing is appended through it; `ledger verify` says what else changed")
     return sqlite_utils.Database(conn)
+
+
+def _foreign_triggers(conn):
+    """The first trigger in the file that the shipped schema does not make, or None."""
+    shipped = {name for kind, name in _shipped_schema() if kind == "trigger"}
+    found = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name")]
+    return next((name for name in found if name not in shipped), None)
 
 
 def open_readonly(path):

@@ -151,3 +151,16 @@ def test_read_commands_show_an_edited_row_without_a_traceback(audited):
     for args in (["runs"], ["runs", "--errors"], ["runs", "--json"]):
         result = audited(*args)
         assert "{notjson" in result.output
+
+
+def test_a_writer_refuses_to_append_through_a_trigger_it_did_not_make(registry, pusher, ledger, ns):
+    pusher.image(f"{ns}/app", "1", seed=ns)
+    ledger.collect(f"{registry.host}/{ns}/app")
+    conn = sqlite3.connect(ledger.path)
+    conn.execute("CREATE TRIGGER sneaky AFTER INSERT ON event_log BEGIN "
+                 "INSERT INTO errors (run_id, at, registry, stage, message) VALUES (NEW.run_id, 'x', 'r', 's', 'm'); END")
+    conn.commit()
+    conn.close()
+    result = ledger("collect", f"{registry.host}/{ns}/app", expect=1)
+    assert "it has a trigger the ledger did not make (sneaky)" in result.output
+    assert ledger.rows("SELECT count(*) AS n FROM runs")[0]["n"] == 1
