@@ -7,6 +7,7 @@ import random
 import re
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -254,7 +255,16 @@ def _live_repos(db, source):
 
 
 def _run(db_path, parsed, described, options, daemon, anchor, quiet):
-    """One run, appended in one transaction; returns its status."""
+    """One run, appended in one transaction; returns its status. A ledger SQLite refuses (edited by hand,
+    a full disk) is one line, never a traceback."""
+    try:
+        return _run_on(db_path, parsed, described, options, daemon, anchor, quiet)
+    except (sqlite3.Error, store.StoreError) as error:
+        raise click.ClickException(f"{db_path}: the run could not be recorded ({error}); see `ledger verify`") \
+            from None
+
+
+def _run_on(db_path, parsed, described, options, daemon, anchor, quiet):
     db = _open(db_path)
     try:
         known = store.known_digests(db)
@@ -475,7 +485,7 @@ def _emit(rows, columns, as_json=False, as_csv=False, full=False, empty="nothing
     elif rows:
         def cell(column, value):
             if column in _SHORT and value and not full:
-                return value[:19]
+                return str(value)[:19]
             return printable(value) if isinstance(value, str) else value
         click.echo(tabulate([[cell(c, row[c]) for c in columns] for row in rows], headers=columns,
                             tablefmt="simple"))

@@ -191,7 +191,7 @@ class _Work:
 
     def _submit(self, pool, job):
         fetch, args, context = job
-        if self.client.exhausted:
+        if self.client.exhausted or self.client.stalled:
             self._skip(job)
             return
         future = pool.submit(fetch, *args)
@@ -199,15 +199,20 @@ class _Work:
         future.add_done_callback(self.done.put)
 
     def _skip(self, job):
-        """The registry's rate limit is spent: stop asking, say so once, prove nothing removed."""
+        """The registry's rate limit is spent, or it stopped answering: stop asking, say so once, prove
+        nothing removed."""
         fetch, args, context = job
+        if self.client.exhausted:
+            reason, stage, code = (f"rate limit exhausted ({self.client.rate_limit}); run stopped early", "ratelimit",
+                                   "RATE_LIMIT_EXHAUSTED")
+        else:
+            reason, stage, code = (f"the registry stopped answering: {self.client.stalls} requests in a row ran past "
+                                   "their deadline; the rest of its run is skipped", "stalled", "STALLED")
         if not self.stopped:
             self.stopped = True
-            record(self.result, RegistryError(
-                f"rate limit exhausted ({self.client.rate_limit}); run stopped early", registry=self.registry,
-                stage="ratelimit", code="RATE_LIMIT_EXHAUSTED"))
+            record(self.result, RegistryError(reason, registry=self.registry, stage=stage, code=code))
         if fetch == self.client.fetch_tags:
-            self._covered(args[0], context["scope"], reason="rate limit exhausted")
+            self._covered(args[0], context["scope"], reason=reason.split(";")[0])
 
     def _scopes(self):
         """Which repos to list, each with the Scope of tags its listing speaks for."""

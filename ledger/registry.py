@@ -27,6 +27,7 @@ MAX_PAGES = 1000
 MAX_TAGS = 100_000  # per repository, unless --max-tags says otherwise
 MAX_REPOSITORIES = 200_000  # from one catalog
 MAX_RETRY_AFTER = 60.0
+STALL_LIMIT = 8  # requests in a row past their deadline before the rest of a registry's run is skipped
 MAX_MESSAGE = 300  # characters of a registry's error message kept
 CATALOG_SCOPE = "registry:catalog:*"
 LOGIN_HINT = "docker login, or --username/--password-stdin"
@@ -166,6 +167,7 @@ class RegistryClient:
         self.requests = Counter()
         self.rate_limit = {}  # Docker Hub's RateLimit-Limit / -Remaining, as last seen
         self.exhausted = False
+        self.stalls = 0  # requests in a row that hit their deadline or timed out, with nothing answered between
         self.login_checked = False  # the ping's challenge was answered: a later 401 is about a scope, not a login
         self._lock = threading.Lock()
         self._next_slot = 0.0
@@ -248,7 +250,22 @@ class RegistryClient:
             delay = self.options.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
             time.sleep(min(wait if wait is not None else delay, MAX_RETRY_AFTER))
 
+    @property
+    def stalled(self):
+        """The registry has stopped answering: so many requests in a row hit their deadline that asking on
+        would hold the run for hours (thousands of children of an index, each hanging)."""
+        return self.stalls >= max(STALL_LIMIT, 2 * self.options.concurrency)
+
+    def _stall(self, kind):
+        with self._lock:
+            self.stalls = self.stalls + 1 if kind in ("deadline", "timeout") else self.stalls
+
+    def _answered(self):
+        with self._lock:
+            self.stalls = 0
+
     def _transport_failure(self, error, stage, attempt, where):
+        self._stall(error.kind)
         after = f" (after {attempt} attempts)" if attempt > 1 else ""
         if error.kind == "unreachable":
             return self._fail(f"cannot connect to {self.base}{after}", stage, code="UNREACHABLE", **where)
@@ -356,13 +373,16 @@ class RegistryClient:
     def _read(self, response, limit, stage, **where):
         """A body of at most `limit` bytes."""
         try:
-            return response.read(limit, "body")
+            body = response.read(limit, "body")
         except TransportError as error:
+            self._stall(error.kind)
             if error.kind in ("too_large", "deadline"):
                 raise self._fail(f"{stage}: {error.message}", stage,
                                  code="TOO_LARGE" if error.kind == "too_large" else "DEADLINE", **where) from None
             raise self._fail(f"{stage}: connection broke while reading ({error.message})", stage,
                              code="BROKEN_ANSWER", **where) from None
+        self._answered()
+        return body
 
     def _object(self, body, stage, where, max_values):
         """A JSON object from a body, or the registry's error for this stage."""
@@ -453,6 +473,7 @@ class RegistryClient:
                 error.message = f"head: tag {tag} is in {repo}'s tag list, but its manifest is unknown (HTTP 404)"
             raise
         response.close()
+        self._answered()
         digest = response.header("Docker-Content-Digest")
         media_type = _media_type(response)
         size = ascii_int(response.header("Content-Length") or "")

@@ -189,10 +189,10 @@ def open_db(path):
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
         with _transaction(conn):
-            stale = _stale_schema(conn)
+            stale = _stale_schema(conn) or _altered(conn)
         if stale:
             with _transaction(conn, "IMMEDIATE"):
-                if _stale_schema(conn):  # another writer may have brought it up to date while this one waited
+                if _stale_schema(conn) or _altered(conn):  # another writer may have brought it up to date meanwhile
                     _apply_schema(conn)
         foreign = _foreign_triggers(conn)
     except sqlite3.Error as error:
@@ -203,6 +203,14 @@ def open_db(path):
         raise StoreError(f"{path}: it has a trigger the ledger did not make ({foreign}): a trigger runs inside every "
                          "append, so nothing is appended through it; `ledger verify` says what else changed")
     return sqlite_utils.Database(conn)
+
+
+def _altered(conn):
+    """A shipped trigger, view or index missing or not as shipped. The fingerprint in ledger_meta says when
+    to re-apply, but it is the file's own word: a view made to lie, with the fingerprint recomputed, would
+    otherwise be read by the next append."""
+    shipped, found = _shipped_schema(), _schema_objects(conn)
+    return any(found.get(key, "") != sql for key, sql in shipped.items() if key[0] != "table")
 
 
 def _foreign_triggers(conn):
@@ -343,7 +351,8 @@ def start_run(db, source, targets):
     try:
         with _transaction(db.conn, "IMMEDIATE"):
             for run_id, old_host, old_pid in db.execute(
-                    "SELECT id, host, pid FROM runs WHERE finished_at IS NULL").fetchall():
+                    "SELECT id, host, pid FROM runs WHERE finished_at IS NULL "
+                    "AND id NOT IN (SELECT run_id FROM run_seals)").fetchall():  # a sealed one was edited back
                 try:
                     fd = os.open(_lock_path(path, run_id), os.O_RDONLY)
                 except FileNotFoundError:
@@ -517,22 +526,37 @@ _State = collections.namedtuple("_State", "key_id event_id kind observed_at dige
 
 
 def _states(db, repos):
-    """The state of every tag key (removed ones too) of every (registry, repo, source) this run touched."""
+    """The state of every tag key (removed ones too) of every (registry, repo, source) this run touched:
+    each key's latest event, checked against its place in the hash chain first, so that nothing edited in
+    the file (a digest's bytes, a view, tag_keys) can be classified against and become a chained event."""
     states = {}
     for registry, repo, source in repos:
-        for tag, *values in db.conn.execute(_KEY_STATES, [registry, repo, source]):
-            states[(registry, repo, tag, source)] = _State(*values)
+        for (tag, key_id, event_id, kind, observed_at, digest, image, media_type, created, author, size, run_id,
+             stored, previous) in db.conn.execute(_KEY_STATES, [registry, repo, source]):
+            digest, image = digest_text(digest), digest_text(image)
+            try:
+                recomputed = event_hash(previous.hex() if previous else GENESIS, _canonical(
+                    event_id, run_id, observed_at, kind, registry, repo, tag, digest, image, media_type, created,
+                    author, size, source))
+            except (AttributeError, TypeError, ValueError):
+                recomputed = None
+            if recomputed is None or (previous is None and event_id != 1) or recomputed != stored.hex():
+                raise StoreError(f"event {event_id} no longer matches its hash: the ledger was edited, so nothing "
+                                 "is appended to it (`ledger verify` names what changed)")
+            states[(registry, repo, tag, source)] = _State(key_id, event_id, kind, observed_at, digest, image,
+                                                           media_type, created, author, size)
     return states
 
 
-# A key's state is its latest event in the chain, never tag_keys' derived copy of it: an edited
-# tag_keys.kind would otherwise make the next run append a false event (verify checks the copy).
+# A key's state is its latest event in the chain, never tag_keys' derived copy of it, read from the
+# tables themselves (not views), with what its hash is checked against.
 _KEY_STATES = """
-SELECT k.tag, k.id, e.id, e.kind, e.observed_at, d.digest, i.digest, m.media_type, e.created, e.author, e.size
+SELECT k.tag, k.id, e.id, e.kind, e.observed_at, d.digest, i.digest, m.media_type, e.created, e.author, e.size,
+       e.run_id, e.hash, (SELECT p.hash FROM event_log p WHERE p.id = e.id - 1)
 FROM tag_keys k
 JOIN event_log e ON e.id = (SELECT max(q.id) FROM event_log q WHERE q.key_id = k.id)
-LEFT JOIN digest_names d ON d.id = e.digest_id
-LEFT JOIN digest_names i ON i.id = e.image_id
+LEFT JOIN digests d ON d.id = e.digest_id
+LEFT JOIN digests i ON i.id = e.image_id
 LEFT JOIN media_types m ON m.id = e.media_type_id
 WHERE k.registry = ? AND k.repo = ? AND k.source = ?
 """

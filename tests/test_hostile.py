@@ -21,6 +21,7 @@ The credential tests check where `Authorization` headers went, from the servers'
 """
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -587,3 +588,24 @@ def test_watch_keeps_running_through_a_crasher_and_stops_on_sigterm(server, db, 
     assert {r["status"] for r in runs} <= {"partial", "failed"}, runs
     assert good_of(server) in current(db)
     assert_verifies(db, env)
+
+
+def test_an_index_of_thousands_of_hanging_children_ends_near_the_deadline(server, db, env):
+    """Each child GET hangs: a registry that stopped answering is given up after a few deadlines in a
+    row, not asked thousands of times (which held a run for half an hour)."""
+    children = [{"mediaType": hostile.OCI_MANIFEST, "size": 100, "platform": {"architecture": "amd64", "os": "linux"},
+                 "digest": "sha256:" + hashlib.sha256(str(n).encode()).hexdigest()} for n in range(2000)]
+    server.put_manifest("bad/app", "1", json.dumps({"schemaVersion": 2, "mediaType": hostile.OCI_INDEX,
+                                                    "manifests": children}).encode(), hostile.OCI_INDEX)
+    wanted = {child["digest"] for child in children}
+
+    def hang(handler):
+        if handler.ref in wanted:
+            handler.sleep(30)
+            return None
+        return hostile.NORMAL
+    server.misbehave[("GET", "manifest", "bad/app")] = hang
+    outcome = collect(db, targets_of(server, "/bad/app", "/good/app"), env=env, extra=["--deadline", "2"])
+    assert outcome.killed is None and outcome.elapsed < 45, outcome.tail()
+    assert "the registry stopped answering" in outcome.err and outcome.returncode == 3
+    assert good_of(server) in current(db)

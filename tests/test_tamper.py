@@ -164,3 +164,43 @@ def test_a_writer_refuses_to_append_through_a_trigger_it_did_not_make(registry, 
     result = ledger("collect", f"{registry.host}/{ns}/app", expect=1)
     assert "it has a trigger the ledger did not make (sneaky)" in result.output
     assert ledger.rows("SELECT count(*) AS n FROM runs")[0]["n"] == 1
+
+
+def test_an_edited_digest_is_not_classified_against(registry, pusher, ledger, ns):
+    """With a digest's stored bytes changed, the latest event no longer matches its hash: the next run
+    refuses to append (it would record a false 'moved') and says so in one line."""
+    pusher.image(f"{ns}/app", "1", seed=ns)
+    ledger.collect(f"{registry.host}/{ns}/app")
+    tamper(ledger.path, "UPDATE digests SET digest = 42 WHERE id = 1")
+    result = ledger("collect", f"{registry.host}/{ns}/app", expect=1)
+    assert "no longer matches its hash" in result.output and "Traceback" not in result.output
+    assert [e["kind"] for e in ledger.rows("SELECT kind FROM event_log")] == ["added"]
+
+
+def test_a_view_made_to_lie_is_put_back_before_an_append(registry, pusher, ledger, ns):
+    from ledger import store
+
+    pusher.image(f"{ns}/app", "1", seed=ns)
+    ledger.collect(f"{registry.host}/{ns}/app")
+    conn = sqlite3.connect(ledger.path)
+    conn.execute("DROP VIEW digest_names")
+    conn.execute("CREATE VIEW digest_names AS SELECT id, 'sha256:' || hex(randomblob(32)) AS digest, "
+                 "first_event_id FROM digests")
+    conn.execute("UPDATE ledger_meta SET value = ? WHERE name = 'schema'", [store._fingerprint(conn)])
+    conn.commit()
+    conn.close()
+    ledger.collect(f"{registry.host}/{ns}/app")
+    assert [e["kind"] for e in ledger.events()] == ["added"]
+    ledger("verify")
+
+
+def test_a_sealed_run_set_back_to_running_is_one_line_not_a_traceback(registry, pusher, ledger, ns):
+    pusher.image(f"{ns}/app", "1", seed=ns)
+    ledger.collect(f"{registry.host}/{ns}/app")
+    tamper(ledger.path, "UPDATE runs SET status = 'running', finished_at = NULL WHERE id = 1")
+    from ledger.cli import cli
+
+    result = ledger.runner.invoke(cli, ["collect", "-q", f"{registry.host}/{ns}/app", "--db", ledger.path],
+                                  catch_exceptions=False)  # a traceback would raise here
+    assert result.exit_code in (0, 1), result.output
+    assert "runs id=1" in ledger("verify", expect=1).output
