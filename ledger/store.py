@@ -209,15 +209,12 @@ def _altered(conn):
     """A shipped trigger, view or index missing or not as shipped. The fingerprint in ledger_meta says when
     to re-apply, but it is the file's own word: a view made to lie, with the fingerprint recomputed, would
     otherwise be read by the next append."""
-    shipped, found = _shipped_schema(), _schema_objects(conn)
-    return any(found.get(key, "") != sql for key, sql in shipped.items() if key[0] != "table")
+    return any(what != "unknown" and kind != "table" for what, kind, _ in _schema_drift(conn))
 
 
 def _foreign_triggers(conn):
     """The first trigger in the file that the shipped schema does not make, or None."""
-    shipped = {name for kind, name in _shipped_schema() if kind == "trigger"}
-    found = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name")]
-    return next((name for name in found if name not in shipped), None)
+    return next((name for what, kind, name in _schema_drift(conn) if what == "unknown" and kind == "trigger"), None)
 
 
 def open_readonly(path):
@@ -1020,15 +1017,21 @@ def _schema_objects(conn):
         "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")}
 
 
+def _schema_drift(conn):
+    """How the file's schema objects differ from the shipped ones, sorted: ('unknown' | 'differs' |
+    'missing', type, name). One comparison for the writer (re-apply, refuse a foreign trigger) and verify."""
+    shipped, found = _shipped_schema(), _schema_objects(conn)
+    drift = [("unknown" if key not in shipped else "differs", *key) for key, sql in found.items()
+             if key not in shipped or shipped[key] != sql]
+    return sorted(drift + [("missing", *key) for key in shipped.keys() - found.keys()],
+                  key=lambda item: ({"unknown": 0, "differs": 0, "missing": 1}[item[0]], item[1], item[2]))
+
+
 def _check_schema(db):
     """Unknown, missing or altered triggers, views, indexes and tables: someone's own trigger can rewrite
     what the next run appends, a view can lie to a reader."""
-    shipped, found = _shipped_schema(), _schema_objects(db.conn)
-    for (kind, name), sql in sorted(found.items()):
-        if (kind, name) not in shipped:
-            return f"schema: unknown {kind} {name!r} (not part of the ledger; added by hand?)"
-        if shipped[(kind, name)] != sql:
-            return f"schema: {kind} {name!r} differs from the shipped one (edited by hand?)"
-    for kind, name in sorted(set(shipped) - set(found)):
-        return f"schema: {kind} {name!r} is missing (dropped by hand?)"
+    for what, kind, name in _schema_drift(db.conn):
+        return {"unknown": f"schema: unknown {kind} {name!r} (not part of the ledger; added by hand?)",
+                "differs": f"schema: {kind} {name!r} differs from the shipped one (edited by hand?)",
+                "missing": f"schema: {kind} {name!r} is missing (dropped by hand?)"}[what]
     return None
