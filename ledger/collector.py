@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from .manifests import LEGACY_TYPES, ManifestError, facts_of, needs_config, parse_manifest
 from .hub import fetch_hub_repositories
 from .references import DOCKER_HUB, storable_repo, storable_tag
-from .registry import ListingTruncated, RegistryClient, RegistryError, RegistryOptions
+from .registry import ListingTruncated, RegistryClient, RegistryError, RegistryOptions, located
 from .semantics import Scope
 from .times import now
 
@@ -116,8 +116,7 @@ class Problem:
     code: str | None = None
 
     def __str__(self):
-        where = self.registry + (f"/{self.repo}" if self.repo else "") + (f":{self.tag}" if self.tag else "")
-        return f"{where}: {self.message}"
+        return located(self)
 
     @property
     def warning(self):

@@ -69,8 +69,13 @@ class RegistryError(Exception):
         self.code = code
 
     def __str__(self):
-        where = self.registry + (f"/{self.repo}" if self.repo else "") + (f":{self.tag}" if self.tag else "")
-        return f"{where}: {self.message}"
+        return located(self)
+
+
+def located(problem):
+    """A failure as one line: registry/repo:tag, then what went wrong."""
+    where = problem.registry + (f"/{problem.repo}" if problem.repo else "") + (f":{problem.tag}" if problem.tag else "")
+    return f"{where}: {problem.message}"
 
 
 class ListingTruncated(RegistryError):
