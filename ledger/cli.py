@@ -19,6 +19,7 @@ from . import __version__, checkpoint, pinning, reads, store
 from .collector import collect
 from .daemon import DaemonClient, collect_daemon
 from .references import ReferenceError, parse_target
+from .referrers import MODES as REFERRER_MODES
 from .registry import MAX_TAGS, RegistryOptions
 from .transport import DEFAULT_DEADLINE
 from .settings import (CONCURRENCY_RANGE, DEADLINE_RANGE, MAX_TAGS_RANGE, MIN_RPS, RETRIES_RANGE, SettingsError,
@@ -97,6 +98,10 @@ def collect_options(command):
                                        "removes nothing."),
         click.option("--include-tags", metavar="REGEX", help="Only tags this regex matches (searched; anchor with ^ $)."),
         click.option("--exclude-tags", metavar="REGEX", help="Skip tags this regex matches."),
+        click.option("--referrers", type=click.Choice(REFERRER_MODES), default="auto", show_default=True,
+                     help="Ask the OCI referrers API for each digest's signatures, attestations and SBOMs: "
+                          "auto (where the registry serves it), always (an error where it does not), never "
+                          "(the referrers tag schema and cosign's tags alone, which cost no request)."),
         click.option("--plain-http", is_flag=True,
                      help="Use plain HTTP for every registry (localhost and 127.0.0.0/8 always may)."),
         click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), metavar="PEM",
@@ -177,7 +182,7 @@ class _BadUsage(click.ClickException):
 
 
 def _prepare(targets, db_path, config_path, concurrency, rps, retries, deadline, max_tags, include_tags,
-             exclude_tags, plain_http, ca_file, insecure, username, password_stdin, docker_config, daemon,
+             exclude_tags, referrers, plain_http, ca_file, insecure, username, password_stdin, docker_config, daemon,
              docker_host, checkpoint_dir, checkpoint_key, quiet):
     """Targets and per-registry options from the flags and the config file."""
     anchor = _anchor(checkpoint_dir, checkpoint_key)
@@ -203,7 +208,7 @@ def _prepare(targets, db_path, config_path, concurrency, rps, retries, deadline,
             options[registry] = RegistryOptions(
                 plain_http=plain_http, ca_file=ca_file, insecure=insecure, concurrency=concurrency, rps=rps,
                 retries=retries, deadline=deadline, max_tags=max_tags, include_tags=include_tags,
-                exclude_tags=exclude_tags,
+                exclude_tags=exclude_tags, referrers=referrers,
                 credentials=credentials_for(registry, username=username, password=password,
                                             docker_config=docker_config))
         if config_path:
@@ -276,7 +281,8 @@ def _run_on(db_path, parsed, described, options, daemon, anchor, quiet):
         started = time.monotonic()
         progress = _Progress(not quiet and sys.stderr.isatty() and bool(parsed))
         try:
-            result = collect(parsed, known, ledger_repos, options=options, progress=progress) if parsed else None
+            result = collect(parsed, known, ledger_repos, options=options, progress=progress,
+                             children_of=lambda digest: store.children_of(db, digest)) if parsed else None
             if daemon:
                 images = {row[0] for row in db.execute("SELECT id FROM images")}
                 local = collect_daemon(daemon, images, _live_repos(db, daemon.source))

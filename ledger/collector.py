@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from .manifests import LEGACY_TYPES, ManifestError, facts_of, needs_config, parse_manifest
 from .hub import fetch_hub_repositories
 from .references import DOCKER_HUB, storable_repo, storable_tag
-from .registry import ListingTruncated, RegistryClient, RegistryError, RegistryOptions, located
+from .referrers import REFERRER, UNSERVED, ReferrerScope, cosign_tags, fallback_tag, schema_tag
+from .problems import WARNING, Problem
+from .registry import ListingTruncated, RegistryClient, RegistryError, RegistryOptions
 from .semantics import Scope
 from .times import now
 
 
 _NAMED_WARNINGS = 20  # per listing; the rest are counted in one more row
-WARNING = "NAME_WARNING"  # an errors row that says what a run left out, not that anything failed
 
 
 @dataclass
@@ -32,11 +33,12 @@ class CollectResult:
     requests: Counter = field(default_factory=Counter)
     rate_limits: dict = field(default_factory=dict)
     images: list = field(default_factory=list)  # facts a Docker daemon gave about image IDs
+    referrer_listings: list = field(default_factory=list)  # like coverage, for referrers; proves removals only
     status: str = "ok"
 
     def merge(self, other):
         """One run over several sources: ok only if each is, failed only if each failed."""
-        for name in ("observations", "manifests", "coverage", "errors", "images"):
+        for name in ("observations", "manifests", "coverage", "errors", "images", "referrer_listings"):
             getattr(self, name).extend(getattr(other, name))
         self.requests.update(other.requests)
         self.rate_limits.update(other.rate_limits)
@@ -45,12 +47,14 @@ class CollectResult:
         return self
 
 
-def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progress=None):
+def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progress=None, children_of=None):
     """Collect every target into a CollectResult for the store to classify and append.
 
     `options` maps a registry to its RegistryOptions. `ledger_repos` maps a
     registry to the repos the ledger holds live tags for, so that a repo gone
-    from the catalog is listed (and its removal proven).
+    from the catalog is listed (and its removal proven). `children_of(digest)`
+    gives a known index's children (None for anything else): their referrers
+    are followed too.
     """
     result = CollectResult()
     by_registry = defaultdict(list)
@@ -64,7 +68,7 @@ def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progr
             client.fetch_ping()
             reached += 1
             work = _Work(registry, group, client, set(known_digests), (ledger_repos or {}).get(registry, set()),
-                         result, progress)
+                         result, progress, children_of or (lambda _digest: None))
             with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="ledger") as pool:
                 work.run(pool)
         except RegistryError as error:
@@ -100,31 +104,6 @@ def unexpected(error, **where):
                          code="INTERNAL", **where)
 
 
-@dataclass(slots=True)
-class Problem:
-    """A failure as data: what the errors table keeps of it. Small on purpose: the exception it comes
-    from holds every frame of the failed request, and a registry may fail 100,000 tags in one run."""
-
-    at: str
-    registry: str
-    stage: str
-    message: str
-    repo: str | None = None
-    tag: str | None = None
-    digest: str | None = None
-    status: int | None = None
-    code: str | None = None
-
-    def __str__(self):
-        return located(self)
-
-    @property
-    def warning(self):
-        """A name the ledger could not store: said, but the run's status ignores it (a registry that serves
-        one would otherwise make every run partial forever)."""
-        return self.code == WARNING
-
-
 def record(result, error):
     """A failure becomes data: stamped with the time and kept with the run's results."""
     result.errors.append(Problem(at=now(), registry=error.registry, stage=error.stage, message=error.message,
@@ -132,10 +111,20 @@ def record(result, error):
                                  code=error.code))
 
 
+@dataclass
+class _Discovery:
+    """What one run learned of the referrers of one digest it follows, in one repository."""
+
+    found: set = field(default_factory=set)  # referrer digests listed, by the API or a fallback index
+    waiting: int = 0  # fallback indexes not yet read
+    api: bool = False  # the referrers API listed them completely
+    broken: bool = False  # a listing failed: nothing can be removed
+
+
 class _Work:
     """The jobs of one registry in one run."""
 
-    def __init__(self, registry, targets, client, known, ledger_repos, result, progress):
+    def __init__(self, registry, targets, client, known, ledger_repos, result, progress, children_of):
         self.registry = registry
         self.targets = targets
         self.client = client
@@ -151,8 +140,20 @@ class _Work:
         self.index_needs = {}  # index digest -> child digests not yet recorded
         self.index_facts = {}
         self.stopped = False
+        self.children_of = children_of
+        self.children = {}  # index digest -> the children whose referrers are followed with it
+        self.schema = {}  # repo -> its tags that are referrer tags (cosign's, the tag schema's)
+        self.listed = {}  # repo -> whether its tag listing was complete
+        self.discoveries = {}  # (repo, digest) -> _Discovery, for every digest whose referrers are followed
+        self.trackers = defaultdict(set)  # digest -> repos following it
+        self.lists = defaultdict(list)  # fallback index digest not yet recorded -> (repo, subject) it lists
+        self.referred = set()  # (repo, referrer digest, subject) observed
+        self.api = None if client.options.referrers != "never" else False  # whether the registry serves it
+        self.probing = False  # the first referrers request is out: the rest wait for its answer
+        self.held = []
         self.handlers = {self.client.fetch_tags: self._on_tags, self.client.fetch_head: self._on_head,
-                         self.client.fetch_manifest: self._on_manifest, self.client.fetch_blob: self._on_config}
+                         self.client.fetch_manifest: self._on_manifest, self.client.fetch_blob: self._on_config,
+                         self.client.fetch_referrers: self._on_referrers}
 
     def run(self, pool):
         self.backlog.extend((self.client.fetch_tags, (repo,), {"scope": scope})
@@ -175,10 +176,11 @@ class _Work:
             for future in self.futures:
                 future.cancel()  # an interrupted run stops asking at once
             raise
+        self._referrer_coverage()
 
     def _unexpected(self, fetch, args, error):
         stage = {self.client.fetch_tags: "tags", self.client.fetch_head: "head", self.client.fetch_manifest: "manifest",
-                 self.client.fetch_blob: "config"}[fetch]
+                 self.client.fetch_blob: "config", self.client.fetch_referrers: "referrers"}[fetch]
         return unexpected(error, registry=self.registry, stage=stage, repo=args[0],
                           tag=args[1] if fetch == self.client.fetch_head else None)
 
@@ -290,13 +292,16 @@ class _Work:
         self._warn_names("tags", "tag list has a tag name that cannot be stored safely, not recorded:", unsafe,
                          repo=repo)
         self._covered(repo, scope, listed, reason=incomplete)
+        self.schema[repo] = {tag for tag in listed if schema_tag(tag)}  # followed with their subjects
+        self.listed[repo] = incomplete is None
         if incomplete is None and scope.tags is not None:
             for tag in sorted(scope.tags - set(listed)):
                 if scope.covers(tag):
                     record(self.result, RegistryError(f"tag {tag} is not in {repo}'s tag list",
                                                       registry=self.registry, stage="tags", repo=repo, tag=tag,
                                                       code="TAG_UNKNOWN"))
-        wanted = [tag for tag in listed if scope.covers(tag)]
+        wanted = [tag for tag in listed if scope.covers(tag) and (tag not in self.schema[repo] or (
+            scope.tags is not None and tag in scope.tags))]
         self.progress(tags=len(wanted))
         return [(self.client.fetch_head, (repo, tag), {}) for tag in wanted]
 
@@ -311,7 +316,127 @@ class _Work:
             # digest and media type are all there is, and the event has them. Nothing is stored as known
             # from a HEAD's word alone (another registry could claim any digest that way).
             return []
+        follow = self._fetch_if_new(repo, digest)
+        if context.get("lists"):  # a fallback index: the referrers of its subject
+            self.lists[digest].append((repo, context["lists"]))
+            return follow + self._lists_ready(digest)
+        return follow if schema_tag(tag) else follow + self._follow(repo, digest)
+
+    def _follow(self, repo, digest):
+        """Follow a digest's referrers (and its children's, for an index): its cosign tags and fallback
+        index from the tag list already read, and the referrers API unless the registry lacks it."""
+        if (repo, digest) in self.discoveries:
+            return []
+        discovery = self.discoveries[(repo, digest)] = _Discovery()
+        self.trackers[digest].add(repo)
+        names = self.schema.get(repo, set())
+        follow = [(self.client.fetch_head, (repo, name), {}) for name in cosign_tags(digest) if name in names]
+        if fallback_tag(digest) in names:
+            discovery.waiting += 1
+            follow.append((self.client.fetch_head, (repo, fallback_tag(digest)), {"lists": digest}))
+        self.progress(tags=len(follow))
+        follow += self._ask(repo, digest)
+        for child in self._children(digest) or ():
+            follow += self._follow(repo, child)
+        return follow
+
+    def _children(self, digest):
+        if digest not in self.children and digest in self.known:
+            self.children[digest] = self.children_of(digest)
+        return self.children.get(digest)
+
+    def _ask(self, repo, digest):
+        """One referrers request per digest; until the registry has answered one, the rest wait."""
+        if self.api is False:
+            return []
+        job = (self.client.fetch_referrers, (repo, digest), {})
+        if self.api is None:
+            if self.probing:
+                self.held.append(job)
+                return []
+            self.probing = True
+        return [job]
+
+    def _on_referrers(self, args, context, answer):
+        repo, digest = args
+        descriptors, complete = answer
+        follow = []
+        if self.api is None:
+            self.api, self.probing = True, False
+            follow, self.held = self.held, []
+        discovery = self.discoveries[(repo, digest)]
+        discovery.api = complete
+        for descriptor in descriptors:
+            discovery.found.add(descriptor.digest)
+            follow += self._referrer(repo, digest, descriptor.digest, descriptor.media_type)
+        return follow
+
+    def _referrers_failed(self, args, error):
+        repo, digest = args
+        if error.status in UNSERVED and self.api is None:
+            self.api, self.probing = False, False
+            self.held.clear()
+            if self.client.options.referrers == "always":
+                record(self.result, RegistryError(
+                    f"referrers: this registry does not serve the OCI referrers API (HTTP {error.status}); "
+                    "--referrers auto reads the referrers tag schema alone", registry=self.registry,
+                    stage="referrers", status=error.status, code="REFERRERS_UNSUPPORTED"))
+            return []
+        record(self.result, error)
+        self.discoveries[(repo, digest)].broken = True
+        if self.api is None and self.held:  # the first answer failed otherwise: the next digest asks
+            return [self.held.pop(0)]
+        self.probing = False
+        return []
+
+    def _lists_ready(self, index):
+        """A fallback index read: its entries are the referrers of the subjects whose tag names it."""
+        children = self._children(index)
+        if children is None:
+            return []  # not read yet (or it failed: then its subjects' listings stay incomplete)
+        follow = []
+        for repo, subject in self.lists.pop(index, ()):
+            discovery = self.discoveries[(repo, subject)]
+            discovery.waiting -= 1
+            for child in children:
+                discovery.found.add(child)
+                follow += self._referrer(repo, subject, child, None)
+        return follow
+
+    def _referrer(self, repo, subject, digest, media_type):
+        """A referrer listed for `subject`: observed as a key of its own; the store keeps it only if its
+        manifest names that subject."""
+        if (repo, digest, subject) in self.referred:
+            return []
+        self.referred.add((repo, digest, subject))  # listed for two subjects: the bytes tell which is a lie
+        self.result.observations.append({"registry": self.registry, "repo": repo, "tag": digest, "digest": digest,
+                                         "media_type": media_type, "observed_at": now(), "source": REFERRER,
+                                         "subject": subject})
         return self._fetch_if_new(repo, digest)
+
+    def _referrer_coverage(self):
+        """One listing per repository of the referrers this run read completely: only those can be
+        removed."""
+        by_repo = defaultdict(lambda: (set(), set()))
+        for (repo, digest), discovery in self.discoveries.items():
+            subjects, found = by_repo[repo]
+            found |= discovery.found
+            if self._complete(repo, discovery):
+                subjects.add(digest)
+        for repo, (subjects, found) in sorted(by_repo.items()):
+            self.result.referrer_listings.append({
+                "registry": self.registry, "repo": repo, "source": REFERRER, "scope": ReferrerScope(frozenset(subjects)),
+                "complete": bool(subjects), "tags": sorted(found), "listed_at": now(),
+                "reason": None if subjects else "no digest's referrers were listed completely"})
+
+    def _complete(self, repo, discovery):
+        if discovery.broken or discovery.waiting:
+            return False
+        if self.api:
+            return discovery.api
+        if self.api is None or self.client.options.referrers == "always":
+            return False  # the API never answered, or it is required and not served
+        return self.listed.get(repo, False)  # the tag schema: complete with the tag listing
 
     def _fetch_if_new(self, repo, digest):
         if digest in self.known or digest in self.started:
@@ -354,7 +479,12 @@ class _Work:
     def _recorded(self, facts):
         self.result.manifests.append(facts)
         self.known.add(facts["digest"])
-        follow = []
+        digest = facts["digest"]
+        self.children[digest] = [row["digest"] for row in facts.get("platforms") or () if not row["attestation"]]
+        follow = self._lists_ready(digest)
+        for repo in sorted(self.trackers.get(digest, ())):
+            for child in self.children[digest]:
+                follow += self._follow(repo, child)
         for index, needs in list(self.index_needs.items()):
             if facts["digest"] in needs:
                 needs.discard(facts["digest"])
@@ -374,6 +504,8 @@ class _Work:
             return []
         if fetch == self.client.fetch_tags and error.status == 404 and error.code == "NAME_UNKNOWN":
             return self._on_tags(args, context, [])  # the repository is gone: a complete, empty listing
+        if fetch == self.client.fetch_referrers:
+            return self._referrers_failed(args, error)
         record(self.result, error)
         if isinstance(error, ListingTruncated):
             return self._on_tags(args, context, error.items, incomplete=error.message)

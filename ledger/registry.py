@@ -16,7 +16,9 @@ from . import __version__
 from .auth import Authenticator, AuthError, Credentials, parse_challenges
 from .manifests import (ACCEPT, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, ManifestError, compute_digest, parse_manifest,
                         valid_digest, verify_digest)
+from .problems import located
 from .references import api_base
+from .referrers import Descriptor
 from .transport import DEFAULT_DEADLINE, Transport, TransportError
 from .wire import WireError, ascii_int, loads
 
@@ -26,6 +28,7 @@ MAX_ERROR_BYTES = 64 * 1024  # an error body is read for its code and message on
 MAX_PAGES = 1000
 MAX_TAGS = 100_000  # per repository, unless --max-tags says otherwise
 MAX_REPOSITORIES = 200_000  # from one catalog
+MAX_REFERRERS = 10_000  # of one digest
 MAX_RETRY_AFTER = 60.0
 STALL_LIMIT = 8  # requests in a row past their deadline before the rest of a registry's run is skipped
 MAX_MESSAGE = 300  # characters of a registry's error message kept
@@ -52,6 +55,7 @@ class RegistryOptions:
     max_tags: int = MAX_TAGS
     include_tags: str | None = None
     exclude_tags: str | None = None
+    referrers: str = "auto"  # auto | always | never: when to ask the OCI referrers API
 
 
 class RegistryError(Exception):
@@ -70,12 +74,6 @@ class RegistryError(Exception):
 
     def __str__(self):
         return located(self)
-
-
-def located(problem):
-    """A failure as one line: registry/repo:tag, then what went wrong."""
-    where = problem.registry + (f"/{problem.repo}" if problem.repo else "") + (f":{problem.tag}" if problem.tag else "")
-    return f"{where}: {problem.message}"
 
 
 class ListingTruncated(RegistryError):
@@ -151,6 +149,14 @@ def _said(challenge, code, message, status):
     error, description = challenge.get("error"), challenge.get("error_description")
     reason, detail = (error, description) if error else (code, message) if code else (f"HTTP {status}", None)
     return (reason + (f": {detail}" if detail else ""))[:MAX_MESSAGE]
+
+
+def _descriptor(value):
+    """A referrers list entry as a Descriptor, or None when it names no valid digest."""
+    if not isinstance(value, dict) or not valid_digest(value.get("digest")):
+        return None
+    media_type = value.get("mediaType")
+    return Descriptor(value["digest"], media_type[:200] if isinstance(media_type, str) and media_type else None)
 
 
 def _media_type(response):
@@ -400,9 +406,10 @@ class RegistryClient:
             raise self._fail(f"{stage}: response is not a JSON object", stage, code="INVALID_ANSWER", **where)
         return document
 
-    def _pages(self, url, key, stage, scopes, most, **where):
+    def _pages(self, url, key, stage, scopes, most, *, item=None, on_page=None, **where):
         """Follow `Link: <...>; rel="next"` pages on the first page's origin, up to `most` names, MAX_PAGES
-        pages and MAX_LISTING_BYTES; past a cap, ListingTruncated with what was read."""
+        pages and MAX_LISTING_BYTES; past a cap, ListingTruncated with what was read. Items are names, or
+        what `item` makes of each (None: not one); `on_page` sees each page's answer."""
         origin = urlsplit(url)[:2]
         seen, items, total = set(), [], 0
         while url:
@@ -416,13 +423,21 @@ class RegistryClient:
                                        items[:most], registry=self.registry, stage=stage, **where)
             seen.add(url)
             response = self._request("GET", url, stage, scopes=scopes, **where)
+            if on_page:
+                on_page(response)
             nxt = next_link(response.header("Link"))
             body = self._read(response, MAX_PAGE_BYTES, stage, **where)
             total += len(body)
-            values = self._object(body, stage, where, max_values=2 * most + 1000).get(key)
+            values_at_most = (2 if item is None else 50) * most + 1000  # a descriptor holds a few values
+            values = self._object(body, stage, where, max_values=values_at_most).get(key)
             if values is None:
                 values = []  # "tags": null means none
-            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            if item is not None and isinstance(values, list):
+                values = [item(value) for value in values]
+                if None in values:
+                    raise self._fail(f"{stage}: '{key}' has an entry without a valid digest", stage,
+                                     code="INVALID_ANSWER", **where)
+            elif not isinstance(values, list) or not all(isinstance(v, str) for v in values):
                 raise self._fail(f"{stage}: '{key}' is not a list of names", stage, code="INVALID_ANSWER", **where)
             items.extend(values)
             url = urljoin(url, nxt) if nxt else None
@@ -515,6 +530,18 @@ class RegistryClient:
         except ManifestError as error:
             raise self._fail(f"manifest: {error}", "manifest", code="DIGEST_MISMATCH", **where) from None
         return body, media_type, expected
+
+    def fetch_referrers(self, repo, digest):
+        """The referrers of a digest from the OCI 1.1 API, every page: (descriptors, complete). A list the
+        registry says it filtered (`OCI-Filters-Applied`, though we ask for no filter) is not complete. A
+        registry without the API answers 404 (or 400, 405, 501: `referrers.UNSERVED`)."""
+        filtered = []
+        descriptors = self._pages(
+            f"{self.base}/v2/{_path(repo)}/referrers/{digest}", "manifests", "referrers",
+            (f"repository:{repo}:pull",), MAX_REFERRERS, item=_descriptor,
+            on_page=lambda response: filtered.append(response.header("OCI-Filters-Applied")), repo=repo,
+            digest=digest)
+        return list(dict.fromkeys(descriptors)), not any(filtered)
 
     def fetch_blob(self, repo, digest, limit=MAX_CONFIG_BYTES):
         """GET a blob (an image config) and verify it against its digest."""

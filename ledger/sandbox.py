@@ -12,6 +12,7 @@ import io
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
 import struct
@@ -20,6 +21,7 @@ import tarfile
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -206,6 +208,9 @@ class Pusher:
 
 RESET = "reset"
 TRUNCATE = "truncate"
+REFERRERS_PATH = re.compile(r"/v2/(.+)/referrers/([^/]+)")
+MANIFEST_PATH = re.compile(r"/v2/(.+)/manifests/([^/]+)")
+VALID_DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
 
 
 def request_kind(method, path):
@@ -217,6 +222,8 @@ def request_kind(method, path):
         return "catalog"
     if path.endswith("/tags/list"):
         return "tags"
+    if REFERRERS_PATH.fullmatch(path):
+        return "referrers"
     if "/manifests/" in path:
         return "head" if method == "HEAD" else "manifest"
     if "/blobs/" in path:
@@ -350,3 +357,102 @@ class Proxy:
             handler.connection.shutdown(socket.SHUT_RDWR)
         elif method != "HEAD":
             handler.wfile.write(payload)
+
+
+class ReferrersProxy(Proxy):
+    """A Proxy that makes the distribution 2.8 registry behind it look like an OCI 1.1 registry.
+
+    distribution 2.8 stores manifests with a `subject` but has no referrers API. This proxy learns
+    the referrers from the manifest PUTs and DELETEs that the registry accepts through it (so it
+    knows nothing pushed around it), answers such PUTs with `OCI-Subject`, and serves
+    `GET`/`HEAD /v2/<name>/referrers/<digest>` itself. `page_size` splits long lists into pages
+    chained by `Link` (`last` = entries on the pages before). `serve_referrers = False` makes it a
+    registry without the API again: referrers requests go to the registry, which answers 404,
+    and no `OCI-Subject` is sent; it goes on learning meanwhile.
+    """
+
+    def __init__(self, upstream, latency=0.0, page_size=None, serve_referrers=True):
+        super().__init__(upstream, latency)
+        self.page_size = page_size
+        self.serve_referrers = serve_referrers
+        self._referrers = {}  # (repo, subject digest) -> [descriptor, ...] in push order
+
+    def _forward(self, handler, method, path, body, headers):
+        """Answer the referrers API here, after Proxy._handle has counted the request and before
+        alter_response; learn from the manifest writes that the registry accepts."""
+        route, _, query = path.partition("?")
+        referrers = REFERRERS_PATH.fullmatch(route)
+        if referrers and method in ("GET", "HEAD") and self.serve_referrers:
+            return self._list(method, *referrers.groups(), urllib.parse.parse_qs(query))
+        status, out_headers, payload = super()._forward(handler, method, path, body, headers)
+        manifest = MANIFEST_PATH.fullmatch(route)
+        if manifest and method == "PUT" and status == 201:
+            subject = self._learn(manifest.group(1), body, headers)
+            if subject and self.serve_referrers:
+                out_headers.append(("OCI-Subject", subject))
+        elif manifest and method == "DELETE" and status == 202:
+            self._forget(*manifest.groups())
+        return status, out_headers, payload
+
+    def _learn(self, repo, body, headers):
+        """Remember a pushed manifest with a `subject` as the descriptor that the referrers API lists
+        (distribution-spec "Listing Referrers"); returns the subject digest, or None."""
+        try:
+            manifest = json.loads(body)
+        except (TypeError, ValueError):
+            return None
+        subject = manifest.get("subject") if isinstance(manifest, dict) else None
+        if not isinstance(subject, dict) or not isinstance(subject.get("digest"), str):
+            return None
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+        descriptor = {"mediaType": manifest.get("mediaType") or content_type, "digest": _digest(body),
+                      "size": len(body)}
+        # An index has no config: its descriptor then carries no artifactType.
+        artifact_type = manifest.get("artifactType") or (manifest.get("config") or {}).get("mediaType")
+        if artifact_type:
+            descriptor["artifactType"] = artifact_type
+        if manifest.get("annotations"):
+            descriptor["annotations"] = manifest["annotations"]
+        with self._lock:
+            listed = self._referrers.setdefault((repo, subject["digest"]), [])
+            if all(known["digest"] != descriptor["digest"] for known in listed):
+                listed.append(descriptor)
+        return subject["digest"]
+
+    def _forget(self, repo, digest):
+        with self._lock:
+            for (name, _), listed in self._referrers.items():
+                if name == repo:
+                    listed[:] = [known for known in listed if known["digest"] != digest]
+
+    def _list(self, method, repo, digest, params):
+        """One page of the referrers index: unknown repos and subjects have an empty one."""
+        if not VALID_DIGEST.fullmatch(digest):
+            return _json_answer(method, 400, {"errors": [{
+                "code": "DIGEST_INVALID", "message": "provided digest did not match uploaded content",
+                "detail": {"digest": digest}}]})
+        last = params.get("last", ["0"])[0]
+        if not re.fullmatch(r"[0-9]{1,9}", last):
+            return _json_answer(method, 400, {"errors": [{
+                "code": "PAGINATION_NUMBER_INVALID", "message": "invalid number of results requested",
+                "detail": {"last": last}}]})
+        wanted = params.get("artifactType", [None])[0]
+        with self._lock:
+            listed = list(self._referrers.get((repo, digest), ()))
+        headers = [("Content-Type", OCI_INDEX)]
+        if wanted:
+            listed = [known for known in listed if known.get("artifactType") == wanted]
+            headers.append(("OCI-Filters-Applied", "artifactType"))
+        start = int(last)
+        end = start + self.page_size if self.page_size else len(listed)
+        if end < len(listed):
+            following = urllib.parse.urlencode({"last": end, **({"artifactType": wanted} if wanted else {})})
+            headers.append(("Link", f'</v2/{repo}/referrers/{digest}?{following}>; rel="next"'))
+        return _json_answer(method, 200, {"schemaVersion": 2, "mediaType": OCI_INDEX,
+                                          "manifests": listed[start:end]}, headers)
+
+
+def _json_answer(method, status, document, headers=(("Content-Type", "application/json; charset=utf-8"),)):
+    """(status, headers, body) as Proxy._forward returns them; HEAD gets the length but no body."""
+    body = json.dumps(document).encode()
+    return status, [*headers, ("Content-Length", str(len(body)))], b"" if method == "HEAD" else body

@@ -9,6 +9,8 @@ from dataclasses import dataclass, fields
 
 import re2
 
+from .referrers import schema_tag
+
 ADDED, MOVED, UPDATED, REMOVED = "added", "moved", "updated", "removed"
 
 
@@ -120,6 +122,10 @@ class Scope:
     exclude: str | None = None
 
     def covers(self, tag):
+        """Whether the listing speaks for `tag`. Referrer tags (cosign's, the tag schema's) go with the
+        digests they refer to, whatever narrows the image tags, so a listing always speaks for them."""
+        if schema_tag(tag):
+            return True
         if self.tags is not None and tag not in self.tags:
             return False
         if self.include and not tag_filter(self.include).search(tag):

@@ -14,14 +14,15 @@ import re2
 from .auth import Credentials
 from .credentials import CredentialsError, from_docker_config
 from .references import ReferenceError, canonical_registry, parse_target
+from .referrers import MODES as REFERRER_MODES
 from .registry import RegistryOptions
 from .semantics import tag_filter
 
 _KEYS = {"targets", "credentials", "username_env", "password_env", "docker_config", "ca_file", "insecure",
-         "plain_http", "concurrency", "rps", "retries", "deadline", "max_tags", "include_tags", "exclude_tags"}
+         "plain_http", "concurrency", "rps", "retries", "deadline", "max_tags", "include_tags", "exclude_tags", "referrers"}
 _DEFAULT_KEYS = _KEYS - {"targets", "username_env", "password_env"}
 _OPTION_KEYS = ("ca_file", "insecure", "plain_http", "concurrency", "rps", "retries", "deadline", "max_tags",
-                "include_tags", "exclude_tags")
+                "include_tags", "exclude_tags", "referrers")
 _TYPES = {"insecure": bool, "plain_http": bool, "concurrency": int, "retries": int, "rps": (int, float),
           "deadline": (int, float), "max_tags": int}
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -133,6 +134,9 @@ def _check_values(table, where):
             raise SettingsError(f"{where}: {key} must be {bounds} (not {value})")
     for key in ("include_tags", "exclude_tags"):
         check_regex(table.get(key), f"{where}: {key}")
+    if "referrers" in table and table["referrers"] not in REFERRER_MODES:
+        raise SettingsError(f"{where}: referrers must be one of {', '.join(REFERRER_MODES)} "
+                            f"(not {table['referrers']!r})")
 
 
 def _options(registry, merged, where):

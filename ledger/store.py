@@ -18,6 +18,8 @@ import sqlite_utils
 from . import __version__
 from . import seals
 from .manifests import MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, ManifestError, created_before_7, derive
+from .problems import Problem
+from .referrers import REFERRER, schema_tag
 from .semantics import REMOVED, Observation, classify, removed_keys
 from .times import now
 
@@ -25,6 +27,7 @@ SCHEMA_VERSION = 7
 READABLE_FROM = 4  # the oldest schema whose tables reading and verify understand: the compact event log
 GENESIS = "0" * 64
 REGISTRY = "registry"  # the source of observations made of a registry; a daemon's are 'daemon:NAME'
+_BY_DIGEST = (REGISTRY, REFERRER)  # sources whose keys are told apart by digest, with facts from manifests
 BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 65_536  # the default 2 MB thrashes on the key index of a million-event ledger
 _REAPPLIED = ("triggers.sql", "indexes.sql", "views.sql")
@@ -512,11 +515,22 @@ def _known_facts(db, digests):
         for row in rows:
             derived = stored_facts(row)
             if derived is not None:
-                facts[row[0]] = Observation(
-                    digest=row[0], image=derived.get("config_digest") if derived["kind"] == "image" else None,
-                    media_type=derived["media_type"], created=derived.get("created"), author=derived.get("author"),
-                    size=derived.get("size"))
+                facts[row[0]] = derived
     return facts
+
+
+def _observed(derived):
+    """An event's facts, from a manifest's."""
+    return Observation(digest=derived["digest"], image=derived.get("config_digest") if derived["kind"] == "image"
+                       else None, media_type=derived["media_type"], created=derived.get("created"),
+                       author=derived.get("author"), size=derived.get("size"))
+
+
+def children_of(db, digest):
+    """The children of a stored index whose referrers are followed with it (its platforms, not its
+    attestations); [] for anything else."""
+    return [row[0] for row in db.execute("SELECT digest FROM platforms WHERE index_digest = ? AND attestation = 0 "
+                                         "ORDER BY position", [digest])]
 
 
 _State = collections.namedtuple("_State", "key_id event_id kind observed_at digest image media_type created author size")
@@ -565,44 +579,75 @@ def _as_observation(state):
 
 
 def _classify_all(db, result):
-    """The events this run makes, classified against the ledger as it is now."""
-    facts = _known_facts(db, [o["digest"] for o in result.observations
-                              if o.get("digest") and o.get("source", REGISTRY) == REGISTRY])
+    """The events this run makes, classified against the ledger as it is now, and the facts they show."""
     repos = {(o["registry"], o["repo"], o.get("source", REGISTRY)) for o in result.observations}
-    repos |= {(c["registry"], c["repo"], c.get("source", REGISTRY)) for c in result.coverage if c["complete"]}
+    listings = result.coverage + result.referrer_listings
+    repos |= {(c["registry"], c["repo"], c.get("source", REGISTRY)) for c in listings if c["complete"]}
     states = _states(db, repos)
+    facts = _known_facts(db, [o["digest"] for o in result.observations
+                              if o.get("digest") and o.get("source", REGISTRY) in _BY_DIGEST]
+                         + [row.digest for key, row in states.items() if key[3] == REFERRER and row.digest])
     pending = []
     for seen in result.observations:
         source = seen.get("source", REGISTRY)
         key = (seen["registry"], seen["repo"], seen["tag"], source)
-        if source == REGISTRY:
-            known = facts.get(seen["digest"])
+        if source in _BY_DIGEST:
+            derived = facts.get(seen["digest"])
+            known = derived and _observed(derived)
             obs = known or Observation(digest=seen["digest"], media_type=seen.get("media_type"))
+            if source == REFERRER and not _refers(result, seen, derived):
+                continue
         else:  # a daemon reports every fact with the tag
             known = obs = Observation(**{name: seen.get(name) for name in Observation.__dataclass_fields__})
         row = states.get(key)
         if row is not None and row.observed_at > seen["observed_at"]:
             continue  # a newer observation is already in the ledger (a concurrent run)
         state = _as_observation(row) if row is not None and row.kind != REMOVED else None
-        kind = classify(state, obs, by_image=source != REGISTRY)
+        kind = classify(state, obs, by_image=source not in _BY_DIGEST)
         if kind is None or (known is None and kind not in ("added", "moved")):
             continue  # an incomplete observation (a fetch failed) never downgrades what is known
         pending.append((seen["observed_at"], key, kind, obs, row))
-    for listing in result.coverage:
+    for listing in listings:
         if not listing["complete"]:
             continue
         where = (listing["registry"], listing["repo"])
         source = listing.get("source", REGISTRY)
+        subjects = getattr(listing["scope"], "subjects", None)  # a referrer listing speaks for these only
         current = {key[2]: row for key, row in states.items()
                    if key[:2] == where and key[3] == source and row.kind != REMOVED
-                   and listing["scope"].covers(key[2])}
+                   and listing["scope"].covers(key[2])
+                   and (subjects is None or (facts.get(row.digest) or {}).get("subject") in subjects)}
         for tag in removed_keys(current, listing["tags"]):
             row = current[tag]
             if row.observed_at > listing["listed_at"]:
                 continue
             pending.append((listing["listed_at"], (*where, tag, source), REMOVED, _as_observation(row), row))
     pending.sort(key=lambda item: (item[0], item[1]))
-    return pending
+    return pending, facts
+
+
+def _refers(result, seen, derived):
+    """Whether a listed referrer is one: its manifest, once read, must name the subject it was listed
+    for. A registry's list is its word; the bytes are the referrer's."""
+    if derived is None:
+        return False  # not read (its fetch failed and is an errors row): nothing to record yet
+    if derived.get("subject") == seen["subject"]:
+        return True
+    result.errors.append(Problem(
+        at=now(), registry=seen["registry"], repo=seen["repo"], digest=seen["digest"], stage="referrers",
+        code="REFERRER_MISMATCH", message=f"referrers: {seen['digest']} is listed as a referrer of "
+        f"{seen['subject']}, but its manifest's subject is {derived.get('subject') or 'absent'}; not recorded"))
+    return False
+
+
+def _image_event(key, obs, facts):
+    """Whether an event shows an image (for the count of new images): not a referrer, not a referrer tag,
+    not an artifact such as a signature or a Helm chart."""
+    registry, repo, tag, source = key
+    if source not in _BY_DIGEST:
+        return True
+    derived = facts.get(obs.digest)
+    return source == REGISTRY and not schema_tag(tag) and not (derived and derived.get("artifact_kind"))
 
 
 def _hex_prefix(stored):
@@ -644,16 +689,14 @@ class _Digests:
         return entry[0]
 
     def seen(self, value, event_id):
-        """The first non-removed event that shows a digest is where it counts as a new image."""
+        """The first non-removed event that shows a digest is where it counts as new; True if this is it."""
         entry = self.known.get(value) or self.new.get(value)
-        if entry[1] is None:
-            entry[1] = event_id
-            if value in self.known:
-                self.first_sightings.append((event_id, entry[0]))
-
-    def first_seen(self):
-        """How many digests (or image IDs) this append shows for the first time in the whole ledger."""
-        return sum(1 for _, first in self.new.values() if first is not None) + len(self.first_sightings)
+        if entry[1] is not None:
+            return False
+        entry[1] = event_id
+        if value in self.known:
+            self.first_sightings.append((event_id, entry[0]))
+        return True
 
     def save(self, db):
         db.conn.executemany("INSERT INTO digests (id, digest, first_event_id) VALUES (?, ?, ?)",
@@ -672,19 +715,19 @@ def _media_type_ids(db, pending):
 
 
 def _shown(digest, image, source):
-    """What an event shows as an image, for first sightings: a registry tag is its manifest digest; a
-    Docker daemon's is its image ID, whatever digests it carries (pushed, re-pushed, retagged)."""
-    return (digest or image) if source == REGISTRY else (image or digest)
+    """What an event shows as an image, for first sightings: a registry tag (or referrer) is its manifest
+    digest; a Docker daemon's is its image ID, whatever digests it carries (pushed, re-pushed, retagged)."""
+    return (digest or image) if source in _BY_DIGEST else (image or digest)
 
 
-def _append_events(db, run_id, pending):
+def _append_events(db, run_id, pending, facts):
     """Hash-chain and insert this run's events; keep tag_keys' state and digests' first sightings."""
     head = db.execute("SELECT id, hash FROM event_log ORDER BY id DESC LIMIT 1").fetchone()
     last_id, prev = (head[0], head[1].hex()) if head else (0, GENESIS)
     digests = _Digests(db, {value for *_, obs, _ in pending for value in (obs.digest, obs.image) if value})
     media_types = _media_type_ids(db, pending)
     next_key = db.execute("SELECT coalesce(max(id), 0) + 1 FROM tag_keys").fetchone()[0]
-    new_keys, states, kinds, stored = {}, {}, [], []
+    new_keys, states, kinds, stored, new_images = {}, {}, [], [], 0
     for observed_at, key, kind, obs, state in pending:
         registry, repo, tag, source = key
         key_id = state.key_id if state else new_keys.get(key)
@@ -700,7 +743,8 @@ def _append_events(db, run_id, pending):
                        digests.id(obs.image), media_types.get(obs.media_type), obs.created, obs.author, obs.size,
                        bytes.fromhex(prev)))
         if kind != REMOVED and (obs.digest or obs.image):
-            digests.seen(_shown(obs.digest, obs.image, source), last_id)
+            if digests.seen(_shown(obs.digest, obs.image, source), last_id) and _image_event(key, obs, facts):
+                new_images += 1
         began = observed_at if kind == "added" else states.get(key_id, (None,) * 4)[3]
         states[key_id] = (last_id, kind, observed_at, began)
     digests.save(db)
@@ -712,7 +756,7 @@ def _append_events(db, run_id, pending):
     db.conn.executemany(
         "INSERT INTO event_log (id, run_id, observed_at, kind, key_id, prev_event_id, digest_id, image_id, "
         "media_type_id, created, author, size, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", stored)
-    return kinds, (last_id, prev) if head or kinds else (None, None), digests.first_seen()
+    return kinds, (last_id, prev) if head or kinds else (None, None), new_images
 
 
 def append_run(db, run_id, result):
@@ -722,8 +766,10 @@ def append_run(db, run_id, result):
         row_id, note = _row_to_finish(db, run_id)
         _save_manifests(db, row_id, result.manifests)
         _save_images(db, row_id, result.images)
-        pending = _classify_all(db, result)
-        kinds, (head_id, head_hash), new_images = _append_events(db, row_id, pending)
+        pending, facts = _classify_all(db, result)
+        if result.status == "ok" and not all(problem.warning for problem in result.errors):
+            result.status = "partial"  # a registry's word the bytes contradict (a referrer of another subject)
+        kinds, (head_id, head_hash), new_images = _append_events(db, row_id, pending, facts)
         for listing in result.coverage:
             db.execute(
                 "INSERT INTO coverage (run_id, source, registry, repo, scope, complete, tags_listed, listed_at, reason) "

@@ -9,3 +9,5 @@ CREATE INDEX IF NOT EXISTS digests_by_prefix ON digests (substr(hex(digest), 1, 
 CREATE INDEX IF NOT EXISTS tag_keys_by_repo_tag ON tag_keys (repo, tag);
 CREATE INDEX IF NOT EXISTS errors_by_run ON errors (run_id);
 CREATE INDEX IF NOT EXISTS platforms_by_digest ON platforms (digest);
+-- A digest's OCI 1.1 referrers, for current_tags' signed / attested / sbom and current_referrers.
+CREATE INDEX IF NOT EXISTS manifests_by_subject ON manifests (subject) WHERE subject IS NOT NULL;

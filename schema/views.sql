@@ -44,12 +44,79 @@ LEFT JOIN digest_names d ON d.id = e.digest_id
 LEFT JOIN digest_names i ON i.id = e.image_id
 LEFT JOIN media_types m ON m.id = e.media_type_id;
 
+-- Image tags only: a referrer, a referrer tag (the referrers tag schema's `sha256-<hex>`, cosign's
+-- `sha256-<hex>.sig|.att|.sbom`) or a tag of a signature, attestation, SBOM or referrers list is not one.
+-- `kind` says what the tag points to (image, index, helm-chart, artifact, ...); signed / attested / sbom
+-- say whether the digest has one now: a signature of the digest itself; an attestation or SBOM of it or
+-- of one of its platforms (BuildKit attests each platform), or an attestation inside its index.
 DROP VIEW IF EXISTS current_tags;
 CREATE VIEW current_tags AS
 SELECT registry, repo, tag, digest, image, created, first_seen, last_changed, media_type, author, size, source,
-       event_id
-FROM key_states
-WHERE kind != 'removed';
+       event_id, kind, coalesce(instr(referred, '<signature>') > 0, 0) AS signed,
+       coalesce(instr(referred, '<attestation>') > 0, 0) AS attested, coalesce(instr(referred, '<sbom>') > 0, 0) AS sbom
+FROM (
+    SELECT s.registry, s.repo, s.tag, s.digest, s.image, s.created, s.first_seen, s.last_changed, s.media_type,
+           s.author, s.size, s.source, s.event_id, coalesce(m.artifact_kind, m.kind) AS kind,
+           m.artifact_kind,
+           (SELECT group_concat('<' || found.kind || '>', '') FROM (
+                SELECT rm.artifact_kind AS kind FROM manifests rm
+                JOIN tag_keys rk ON rk.registry = s.registry AND rk.repo = s.repo AND rk.tag = rm.digest
+                                AND rk.source = 'referrer'
+                WHERE rm.subject = s.digest AND rk.kind != 'removed'
+                UNION ALL
+                SELECT cm.artifact_kind FROM tag_keys ck
+                JOIN event_log ce ON ce.id = ck.event_id
+                JOIN digest_names cd ON cd.id = ce.digest_id
+                JOIN manifests cm ON cm.digest = cd.digest
+                WHERE ck.registry = s.registry AND ck.repo = s.repo AND ck.source = 'registry'
+                  AND ck.kind != 'removed' AND ck.tag IN (replace(s.digest, ':', '-') || '.sig',
+                                                         replace(s.digest, ':', '-') || '.att',
+                                                         replace(s.digest, ':', '-') || '.sbom')
+                UNION ALL
+                SELECT 'attestation' FROM platforms p WHERE p.index_digest = s.digest AND p.attestation = 1
+                UNION ALL
+                SELECT pm.artifact_kind FROM platforms p
+                JOIN manifests pm ON pm.subject = p.digest
+                JOIN tag_keys pk ON pk.registry = s.registry AND pk.repo = s.repo AND pk.tag = pm.digest
+                                AND pk.source = 'referrer'
+                WHERE p.index_digest = s.digest AND p.attestation = 0 AND pk.kind != 'removed'
+                  AND pm.artifact_kind IN ('attestation', 'sbom')) found) AS referred
+    FROM key_states s
+    LEFT JOIN manifests m ON m.digest = s.digest
+    WHERE s.kind != 'removed' AND s.source != 'referrer'
+      AND NOT (substr(s.tag, 1, 7) IN ('sha256-', 'sha512-') AND length(s.tag) IN (71, 75, 76)
+               AND NOT substr(s.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(s.tag, 72) IN ('', '.sig', '.att', '.sbom'))
+)
+WHERE artifact_kind IS NULL OR artifact_kind NOT IN ('signature', 'attestation', 'sbom', 'referrers');
+
+-- Every (subject, referrer) the ledger has seen in a repository, with its key's state: OCI 1.1
+-- referrers (keys of source 'referrer', found through the referrers API or the referrers tag schema;
+-- the subject is the one the referrer's own manifest names) and cosign's legacy tags (the subject is in
+-- the tag's name). `kind` is what the referrer's bytes say it is: signature, attestation, sbom, ...
+DROP VIEW IF EXISTS referrers;
+CREATE VIEW referrers AS
+SELECT k.registry, k.repo, m.subject, k.tag AS referrer, m.artifact_kind AS kind, m.artifact_type,
+       m.annotations, m.created, 'referrers' AS via, NULL AS tag, k.first_seen, k.observed_at AS last_changed,
+       k.kind != 'removed' AS current, k.event_id
+FROM tag_keys k
+LEFT JOIN manifests m ON m.digest = k.tag
+WHERE k.source = 'referrer'
+UNION ALL
+SELECT k.registry, k.repo, 'sha256:' || substr(k.tag, 8, 64), d.digest, m.artifact_kind, m.artifact_type,
+       m.annotations, m.created, 'cosign tag', k.tag, k.first_seen, k.observed_at, k.kind != 'removed', k.event_id
+FROM tag_keys k
+JOIN event_log e ON e.id = k.event_id
+LEFT JOIN digest_names d ON d.id = e.digest_id
+LEFT JOIN manifests m ON m.digest = d.digest
+WHERE k.source = 'registry' AND substr(k.tag, 1, 7) = 'sha256-' AND length(k.tag) IN (75, 76)
+  AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('.sig', '.att', '.sbom');
+
+DROP VIEW IF EXISTS current_referrers;
+CREATE VIEW current_referrers AS
+SELECT registry, repo, subject, referrer, kind, artifact_type, annotations, created, via, tag, first_seen,
+       last_changed, event_id
+FROM referrers
+WHERE current;
 
 DROP VIEW IF EXISTS tag_history;
 CREATE VIEW tag_history AS
@@ -66,26 +133,41 @@ LEFT JOIN digest_names pd ON pd.id = p.digest_id
 LEFT JOIN digest_names pi ON pi.id = p.image_id
 LEFT JOIN media_types m ON m.id = e.media_type_id;
 
+-- Image tags only, as in current_tags: a cosign tag moves with every signature added.
 DROP VIEW IF EXISTS replaced_tags;
 CREATE VIEW replaced_tags AS
 SELECT registry, repo, tag, observed_at AS replaced_at,
        prev_digest AS old_digest, digest AS new_digest,
        prev_image AS old_image, image AS new_image, run_id, source, event_id
 FROM tag_history
-WHERE kind = 'moved';
+WHERE kind = 'moved' AND source != 'referrer'
+  AND NOT (substr(tag, 1, 7) IN ('sha256-', 'sha512-') AND length(tag) IN (71, 75, 76)
+           AND NOT substr(tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(tag, 72) IN ('', '.sig', '.att', '.sbom'));
 
--- A digest (or, where a source gives no digest, an image ID) whose first
--- event in the whole ledger belongs to that run.
-DROP VIEW IF EXISTS new_images;
-CREATE VIEW new_images AS
+-- A digest (or, where a source gives no digest, an image ID) whose first event in the whole ledger
+-- belongs to that run, with what it is (`kind`: image, index, legacy, or an artifact's kind: signature,
+-- attestation, sbom, referrers, helm-chart, artifact; NULL when its manifest could not be read).
+DROP VIEW IF EXISTS new_digests;
+CREATE VIEW new_digests AS
 SELECT d.digest, i.digest AS image, e.observed_at AS first_seen, e.run_id,
-       k.registry, k.repo, k.tag, m.media_type, k.source, e.id AS event_id
+       k.registry, k.repo, k.tag, m.media_type, k.source, e.id AS event_id,
+       CASE WHEN k.source GLOB 'daemon:*' THEN 'image' ELSE coalesce(mf.artifact_kind, mf.kind) END AS kind
 FROM event_log e
 JOIN digests f ON f.id IN (e.digest_id, e.image_id) AND f.first_event_id = e.id
 LEFT JOIN tag_keys k ON k.id = e.key_id
 LEFT JOIN digest_names d ON d.id = e.digest_id
 LEFT JOIN digest_names i ON i.id = e.image_id
-LEFT JOIN media_types m ON m.id = e.media_type_id;
+LEFT JOIN media_types m ON m.id = e.media_type_id
+LEFT JOIN manifests mf ON mf.digest = d.digest;
+
+-- The new digests that are images (or indexes of them): no signature, SBOM, referrer or chart.
+DROP VIEW IF EXISTS new_images;
+CREATE VIEW new_images AS
+SELECT digest, image, first_seen, run_id, registry, repo, tag, media_type, source, event_id, kind
+FROM new_digests
+WHERE (kind IS NULL OR kind IN ('image', 'index', 'legacy')) AND source != 'referrer'
+  AND NOT (substr(tag, 1, 7) IN ('sha256-', 'sha512-') AND length(tag) IN (71, 75, 76)
+           AND NOT substr(tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(tag, 72) IN ('', '.sig', '.att', '.sbom'));
 
 DROP VIEW IF EXISTS removed_tags;
 CREATE VIEW removed_tags AS
@@ -94,4 +176,6 @@ SELECT k.registry, k.repo, k.tag, e.observed_at AS removed_at, d.digest AS last_
 FROM event_log e
 LEFT JOIN tag_keys k ON k.id = e.key_id
 LEFT JOIN digest_names d ON d.id = e.digest_id
-WHERE e.kind = 'removed';
+WHERE e.kind = 'removed' AND k.source != 'referrer'
+  AND NOT (substr(k.tag, 1, 7) IN ('sha256-', 'sha512-') AND length(k.tag) IN (71, 75, 76)
+           AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('', '.sig', '.att', '.sbom'));

@@ -284,6 +284,7 @@ def _as_schema_6(path):
     upgrade re-creates it)."""
     conn = sqlite3.connect(path)
     conn.execute("DROP TRIGGER manifests_append_only_update")
+    conn.execute("DROP INDEX manifests_by_subject")
     for column in ("subject", "artifact_kind", "annotations", "name", "version"):
         conn.execute(f"ALTER TABLE manifests DROP COLUMN {column}")
     conn.execute("PRAGMA user_version = 6")

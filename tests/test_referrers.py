@@ -1,0 +1,212 @@
+"""Referrers with history: signatures, attestations and SBOMs found through the referrers tag schema and
+cosign's tags (the real registry: distribution 2.8 has no referrers API) and through the OCI 1.1 API (a
+loopback proxy in front of the same registry, answering `/v2/<name>/referrers/<digest>` from what was
+pushed through it). Artifacts are pushed as the tools write them, and with the real ORAS SDK."""
+
+import json
+
+import pytest
+
+from ledger.sandbox import ReferrersProxy
+
+from oras_push import oras_attach, oras_push
+from test_artifacts import (cosign_attestation, cosign_bundle, cosign_sbom, cosign_signature, notation_signature,
+                            push, referrers_index)
+
+SPDX = "application/spdx+json"
+
+
+@pytest.fixture
+def api(registry):
+    """The real registry, serving the referrers API through a proxy."""
+    with ReferrersProxy(registry.host) as running:
+        yield running
+
+
+def current(ledger, where=""):
+    return ledger.rows(f"SELECT repo, tag, kind, signed, attested, sbom FROM current_tags {where} ORDER BY tag")
+
+
+def referrers(ledger):
+    return {(row["subject"], row["referrer"], row["kind"], row["via"])
+            for row in ledger.rows("SELECT * FROM current_referrers")}
+
+
+def events(ledger):
+    return ledger.rows("SELECT kind, tag, digest, created, source FROM events ORDER BY id")
+
+
+def referrer_events(ledger):
+    return [(row["kind"], row["tag"]) for row in events(ledger) if row["source"] == "referrer"]
+
+
+@pytest.fixture
+def signed_image(registry, pusher, ns):
+    """`app:prod`, with cosign v2's three tags and, in the referrers tag schema's index, a cosign v3
+    signature bundle and a Notation signature (as cosign and notation push them to a registry without
+    the referrers API)."""
+    repo = f"{ns}/app"
+    image, _, _ = pusher.image(repo, "prod", seed=ns)
+    prefix = image.replace(":", "-")
+    built = {"image": image, "repo": repo, "prefix": prefix, "sig": cosign_signature(image),
+             "att": cosign_attestation(image), "sbom": cosign_sbom(), "bundle": cosign_bundle(image),
+             "notation": notation_signature(image)}
+    for suffix in ("sig", "att", "sbom"):
+        push(pusher, repo, f"{prefix}.{suffix}", built[suffix])
+    for untagged in ("bundle", "notation"):
+        push(pusher, repo, built[untagged].digest, built[untagged])
+    push(pusher, repo, prefix, referrers_index(built["bundle"], built["notation"]))
+    return built
+
+
+def test_the_tag_schema_and_cosign_tags_make_referrers_not_images(registry, ledger, signed_image):
+    built = signed_image
+    ledger.collect(f"{registry.host}/{built['repo']}")
+    assert current(ledger) == [{"repo": built["repo"], "tag": "prod", "kind": "image", "signed": 1, "attested": 1,
+                                "sbom": 1}]
+    image = built["image"]
+    assert referrers(ledger) == {
+        (image, built["sig"].digest, "signature", "cosign tag"), (image, built["att"].digest, "attestation", "cosign tag"),
+        (image, built["sbom"].digest, "sbom", "cosign tag"), (image, built["bundle"].digest, "signature", "referrers"),
+        (image, built["notation"].digest, "signature", "referrers")}
+    run = ledger.rows("SELECT new_images, status FROM runs")[0]
+    assert run == {"new_images": 1, "status": "ok"}
+    assert [row["digest"] for row in ledger.rows("SELECT digest FROM new_images")] == [image]
+    kinds = {row["kind"] for row in ledger.rows("SELECT kind FROM new_digests")}
+    assert kinds == {"image", "signature", "attestation", "sbom", "referrers"}
+    assert sorted(referrer_events(ledger)) == sorted([("added", built["bundle"].digest),
+                                                      ("added", built["notation"].digest)])
+    # no zero time is a time: cosign's configs say 0001-01-01, the bundle says when it was made
+    created = {row["digest"]: row["created"] for row in events(ledger)}
+    assert created[built["sig"].digest] is None and created[built["bundle"].digest] == "2024-03-08T18:18:20Z"
+    assert not ledger.rows("SELECT 1 FROM events WHERE created LIKE '0001%'")
+    ledger("verify")
+
+
+def test_a_warm_run_over_the_tag_schema_makes_no_request_per_digest(registry, pusher, ledger, signed_image):
+    built = signed_image
+    with ReferrersProxy(registry.host, serve_referrers=False) as proxy:
+        ledger.collect(f"{proxy.host}/{built['repo']}")
+        proxy.reset()
+        ledger.collect(f"{proxy.host}/{built['repo']}")
+        # the five referrer tags are in the tag list: HEADs like any tag; one request asks whether the API is served
+        assert dict(proxy.counts) == {"ping": 1, "tags": 1, "head": 5, "referrers": 1}
+        proxy.reset()
+        ledger.collect(f"{proxy.host}/{built['repo']}", "--referrers", "never")
+        assert dict(proxy.counts) == {"ping": 1, "tags": 1, "head": 5}
+    assert ledger.rows("SELECT count(*) AS n FROM events WHERE run_id > 1") == [{"n": 0}]
+
+
+def test_a_referrer_gone_from_the_fallback_index_is_removed_and_the_signature_state_follows(
+        registry, pusher, ledger, signed_image):
+    built = signed_image
+    target = f"{registry.host}/{built['repo']}"
+    ledger.collect(target)
+    push(pusher, built["repo"], built["prefix"], referrers_index(built["notation"]))  # the bundle is dropped
+    ledger.collect(target)
+    assert referrer_events(ledger)[-1] == ("removed", built["bundle"].digest)
+    assert built["bundle"].digest not in {row[1] for row in referrers(ledger)}
+    assert current(ledger)[0]["signed"] == 1  # still: the cosign tag and the Notation signature
+    pusher.delete(built["repo"], built["sig"].digest)  # the cosign signature tag goes with it
+    pusher.delete(built["repo"], built["notation"].digest)
+    push(pusher, built["repo"], built["prefix"], referrers_index())
+    ledger.collect(target)
+    assert current(ledger)[0]["signed"] == 0
+    removed = {row["tag"] for row in ledger.rows("SELECT tag FROM removed_tags")}
+    assert removed == set()  # a signature tag gone is not an image tag removed
+    ledger("verify")
+
+
+def test_the_referrers_api_finds_untagged_referrers_once_per_digest(registry, pusher, api, ledger, ns):
+    repo = f"{ns}/app"
+    index, children = pusher.index(repo, "prod", [("amd64", None), ("arm64", "v8")], seed=ns, attestations=False)
+    child = children[("amd64", None)]
+    signature = cosign_bundle(index)
+    push(pusher, repo, signature.digest, signature)  # pushed around the proxy: it knows only what passes it
+    api_pusher = type(pusher)(api.url)
+    push(api_pusher, repo, signature.digest, signature)
+    sbom = oras_attach(api.host, repo, child, {"sbom.spdx.json": b'{"spdxVersion": "SPDX-2.3"}'}, SPDX)
+    api.reset()
+    ledger.collect(f"{api.host}/{repo}")
+    assert api.counts["referrers"] == 3  # the index and its two platforms, once each
+    assert current(ledger) == [{"repo": repo, "tag": "prod", "kind": "index", "signed": 1, "attested": 0,
+                                "sbom": 1}]
+    assert referrers(ledger) == {(index, signature.digest, "signature", "referrers"),
+                                 (child, sbom, "sbom", "referrers")}
+    api.reset()
+    ledger.collect(f"{api.host}/{repo}")
+    assert dict(api.counts) == {"ping": 1, "tags": 1, "head": 1, "referrers": 3}
+    api_pusher.delete(repo, sbom)
+    ledger.collect(f"{api.host}/{repo}")
+    assert referrer_events(ledger)[-1] == ("removed", sbom)
+    assert current(ledger)[0]["sbom"] == 0
+    ledger("verify")
+
+
+def test_every_page_of_a_referrers_list_is_read(registry, pusher, ledger, ns):
+    repo = f"{ns}/app"
+    image, _, _ = pusher.image(repo, "prod", seed=ns)
+    with ReferrersProxy(registry.host, page_size=1) as api:
+        digests = {oras_attach(api.host, repo, image, {f"report{n}.json": b"{}"}, f"application/vnd.example.r{n}")
+                   for n in range(3)}
+        ledger.collect(f"{api.host}/{repo}")
+        assert api.counts["referrers"] == 3  # one digest, three pages
+    assert {row[1] for row in referrers(ledger)} == digests
+    assert {row[2] for row in referrers(ledger)} == {"artifact"}
+
+
+def test_a_listed_referrer_whose_manifest_names_another_subject_is_not_recorded(registry, pusher, api, ledger, ns):
+    repo = f"{ns}/app"
+    image, _, _ = pusher.image(repo, "prod", seed=ns)
+    other, _, _ = pusher.image(repo, "other", seed=ns + "other")
+    stray = oras_attach(api.host, repo, other, {"a.json": b"{}"}, "application/vnd.example.a")
+
+    def lie(method, path, status, headers, body):
+        if f"/referrers/{image}" in path:  # list the other image's referrer as this one's
+            entry = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": stray, "size": 1}
+            return status, headers, json.dumps({"schemaVersion": 2, "manifests": [entry]}).encode()
+        return None
+    api.alter_response = lie
+    ledger.collect(f"{api.host}/{repo}", expect=3)
+    assert referrers(ledger) == {(other, stray, "artifact", "referrers")}
+    error = ledger.rows("SELECT code, message FROM errors")[0]
+    assert error["code"] == "REFERRER_MISMATCH" and f"listed as a referrer of {image}" in error["message"]
+
+
+def test_a_failed_referrers_listing_removes_nothing(registry, pusher, api, ledger, ns):
+    repo = f"{ns}/app"
+    image, _, _ = pusher.image(repo, "prod", seed=ns)
+    signature = oras_attach(api.host, repo, image, {"sig": b"x"}, "application/vnd.cncf.notary.signature")
+    ledger.collect(f"{api.host}/{repo}")
+    api.alter_response = lambda method, path, *rest: (503, [], b"") if "/referrers/" in path else None
+    ledger.collect(f"{api.host}/{repo}", "--retries", "0", expect=3)
+    assert referrer_events(ledger) == [("added", signature)]
+    assert current(ledger)[0]["signed"] == 1
+
+
+def test_referrers_always_says_the_registry_does_not_serve_the_api(registry, ledger, signed_image):
+    built = signed_image
+    ledger.collect(f"{registry.host}/{built['repo']}", "--referrers", "always", expect=3)
+    assert [row["code"] for row in ledger.rows("SELECT code FROM errors")] == ["REFERRERS_UNSUPPORTED"]
+    # the tag schema was still read: the referrers were added, and nothing can be removed
+    assert len(referrers(ledger)) == 5
+
+
+@pytest.mark.parametrize("narrowed", [["--include-tags", "^prod$"], [":prod"]])
+def test_filters_and_named_tags_still_follow_the_image_s_referrer_tags(registry, ledger, signed_image, narrowed):
+    built = signed_image
+    target = f"{registry.host}/{built['repo']}" + (narrowed[0] if narrowed[0].startswith(":") else "")
+    ledger.collect(target, *[flag for flag in narrowed if not flag.startswith(":")])
+    assert current(ledger)[0]["signed"] == 1 and len(referrers(ledger)) == 5
+
+
+def test_an_oras_pushed_artifact_is_an_artifact_with_its_created_time(registry, ledger, ns):
+    repo = f"{ns}/reports"
+    digest = oras_push(registry.host, repo, "v1", {"report.json": b'{"ok": true}'},
+                       artifact_type="application/vnd.example.report.config.v1+json",
+                       annotations={"org.opencontainers.image.created": "2025-02-03T04:05:06Z"})
+    ledger.collect(f"{registry.host}/{repo}")
+    assert current(ledger) == [{"repo": repo, "tag": "v1", "kind": "artifact", "signed": 0, "attested": 0, "sbom": 0}]
+    event = events(ledger)[0]
+    assert (event["digest"], event["created"]) == (digest, "2025-02-03T04:05:06Z")
+    assert not ledger.rows("SELECT 1 FROM new_images")
