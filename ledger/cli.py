@@ -466,7 +466,8 @@ def _tree(value, public_key):
     return pin.size, pin.root
 
 
-_SHORT = ("digest", "image", "prev_digest")
+_SHORT = ("digest", "image", "prev_digest", "subject")
+_FLAGS = ("signed", "attested", "sbom")  # 0/1 in JSON and CSV; yes/- for people
 
 
 def output_options(command):
@@ -492,6 +493,8 @@ def _emit(rows, columns, as_json=False, as_csv=False, full=False, empty="nothing
         def cell(column, value):
             if column in _SHORT and value and not full:
                 return str(value)[:19]
+            if column in _FLAGS and value is not None:
+                return "yes" if value else "-"
             return printable(value) if isinstance(value, str) else value
         click.echo(tabulate([[cell(c, row[c]) for c in columns] for row in rows], headers=columns,
                             tablefmt="simple"))
@@ -517,12 +520,15 @@ def _when(text, db=None):
 @click.argument("pattern", required=False)
 @db_option
 @source_option
+@click.option("--unsigned", is_flag=True, help="Only tags whose digest has no signature now.")
 @output_options
-def tags(pattern, db_path, source, as_json, as_csv, full):
-    """What every tag points to now; PATTERN globs `registry/repo` or `registry/repo:tag`."""
-    rows = reads.current_tags(_open(db_path, readonly=True), pattern, source)
-    _emit(rows, ["registry", "repo", "tag", "digest", "image", "created", "last_changed"], as_json, as_csv, full,
-          empty="no tags")
+def tags(pattern, db_path, source, unsigned, as_json, as_csv, full):
+    """What every image tag points to now, and whether it is signed, attested, with an SBOM; PATTERN globs
+    `registry/repo` or `registry/repo:tag`. Signature, attestation, SBOM and referrer tags are not listed:
+    see `ledger history` and the current_referrers view."""
+    rows = reads.current_tags(_open(db_path, readonly=True), pattern, source, unsigned)
+    _emit(rows, ["registry", "repo", "tag", "digest", "kind", "created", "last_changed", "signed", "attested", "sbom"],
+          as_json, as_csv, full, empty="no tags")
 
 
 @cli.command()
@@ -531,13 +537,14 @@ def tags(pattern, db_path, source, as_json, as_csv, full):
 @source_option
 @output_options
 def history(reference, db_path, source, as_json, as_csv, full):
-    """Every event of one tag (REGISTRY/REPO:TAG), oldest first."""
+    """Every event of one tag (REGISTRY/REPO:TAG), oldest first, with its signatures', attestations' and
+    SBOMs' comings and goings (WHAT) for every digest it pointed to."""
     try:
         rows = reads.history(_open(db_path, readonly=True), reference, source)
     except (ReferenceError, ValueError) as error:
         raise click.BadParameter(str(error), param_hint="REFERENCE") from None
-    _emit(rows, ["event_id", "observed_at", "kind", "prev_digest", "digest", "created", "run_id"], as_json, as_csv,
-          full, empty=f"no events for {reference}")
+    _emit(rows, ["event_id", "observed_at", "kind", "what", "prev_digest", "digest", "subject", "created", "run_id"],
+          as_json, as_csv, full, empty=f"no events for {reference}")
 
 
 @cli.command()

@@ -11,8 +11,29 @@ SELECT k.registry, k.repo, k.tag, e.digest, e.image, e.created, e.observed_at AS
 FROM tag_keys k
 JOIN events e ON e.id = (SELECT q.id FROM event_log q WHERE q.key_id = k.id AND q.observed_at <= :at
                          ORDER BY q.observed_at DESC, q.id DESC LIMIT 1)
-WHERE e.kind != 'removed' {where}
+WHERE e.kind != 'removed' AND k.source != 'referrer' AND NOT {schema_tag} {where}
 ORDER BY k.registry, k.repo, k.tag
+"""
+# A referrer tag (schema/views.sql holds the same rule, ledger/referrers.py the same in Python).
+_SCHEMA_TAG = ("(substr({tag}, 1, 7) IN ('sha256-', 'sha512-') AND length({tag}) IN (71, 75, 76) "
+               "AND NOT substr({tag}, 8, 64) GLOB '*[^0-9a-f]*' AND substr({tag}, 72) IN ('', '.sig', '.att', '.sbom'))")
+
+# A tag's own events, and the events of the referrers (signatures, attestations, SBOMs, ...) of every
+# digest it has pointed to, in the order they happened.
+_HISTORY = """
+SELECT event_id, observed_at, kind, 'tag' AS what, digest, prev_digest, NULL AS subject, created, run_id, source
+FROM tag_history
+WHERE registry = :registry AND repo = :repo AND tag = :tag {also}
+UNION ALL
+SELECT h.event_id, h.observed_at, h.kind, coalesce(r.kind, 'artifact'), h.digest, h.prev_digest, r.subject,
+       h.created, h.run_id, h.source
+FROM referrers r
+JOIN tag_history h ON h.registry = r.registry AND h.repo = r.repo AND h.tag = coalesce(r.tag, r.referrer)
+                  AND h.source = CASE WHEN r.tag IS NULL THEN 'referrer' ELSE 'registry' END
+WHERE r.registry = :registry AND r.repo = :repo AND r.subject IN (
+    SELECT digest FROM tag_history WHERE registry = :registry AND repo = :repo AND tag = :tag AND digest IS NOT NULL
+    {also})
+ORDER BY event_id
 """
 _GLOB = re.compile(r"[*?\[]")
 
@@ -53,18 +74,28 @@ def _source_clause(source, alias=""):
     return (f"AND {alias}source GLOB :source", {"source": source}) if source else ("", {})
 
 
-def current_tags(db, pattern=None, source=None):
+def current_tags(db, pattern=None, source=None, unsigned=False):
+    """Image tags now, with what their digest is and whether it is signed, attested, with an SBOM. A
+    ledger whose views predate referrers (read-only, not yet upgraded by a collect) says NULL there."""
     where, params = _pattern_clause(pattern)
     also, more = _source_clause(source)
+    referred = ("kind, signed, attested, sbom" if _has_column(db, "current_tags", "signed")
+                else "NULL AS kind, NULL AS signed, NULL AS attested, NULL AS sbom")
     return list(db.query(
-        f"SELECT registry, repo, tag, digest, image, created, first_seen, last_changed, source FROM current_tags "
-        f"WHERE 1 {where} {also} ORDER BY registry, repo, tag, source", {**params, **more}))
+        f"SELECT registry, repo, tag, digest, image, created, first_seen, last_changed, source, {referred} "
+        f"FROM current_tags WHERE 1 {where} {also} {'AND NOT signed' if unsigned else ''} "
+        f"ORDER BY registry, repo, tag, source", {**params, **more}))
+
+
+def _has_column(db, table, column):
+    return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
 
 
 def state_at(db, at, pattern=None, source=None):
     where, params = _pattern_clause(pattern, "k.")
     also, more = _source_clause(source, "k.")
-    return list(db.query(_STATE_AT.format(where=f"{where} {also}"), {"at": at, **params, **more}))
+    return list(db.query(_STATE_AT.format(where=f"{where} {also}", schema_tag=_SCHEMA_TAG.format(tag="k.tag")),
+                         {"at": at, **params, **more}))
 
 
 def history(db, reference, source=None):
@@ -73,10 +104,13 @@ def history(db, reference, source=None):
     if target.repo is None or target.tag is None:
         raise ValueError(f"{reference!r} names no tag: give REGISTRY/REPO:TAG")
     also, more = _source_clause(source)
-    return list(db.query(
-        "SELECT event_id, observed_at, kind, digest, prev_digest, image, created, run_id, source FROM tag_history "
-        f"WHERE registry = :registry AND repo = :repo AND tag = :tag {also} ORDER BY event_id",
-        {"registry": target.registry, "repo": target.repo, "tag": target.tag, **more}))
+    params = {"registry": target.registry, "repo": target.repo, "tag": target.tag, **more}
+    if not _has_column(db, "referrers", "subject"):  # views from before referrers: the tag's own events
+        return list(db.query(
+            "SELECT event_id, observed_at, kind, 'tag' AS what, digest, prev_digest, NULL AS subject, created, "
+            f"run_id, source FROM tag_history WHERE registry = :registry AND repo = :repo AND tag = :tag {also} "
+            "ORDER BY event_id", params))
+    return list(db.query(_HISTORY.format(also=also), params))
 
 
 def changes(db, since, until=None, pattern=None, source=None):

@@ -7,10 +7,20 @@ and a skopeo loop doing the same job (`skopeo list-tags` per repo, `skopeo inspe
 requests by kind beside the minimum, wall times, the ratios and peak memory. Last, it collects MEMORY_TAGS
 tags straight from the registry and prints the collector's peak RSS.
 
+The supply-chain section (skip it with --no-referrers) measures what following each tracked digest's
+referrers costs, on two more registries of REFERRER_REPOS x REFERRER_TAGS tags (plus a `latest` alias):
+the tag-schema path, where some images carry cosign `.sig`/`.att`/`.sbom` tags and a referrers tag schema
+index (`sha256-<hex>`, listing a cosign v3 bundle and a Notation signature pushed by digest) behind a
+registry without the OCI referrers API; and the API path, where untagged referrers with a `subject` (some
+on index children) are served by the referrers API. It prints requests by kind, cold and warm, beside
+the minimum, and exits 1 if a count is off it (any count above it, or a warm run not exactly at it).
+
     .venv/bin/python scripts/bench_collect.py --repos 10 --tags 30 --latency 0.02 --memory-tags 10000
 """
 
 import argparse
+import base64
+import json
 import math
 import os
 import platform
@@ -20,11 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ledger.manifests import OCI_INDEX, OCI_MANIFEST, compute_digest
 from ledger.registry import RegistryOptions
-from ledger.sandbox import LocalRegistry, Proxy, Pusher
+from ledger.sandbox import LocalRegistry, Proxy, Pusher, ReferrersProxy
 
 LEDGER = [sys.executable, "-m", "ledger"]
 DEFAULT_CONCURRENCY = RegistryOptions().concurrency
@@ -89,12 +101,12 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def collect(db, host, concurrency, registry):
+def collect(db, host, concurrency, registry, extra=()):
     """One `ledger collect` as a subprocess: (run seconds as it reports them, process wall seconds, peak MB,
     CPU seconds of ledger, of the registry and of this process, which runs the proxy)."""
     registry_cpu, own_cpu = cpu_seconds(registry.process.pid), time.process_time()
     started = time.monotonic()
-    process = subprocess.Popen([*LEDGER, "collect", host, "--db", db, "--concurrency", str(concurrency)],
+    process = subprocess.Popen([*LEDGER, "collect", host, "--db", db, "--concurrency", str(concurrency), *extra],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.monotonic() - started

@@ -210,3 +210,54 @@ def test_an_oras_pushed_artifact_is_an_artifact_with_its_created_time(registry, 
     event = events(ledger)[0]
     assert (event["digest"], event["created"]) == (digest, "2025-02-03T04:05:06Z")
     assert not ledger.rows("SELECT 1 FROM new_images")
+
+
+def test_the_questions_an_auditor_asks(registry, pusher, ledger, signed_image):
+    """`ledger tags --unsigned`, `ledger history` with the signature changes beside the moves, and the
+    canned queries: unsigned current tags, referrers in a window, was REF signed at TIME."""
+    import asyncio
+
+    from datasette.app import Datasette
+
+    from ledger.serving import serving_metadata
+
+    built = signed_image
+    repo, target = built["repo"], f"{registry.host}/{built['repo']}"
+    unsigned, _, _ = pusher.image(repo, "dev", seed=built["repo"] + "dev")
+    ledger.collect(target)
+    before = ledger.rows("SELECT finished_at FROM runs")[0]["finished_at"]
+    pusher.delete(repo, built["sig"].digest)
+    push(pusher, repo, built["prefix"], referrers_index())  # every signature of prod gone
+    ledger.collect(target)
+    listed = json.loads(ledger("tags", "--json").output)
+    assert [(row["tag"], row["signed"]) for row in listed] == [("dev", 0), ("prod", 0)]
+    assert json.loads(ledger("tags", "--unsigned", "--json").output) == listed
+    history = json.loads(ledger("history", f"{target}:prod", "--json").output)
+    assert history[0]["what"] == "tag" and history[0]["kind"] == "added"
+    assert sorted((row["kind"], row["what"]) for row in history[1:]) == sorted(
+        [("added", "signature")] * 3 + [("added", "attestation"), ("added", "sbom")] + [("removed", "signature")] * 3)
+    assert all(row["subject"] == built["image"] for row in history[1:])
+    table = ledger("history", f"{target}:prod").output
+    assert "signature" in table and "what" in table.splitlines()[0]
+
+    datasette = Datasette([ledger.path], metadata=serving_metadata(ledger.path))
+
+    def query(name, **params):
+        async def get():
+            response = await datasette.client.get(f"/ledger/{name}.json", params={"_shape": "array", **params})
+            assert response.status_code == 200, response.text
+            return response.json()
+        return asyncio.run(get())
+
+    assert {row["tag"] for row in query("unsigned_current_tags")} == {"dev", "prod"}
+    assert [row["tag"] for row in query("unsigned_current_tags", pattern="*:dev")] == ["dev"]
+    window = query("referrers_in_window", since=before)
+    assert sorted((row["kind"], row["what"]) for row in window) == [("removed", "signature")] * 3
+    then = query("signed_at", ref=f"{target}:prod", at=before)
+    assert {row["signature"] for row in then} == {built["sig"].digest, built["bundle"].digest,
+                                                  built["notation"].digest}
+    assert all(row["signed"] == 1 and row["digest"] == built["image"] for row in then)
+    now = query("signed_at", ref=f"{target}:prod")
+    assert [(row["signed"], row["signature"]) for row in now] == [(0, None)]
+    assert query("signed_at", ref=f"{target}:dev", at=before)[0]["signed"] == 0
+    assert unsigned != built["image"]
