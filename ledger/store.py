@@ -914,6 +914,9 @@ def _verify_range(path, low, high):
             if type(stored) is not bytes or prev != stored.hex():
                 return count, last_id, prev, (f"event {event_id}: content does not match its hash "
                                               "(the row was edited, or an event before it was replaced)"), derived
+            if source == REFERRER and canonical[7] != tag:
+                return count, last_id, prev, (f"event {event_id}: a referrer's event shows {canonical[7]}, not the "
+                                              f"referrer {tag} its key names"), derived
             derived.see(event_id, kind, observed_at, key_id, _shown(digest_id, image_id, source), prev_event_id)
             last_id = event_id
             count += 1
