@@ -137,3 +137,20 @@ class Podman:
         for image in self.images():
             self._ok("DELETE", f"/images/{image['Id']}?force=true")
 
+
+
+def manifest_list(service, name, images, destination):
+    """`podman manifest create / add / push --all`, as a user makes a multi-arch list: `images` are
+    (local reference, architecture) pairs; returns nothing (the registry holds the list)."""
+    base = [shutil.which("podman") or "podman", "--root", f"{service.root}/graph", "--runroot",
+            f"{service.root}/run", "--storage-driver", "vfs"]
+
+    def run(*args):
+        done = subprocess.run([*base, *args], env=service.env, capture_output=True, text=True, timeout=300)
+        if done.returncode:
+            raise RuntimeError(f"podman {' '.join(args)}: {done.stderr[-500:]}")
+    run("manifest", "create", name)
+    for reference, architecture in images:
+        run("manifest", "add", "--arch", architecture, name, f"containers-storage:{reference}")
+    run("manifest", "push", "--all", "--tls-verify=false", name, f"docker://{destination}")
+    run("manifest", "rm", name)

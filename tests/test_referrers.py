@@ -261,3 +261,30 @@ def test_the_questions_an_auditor_asks(registry, pusher, ledger, signed_image):
     assert [(row["signed"], row["signature"]) for row in now] == [(0, None)]
     assert query("signed_at", ref=f"{target}:dev", at=before)[0]["signed"] == 0
     assert unsigned != built["image"]
+
+
+def test_a_podman_manifest_list_s_platforms_have_their_referrers_followed(registry, podman, api, ledger, ns):
+    """A list pushed by podman (`manifest push --all`); an SBOM attached to one platform, a signature to
+    the list, both by ORAS through a registry serving the referrers API."""
+    from podman import manifest_list
+
+    repo = f"{ns}/multi"
+    for architecture in ("amd64", "arm64"):
+        podman.build(f"localhost/{ns}-{architecture}:1", architecture.encode() * 100)
+    manifest_list(podman, f"{ns}-list", [(f"localhost/{ns}-{a}:1", a) for a in ("amd64", "arm64")],
+                  f"{registry.host}/{repo}:1.0")
+    ledger.collect(f"{registry.host}/{repo}")
+    index = ledger.rows("SELECT digest FROM current_tags")[0]["digest"]
+    children = [row["digest"] for row in ledger.rows(
+        "SELECT digest FROM platforms WHERE index_digest = ? ORDER BY position", [index])]
+    assert len(children) == 2
+    sbom = oras_attach(api.host, repo, children[1], {"bom.json": b'{"bomFormat": "CycloneDX"}'},
+                       "application/vnd.cyclonedx+json")
+    signature = oras_attach(api.host, repo, index, {"sig": b"x"}, "application/vnd.cncf.notary.signature")
+    api.reset()
+    ledger.collect(f"{api.host}/{repo}")
+    assert api.counts["referrers"] == 3
+    rows = ledger.rows("SELECT tag, kind, signed, attested, sbom FROM current_tags WHERE registry = ?", [api.host])
+    assert rows == [{"tag": "1.0", "kind": "index", "signed": 1, "attested": 0, "sbom": 1}]
+    assert referrers(ledger) == {(index, signature, "signature", "referrers"), (children[1], sbom, "sbom", "referrers")}
+    ledger("verify")
