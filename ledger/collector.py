@@ -111,14 +111,20 @@ def record(result, error):
                                  code=error.code))
 
 
-@dataclass
+@dataclass(slots=True)
 class _Discovery:
-    """What one run learned of the referrers of one digest it follows, in one repository."""
+    """What one run learned of the referrers of one digest it follows, in one repository (one per tag
+    digest: small, and no set until a referrer is listed)."""
 
-    found: set = field(default_factory=set)  # referrer digests listed, by the API or a fallback index
+    found: set | None = None  # referrer digests listed, by the API or a fallback index
     waiting: int = 0  # fallback indexes not yet read
     api: bool = False  # the referrers API listed them completely
     broken: bool = False  # a listing failed: nothing can be removed
+
+    def listed(self, digest):
+        if self.found is None:
+            self.found = set()
+        self.found.add(digest)
 
 
 class _Work:
@@ -367,7 +373,7 @@ class _Work:
         discovery = self.discoveries[(repo, digest)]
         discovery.api = complete
         for descriptor in descriptors:
-            discovery.found.add(descriptor.digest)
+            discovery.listed(descriptor.digest)
             follow += self._referrer(repo, digest, descriptor.digest, descriptor.media_type)
         return follow
 
@@ -399,7 +405,7 @@ class _Work:
             discovery = self.discoveries[(repo, subject)]
             discovery.waiting -= 1
             for child in children:
-                discovery.found.add(child)
+                discovery.listed(child)
                 follow += self._referrer(repo, subject, child, None)
         return follow
 
@@ -420,7 +426,7 @@ class _Work:
         by_repo = defaultdict(lambda: (set(), set()))
         for (repo, digest), discovery in self.discoveries.items():
             subjects, found = by_repo[repo]
-            found |= discovery.found
+            found |= discovery.found or set()
             if self._complete(repo, discovery):
                 subjects.add(digest)
         for repo, (subjects, found) in sorted(by_repo.items()):
@@ -434,9 +440,11 @@ class _Work:
             return False
         if self.api:
             return discovery.api
-        if self.api is None or self.client.options.referrers == "always":
-            return False  # the API never answered, or it is required and not served
-        return self.listed.get(repo, False)  # the tag schema: complete with the tag listing
+        if self.api is None or self.client.options.referrers != "auto":
+            # The API never answered, or is required and not served, or was not asked (never): then a
+            # referrer only the API lists may still be there, and nothing is removed.
+            return False
+        return self.listed.get(repo, False)  # no API: the tag schema is complete with the tag listing
 
     def _fetch_if_new(self, repo, digest):
         if digest in self.known or digest in self.started:

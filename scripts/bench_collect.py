@@ -36,7 +36,7 @@ from pathlib import Path
 
 from ledger.manifests import OCI_INDEX, OCI_MANIFEST, compute_digest
 from ledger.registry import RegistryOptions
-from ledger.sandbox import LocalRegistry, Proxy, Pusher, ReferrersProxy
+from ledger.sandbox import LocalRegistry, Proxy, Pusher, ReferrersProxy, request_kind
 
 LEDGER = [sys.executable, "-m", "ledger"]
 DEFAULT_CONCURRENCY = RegistryOptions().concurrency
@@ -51,13 +51,15 @@ class Layout:
         self.manifests = set()  # top-level and platform-child manifest digests
         self.configs = set()
 
-    def minimum(self, cold):
+    def minimum(self, cold, mode="auto"):
         repos = len(self.tags)
         counts = {"ping": 1, "catalog": max(1, math.ceil(repos / PAGE_SIZE)),
                   "tags": sum(max(1, math.ceil(len(tags) / PAGE_SIZE)) for tags in self.tags.values()),
                   "head": sum(len(tags) for tags in self.tags.values())}
         if cold:
             counts.update(manifest=len(self.manifests), config=len(self.configs))
+        if mode != "never":
+            counts["referrers"] = 1  # --referrers auto probes the registry once: distribution answers 404
         return counts
 
 
@@ -138,6 +140,270 @@ def table(label, counts, minimum):
     print(f"  {label:<18}{made} ({sum(counts.values())} requests): {verdict}")
 
 
+# The supply chain: referrers as cosign, Notation and the referrers tag schema write them (the shapes
+# tests/test_artifacts.py builds, written again here so that the bench does not depend on the tests).
+
+EMPTY, EMPTY_TYPE = b"{}", "application/vnd.oci.empty.v1+json"
+IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json"
+BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+ZERO = "0001-01-01T00:00:00Z"
+
+
+class Built:
+    """A manifest as bytes, with its blobs (config first) and the config the collector fetches, if any."""
+
+    def __init__(self, document, blobs=()):
+        self.body = json.dumps(document, indent=2).encode()
+        self.media_type = document["mediaType"]
+        self.blobs = list(blobs)
+        self.digest = compute_digest(self.body)
+        image = document.get("config", {}).get("mediaType") == IMAGE_CONFIG  # an image: its config is read
+        self.config = compute_digest(self.blobs[0]) if image else None
+
+
+def _descriptor(media_type, data, **extra):
+    return {"mediaType": media_type, "digest": compute_digest(data), "size": len(data), **extra}
+
+
+def _manifest(config_type, config, layers, **fields):
+    """An OCI image manifest; `layers` are (media type, bytes, annotations or None)."""
+    return Built({"schemaVersion": 2, "mediaType": OCI_MANIFEST, **fields, "config": _descriptor(config_type, config),
+                  "layers": [_descriptor(t, data, **({"annotations": a} if a else {})) for t, data, a in layers]},
+                 [config, *(data for _, data, _ in layers)])
+
+
+def _cosign(layer_type, layer, annotations):
+    """cosign v2's `.sig`/`.att`/`.sbom` image: one layer, Go's zero time in its config."""
+    config = json.dumps({"architecture": "", "created": ZERO, "history": [{"created": ZERO}], "os": "",
+                         "rootfs": {"type": "layers", "diff_ids": [compute_digest(layer)]}, "config": {}},
+                        separators=(",", ":")).encode()
+    return _manifest(IMAGE_CONFIG, config, [(layer_type, layer, annotations)])
+
+
+def cosign_signature(subject):
+    payload = json.dumps({"critical": {"identity": {"docker-reference": "registry.example/app"},
+                                       "image": {"Docker-manifest-digest": subject},
+                                       "type": "cosign container image signature"}, "optional": None}).encode()
+    return _cosign("application/vnd.dev.cosign.simplesigning.v1+json", payload,
+                   {"dev.cosignproject.cosign/signature": base64.b64encode(b"not a real signature").decode()})
+
+
+def cosign_attestation(subject):
+    statement = json.dumps({"_type": "https://in-toto.io/Statement/v0.1",
+                            "predicateType": "https://slsa.dev/provenance/v0.2",
+                            "subject": [{"name": "app", "digest": {"sha256": subject[7:]}}], "predicate": {}})
+    envelope = json.dumps({"payloadType": "application/vnd.in-toto+json", "signatures": [{"keyid": "", "sig": "MEUC"}],
+                           "payload": base64.b64encode(statement.encode()).decode()}).encode()
+    return _cosign("application/vnd.dsse.envelope.v1+json", envelope,
+                   {"predicateType": "https://slsa.dev/provenance/v0.2"})
+
+
+def cosign_sbom(subject):
+    document = json.dumps({"spdxVersion": "SPDX-2.3", "SPDXID": "SPDXRef-DOCUMENT", "name": subject}).encode()
+    return _cosign("text/spdx+json", document, None)
+
+
+def cosign_bundle(subject, predicate="https://sigstore.dev/cosign/sign/v1"):
+    """cosign v3: a Sigstore bundle with a `subject`, untagged."""
+    bundle = json.dumps({"mediaType": BUNDLE, "verificationMaterial": {}, "dsseEnvelope": {}}).encode()
+    title = {"org.opencontainers.image.title": "sha256-x.sigstore.json"}
+    return _manifest(EMPTY_TYPE, EMPTY, [(BUNDLE, bundle, title)],
+                     artifactType=BUNDLE, subject={"mediaType": OCI_MANIFEST, "digest": subject, "size": 500},
+                     annotations={"dev.sigstore.bundle.content": "dsse-envelope",
+                                  "dev.sigstore.bundle.predicateType": predicate,
+                                  "org.opencontainers.image.created": "2024-03-08T18:18:20.406Z"})
+
+
+def notation_signature(subject):
+    return _manifest(EMPTY_TYPE, EMPTY, [("application/jose+json", b'{"payload": "e30", "protected": "e30"}', None)],
+                     artifactType="application/vnd.cncf.notary.signature",
+                     subject={"mediaType": OCI_MANIFEST, "digest": subject, "size": 500},
+                     annotations={"io.cncf.notary.x509chain.thumbprint#S256": '["ab12"]'})
+
+
+def referrers_index(*referrers):
+    """The referrers tag schema's index (tag `sha256-<hex>`): one descriptor per referrer."""
+    entries = []
+    for referrer in referrers:
+        document = json.loads(referrer.body)
+        entries.append(_descriptor(OCI_MANIFEST, referrer.body, annotations=document.get("annotations", {}),
+                                   artifactType=document.get("artifactType") or document["config"]["mediaType"]))
+    return Built({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+
+
+class Supply(Layout):
+    """A Layout with referrers: the referrer tags are in `tags`, the referrer manifests in `manifests`."""
+
+    def __init__(self, api):
+        super().__init__()
+        self.api = api  # whether the registry serves the referrers API
+        self.followed = {}  # repo -> the digests whose referrers are followed: tag digests, index children
+        self.referrer_tags = Counter()  # ".sig", ".att", ".sbom", "schema index"
+        self.untagged = 0  # referrer manifests pushed by digest
+
+    def minimum(self, cold, mode="auto"):
+        counts = super().minimum(cold, mode)
+        if mode != "never" and self.api:  # one request per digest followed (the first is the probe)
+            counts["referrers"] = sum(map(len, self.followed.values()))
+        return counts
+
+    def expected(self, kind):
+        """What the minimum of a kind is made of, to name what a run asked beyond it (None: not known)."""
+        return {"head": {(repo, tag) for repo, tags in self.tags.items() for tag in tags},
+                "manifest": self.manifests, "config": self.configs,
+                "referrers": {(repo, d) for repo, digests in self.followed.items() for d in digests} if self.api
+                else None}.get(kind)
+
+
+def push_supply(url, repos, tags, api, prefix="supply"):
+    """Push through `url`: REPOS x TAGS tags `1.N` (tag 1.0 the same image in every repo, every third from
+    1.2 an index of two platforms with BuildKit attestations) and `latest` on the last one, then referrers.
+    Without the API: cosign `.sig` and `.att` tags on every other tag's digest, `.sig` on each platform
+    child, `.sbom` on every fourth from 1.1, and on every third from 1.0 a referrers tag schema index
+    listing a cosign v3 bundle and a Notation signature pushed by digest. With the API, all untagged: a
+    bundle and a Notation signature on every other tag's digest, a bundle attesting an SBOM on every third,
+    and a bundle on each platform child."""
+    layout = Supply(api)
+    pusher = Pusher(url)
+
+    def put(repo, reference, built):
+        for blob in built.blobs:
+            pusher.blob(repo, blob)
+        pusher.manifest(repo, reference, built.body, built.media_type)
+        layout.manifests.add(built.digest)
+        if built.config:
+            layout.configs.add(built.config)
+        if reference == built.digest:
+            layout.untagged += 1
+        else:
+            layout.tags[repo].append(reference)
+
+    def image(repo, tag, t):
+        seed = "supply-common" if t == 0 else f"{repo}-{t}"
+        if t % 3 == 2:
+            digest, children = pusher.index(repo, tag, [("amd64", None), ("arm64", "v8")], seed=seed)
+            children = sorted(children.values())
+            layout.configs.update(pusher.configs[child] for child in children)
+        else:
+            digest, config, _ = pusher.image(repo, tag, seed=seed)
+            children = []
+            layout.configs.add(config)
+        layout.manifests.update([digest, *children])
+        layout.tags[repo].append(tag)
+        return digest, children
+
+    for r in range(repos):
+        repo = f"{prefix}/app{r:03d}"
+        layout.tags[repo] = []
+        followed = layout.followed[repo] = set()
+        for t in range(tags):
+            digest, children = image(repo, f"1.{t}", t)
+            followed.update([digest, *children])
+            named = digest.replace(":", "-")
+            if api:
+                if t % 2 == 0:
+                    put(repo, (bundle := cosign_bundle(digest)).digest, bundle)
+                    put(repo, (notation := notation_signature(digest)).digest, notation)
+                if t % 3 == 0:
+                    put(repo, (sbom := cosign_bundle(digest, "https://spdx.dev/Document")).digest, sbom)
+                for child in children:
+                    put(repo, (bundle := cosign_bundle(child)).digest, bundle)
+                continue
+            builders = {".sig": cosign_signature, ".att": cosign_attestation, ".sbom": cosign_sbom}
+            for suffix in [".sig", ".att"] * (t % 2 == 0) + [".sbom"] * (t % 4 == 1):
+                put(repo, named + suffix, builders[suffix](digest))
+                layout.referrer_tags[suffix] += 1
+            for child in children:
+                put(repo, child.replace(":", "-") + ".sig", cosign_signature(child))
+                layout.referrer_tags[".sig"] += 1
+            if t % 3 == 0:
+                bundle, notation = cosign_bundle(digest), notation_signature(digest)
+                put(repo, bundle.digest, bundle)
+                put(repo, notation.digest, notation)
+                put(repo, named, referrers_index(bundle, notation))
+                layout.referrer_tags["schema index"] += 1
+        image(repo, "latest", tags - 1)  # an alias: the same digest again, its referrers followed once
+    return layout
+
+
+def request_key(kind, path):
+    """What a request asks for: a digest for manifests and configs (one fetch serves every repo),
+    (repo, tag or digest) for HEADs and referrers, the path for the rest."""
+    route = path.split("?", 1)[0]
+    if kind not in ("head", "manifest", "config", "referrers"):
+        return path
+    name, _, last = route[len("/v2/"):].rpartition("/")
+    return last if kind in ("manifest", "config") else (name.rpartition("/")[0], last)
+
+
+def explain(kind, log, expected):
+    """Name from the proxy's log the requests of a kind beyond (or short of) the minimum."""
+    keys = Counter(request_key(kind, path) for method, path in log if request_kind(method, path) == kind)
+    lines = [f"asked {n} times: {key}" for key, n in sorted(keys.items(), key=str) if n > 1]
+    if expected is not None:
+        lines += [f"not in the minimum: {key}" for key in sorted(set(keys) - expected, key=str)]
+        lines += [f"in the minimum, not asked: {key}" for key in sorted(expected - set(keys), key=str)]
+    else:
+        lines += [f"{method} {path}" for method, path in log if request_kind(method, path) == kind]
+    for line in lines[:20]:
+        print(f"  {'':<18}  {kind}: {line}")
+    if len(lines) > 20:
+        print(f"  {'':<18}  {kind}: ... {len(lines) - 20} more")
+
+
+def supply_chain(args, work):
+    """Referrers followed through the tag schema and through the API, cold and warm; returns what was off
+    the minimum (anything above it, or a warm run not exactly at it)."""
+    failures = []
+    print(f"supply chain     referrers followed from every tag's digest and an index's platform children; "
+          f"{args.latency * 1000:.0f} ms added to every request")
+    for api in (False, True):
+        name = "referrers API" if api else "tag schema"
+        with LocalRegistry(cache=True) as registry, \
+                ReferrersProxy(registry.host, serve_referrers=api) as proxy:
+            layout = push_supply(proxy.url, args.referrer_repos, args.referrer_tags, api)
+            proxy.latency = args.latency  # pushing is not what is measured
+            followed = sum(map(len, layout.followed.values()))
+            tags = sum(map(len, layout.tags.values()))
+            schema = sum(layout.referrer_tags.values())
+            kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(layout.referrer_tags.items()))
+            print(f"  {name}: {args.referrer_repos} repos, {tags} tags ({tags - schema} image tags"
+                  f"{f' + {schema} referrer tags: {kinds}' if schema else ''}), {layout.untagged} untagged "
+                  f"referrers; {len(layout.manifests)} distinct manifests, {len(layout.configs)} configs; "
+                  f"{followed} digests followed ({' + '.join(str(len(d)) for d in layout.followed.values())} "
+                  f"per repo); {'the referrers API served' if api else 'no referrers API (the registry: 404)'}")
+            runs = [("cold", "auto", "auto"), ("warm", "auto", "auto")]
+            runs += [("warm", "never", "auto")] if api else [("cold", "never", "never"), ("warm", "never", "never")]
+            for phase, mode, db in runs:
+                proxy.reset()
+                reported, *_ = collect(str(work / f"supply-{'api' if api else 'schema'}-{db}.db"), proxy.host,
+                                       args.concurrency, registry, ["--referrers", mode])
+                counts, log = dict(proxy.counts), list(proxy.log)
+                minimum = layout.minimum(cold=phase == "cold", mode=mode)
+                label = f"{phase} {mode}"
+                table(label, counts, minimum)
+                made, least = sum(counts.values()), sum(minimum.values())
+                asked = counts.get("referrers", 0)
+                if mode == "never":
+                    bound = "bound 0"
+                elif api:
+                    bound = f"{asked / followed:.2f} per digest; bound <= {followed}{', = on warm' * (phase == 'warm')}"
+                else:
+                    bound = "bound 1: the probe, then none"
+                print(f"  {'':<18}{made} requests / minimum {least} = {made / least:.2f}; referrers {asked} for "
+                      f"{followed} digests followed ({bound}); {reported:.2f}s")
+                for kind in sorted(set(counts) | set(minimum)):
+                    n, m = counts.get(kind, 0), minimum.get(kind, 0)
+                    if n > m or (phase == "warm" and n != m):
+                        failures.append(f"{name}, {label} run: {kind} {n}, the bound "
+                                        f"{'=' if phase == 'warm' else '<='} {m}")
+                        explain(kind, log, layout.expected(kind))
+                    elif n < m:
+                        print(f"  {'':<18}note: {kind} {n} is below the minimum {m}: something was not fetched?")
+                        explain(kind, log, layout.expected(kind))
+    return failures
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repos", type=int, default=10)
@@ -146,7 +412,13 @@ def main():
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
     parser.add_argument("--memory-tags", type=int, default=10_000, help="tags for the peak-memory run (0: skip)")
     parser.add_argument("--no-skopeo", action="store_true", help="skip the skopeo loop")
+    parser.add_argument("--no-referrers", action="store_true", help="skip the supply-chain (referrers) section")
+    parser.add_argument("--referrer-repos", type=int, default=2, help="repos of the supply-chain section")
+    parser.add_argument("--referrer-tags", type=int, default=6,
+                        help="image tags per repo in the supply-chain section (and `latest`)")
     args = parser.parse_args()
+    if not args.no_referrers and min(args.referrer_repos, args.referrer_tags) < 1:
+        parser.error("--referrer-repos and --referrer-tags must be at least 1 (or pass --no-referrers)")
     if not args.no_skopeo and not shutil.which("skopeo"):
         sys.exit("skopeo is not installed: apt-get install -y skopeo (or pass --no-skopeo)")
     work = Path(tempfile.mkdtemp(prefix="ledger-bench-collect-"))
@@ -174,7 +446,7 @@ def main():
                 floor = (ledger_cpu + registry_cpu + proxy_cpu) / os.cpu_count()
                 print(f"  {phase} run          {reported:.2f}s ({wall:.2f}s); concurrency bound {requests} x "
                       f"{args.latency * 1000:.0f} ms / {args.concurrency} = {bound:.2f}s; "
-                      f"ratio {reported / bound:.2f} ({wall / bound:.2f})")
+                      + (f"ratio {reported / bound:.2f} ({wall / bound:.2f})" if bound else "no ratio at 0 ms"))
                 print(f"  {'':<18}CPU: ledger {ledger_cpu:.2f}s, registry {registry_cpu:.2f}s, proxy {proxy_cpu:.2f}s "
                       f"= {floor:.2f}s of wall time on {os.cpu_count()} cores at the least")
             if not args.no_skopeo:
@@ -185,6 +457,7 @@ def main():
                 for phase, (reported, wall, *_) in times.items():
                     print(f"  ledger vs skopeo  {phase}: {skopeo / wall:.1f}x faster (whole process), "
                           f"{skopeo / reported:.1f}x (the run)")
+        failures = [] if args.no_referrers else supply_chain(args, work)
         if args.memory_tags:
             repos = max(1, args.memory_tags // 100)
             big = push(registry, repos, args.memory_tags // repos, prefix="memory")
@@ -193,6 +466,8 @@ def main():
             print(f"memory           {count} tags in {repos} repos collected cold in {reported:.1f}s: "
                   f"peak RSS {peak:.0f} MB")
     shutil.rmtree(work)
+    if failures:
+        sys.exit("requests off the bound:\n  " + "\n  ".join(failures))
 
 
 if __name__ == "__main__":

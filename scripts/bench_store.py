@@ -122,6 +122,8 @@ def main():
         ("replaced_tags (a page)", "/ledger/replaced_tags", {}),
         ("new_images (a page)", "/ledger/new_images", {}),
         ("removed_tags (a page)", "/ledger/removed_tags", {}),
+        ("new_digests (a page)", "/ledger/new_digests", {}),
+        ("current_referrers (a page)", "/ledger/current_referrers", {}),
     ] + [(f"query {name}{'' if params else ' (defaults)'}", f"/ledger/{name}", params) for name, params in [
         ("state_at", {"at": "2026-01-01T00:00:00.000003Z", "pattern": "bench.example/team7/*"}),
         ("state_at", {}),
@@ -134,6 +136,9 @@ def main():
         ("runs_with_problems", {"since": "2000-01-01T00:00:00Z"}),
         ("stale_coverage", {"since": "2000-01-01T00:00:00Z"}),
         ("changes_feed", {"pattern": "bench.example/team7/*"}),
+        ("unsigned_current_tags", {"pattern": "bench.example/team7/*"}),
+        ("referrers_in_window", {"since": "2000-01-01T00:00:00Z"}),
+        ("signed_at", {"ref": f"bench.example/{repo}:{tag}", "at": "2026-01-01T00:00:00.000003Z"}),
     ]]
     for label, url, params in checks:
         took, (status, body) = timed(lambda: asyncio.run(fetch(url, params)))

@@ -285,6 +285,8 @@ def _as_schema_6(path):
     conn = sqlite3.connect(path)
     conn.execute("DROP TRIGGER manifests_append_only_update")
     conn.execute("DROP INDEX manifests_by_subject")
+    for (view,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'").fetchall():
+        conn.execute(f"DROP VIEW {view}")  # today's name the columns dropped below; the upgrade re-makes them
     for column in ("subject", "artifact_kind", "annotations", "name", "version"):
         conn.execute(f"ALTER TABLE manifests DROP COLUMN {column}")
     conn.execute("PRAGMA user_version = 6")

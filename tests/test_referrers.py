@@ -288,3 +288,14 @@ def test_a_podman_manifest_list_s_platforms_have_their_referrers_followed(regist
     assert rows == [{"tag": "1.0", "kind": "index", "signed": 1, "attested": 0, "sbom": 1}]
     assert referrers(ledger) == {(index, signature, "signature", "referrers"), (children[1], sbom, "sbom", "referrers")}
     ledger("verify")
+
+
+def test_referrers_never_adds_but_never_removes_what_only_the_api_lists(registry, pusher, api, ledger, ns):
+    repo = f"{ns}/app"
+    image, _, _ = pusher.image(repo, "prod", seed=ns)
+    signature = oras_attach(api.host, repo, image, {"sig": b"x"}, "application/vnd.cncf.notary.signature")
+    ledger.collect(f"{api.host}/{repo}")
+    ledger.collect(f"{api.host}/{repo}", "--referrers", "never")
+    ledger.collect(f"{api.host}/{repo}")
+    assert referrer_events(ledger) == [("added", signature)]
+    assert current(ledger)[0]["signed"] == 1
