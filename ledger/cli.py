@@ -13,19 +13,15 @@ import threading
 import time
 
 import click
-from tabulate import tabulate
 
-from . import __version__, checkpoint, pinning, reads, store
-from .collector import collect
-from .daemon import DaemonClient, collect_daemon
-from .references import ReferenceError, parse_target
-from .referrers import MODES as REFERRER_MODES
-from .registry import MAX_TAGS, RegistryOptions
-from .transport import DEFAULT_DEADLINE
-from .settings import (CONCURRENCY_RANGE, DEADLINE_RANGE, MAX_TAGS_RANGE, MIN_RPS, RETRIES_RANGE, SettingsError,
-                       check_regex, credentials_for, load_config)
+from . import __version__, reads, store
+from .limits import (CONCURRENCY_RANGE, DEADLINE_RANGE, DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, DEFAULT_RETRIES,
+                     MAX_TAGS, MAX_TAGS_RANGE, MIN_RPS, REFERRER_MODES, RETRIES_RANGE)
 from .terminal import printable
 from .times import parse_when
+
+# Only what --help and the reading commands need is imported here: collecting imports the network code,
+# `serve` Datasette, `verify --key` and checkpoints cryptography, each in its own command.
 
 EXIT_FAILED, EXIT_PARTIAL = 1, 3
 
@@ -84,11 +80,11 @@ def collect_options(command):
         db_option,
         click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
                      help="A TOML file of registries with their own targets, credentials, TLS and limits."),
-        click.option("--concurrency", default=8, show_default=True, type=click.IntRange(*CONCURRENCY_RANGE),
+        click.option("--concurrency", default=DEFAULT_CONCURRENCY, show_default=True, type=click.IntRange(*CONCURRENCY_RANGE),
                      help="Requests in flight at once, per registry."),
         click.option("--rps", type=click.FloatRange(min=MIN_RPS), metavar="N",
                      help="At most N requests per second, per registry."),
-        click.option("--retries", default=4, show_default=True, type=click.IntRange(*RETRIES_RANGE),
+        click.option("--retries", default=DEFAULT_RETRIES, show_default=True, type=click.IntRange(*RETRIES_RANGE),
                      help="Retries on connection errors, 5xx and 429, with backoff."),
         click.option("--deadline", default=DEFAULT_DEADLINE, show_default=True,
                      type=click.FloatRange(*DEADLINE_RANGE), metavar="SECONDS",
@@ -155,8 +151,9 @@ _TARGET_HELP = """
 def collect_command(**flags):
     """Record what every tag of TARGETS points to now: one run."""
     signal.signal(signal.SIGTERM, _interrupt)
+    planned = _Planner(flags)
     try:
-        status = _run(*_prepare(**flags))
+        status = _run(planned.next(), planned.quiet)
     except KeyboardInterrupt:
         raise click.ClickException("interrupted: the run is recorded as failed and nothing else was appended") from None
     if status == "failed":
@@ -181,48 +178,41 @@ class _BadUsage(click.ClickException):
     exit_code = 2
 
 
-def _prepare(targets, db_path, config_path, concurrency, rps, retries, deadline, max_tags, include_tags,
-             exclude_tags, referrers, plain_http, ca_file, insecure, username, password_stdin, docker_config, daemon,
-             docker_host, checkpoint_dir, checkpoint_key, quiet):
-    """Targets and per-registry options from the flags and the config file."""
-    anchor = _anchor(checkpoint_dir, checkpoint_key)
-    if docker_host and not daemon:
-        raise click.UsageError("--docker-host is for --daemon")
-    if not targets and not config_path and not daemon:
-        raise click.UsageError("name at least one TARGET, or --config FILE, or --daemon")
-    try:
-        daemon_client = DaemonClient(docker_host) if daemon else None
-    except ValueError as error:
-        raise click.UsageError(str(error)) from None
-    try:
-        parsed = [parse_target(text) for text in targets]
-    except ReferenceError as error:
-        raise click.UsageError(str(error)) from None
-    registries = list(dict.fromkeys(target.registry for target in parsed))
-    password = _password(password_stdin, registries)
-    try:
-        check_regex(include_tags, "--include-tags")
-        check_regex(exclude_tags, "--exclude-tags")
-        options = {}
-        for registry in registries:
-            options[registry] = RegistryOptions(
-                plain_http=plain_http, ca_file=ca_file, insecure=insecure, concurrency=concurrency, rps=rps,
-                retries=retries, deadline=deadline, max_tags=max_tags, include_tags=include_tags,
-                exclude_tags=exclude_tags, referrers=referrers,
-                credentials=credentials_for(registry, username=username, password=password,
-                                            docker_config=docker_config))
-        if config_path:
-            from_file, file_options = load_config(config_path)
-            parsed += from_file
-            options.update(file_options)
-    except SettingsError as error:
-        raise (_BadUsage if getattr(error, "usage", True) else click.ClickException)(str(error)) from None
-    for registry, settings in options.items():
-        if settings.insecure:
-            click.echo(f"warning: TLS certificates are not verified for {registry}", err=True)
-    described = [*targets] + ([f"--config {config_path}"] if config_path else [])
-    described += [f"--daemon {daemon_client.host}"] if daemon else []
-    return db_path, parsed, described, options, daemon_client, anchor, quiet
+class _Planner:
+    """Each run's plan from the same flags: credentials are resolved anew for every run (a watcher lives
+    for weeks; passwords and helper tokens rotate), the password given on the command line read once."""
+
+    def __init__(self, flags):
+        from .settings import Flags
+        self.flags = Flags(**flags)
+        self.quiet = self.flags.quiet
+        self.anchor = _anchor(self.flags.checkpoint_dir, self.flags.checkpoint_key)
+        self.password, self.read = None, False
+        self.first = self._plan()  # made now, so bad flags fail before any run
+        for registry, options in self.first.options.items():
+            if options.insecure:
+                click.echo(f"warning: TLS certificates are not verified for {registry}", err=True)
+
+    def next(self):
+        """The plan of the next run."""
+        if self.first is not None:
+            made, self.first = self.first, None
+            return made
+        return self._plan()
+
+    def _plan(self):
+        from .settings import FlagsConflict, SettingsError, plan
+        try:
+            return plan(self.flags, self._password, self.anchor)
+        except FlagsConflict as error:
+            raise click.UsageError(str(error)) from None
+        except SettingsError as error:
+            raise (_BadUsage if error.usage else click.ClickException)(str(error)) from None
+
+    def _password(self, registries):
+        if not self.read:
+            self.password, self.read = _password(self.flags.password_stdin, registries), True
+        return self.password
 
 
 def _anchor(checkpoint_dir, checkpoint_key):
@@ -232,6 +222,7 @@ def _anchor(checkpoint_dir, checkpoint_key):
     if not checkpoint_key:
         raise click.UsageError("--checkpoint-dir needs --checkpoint-key FILE "
                                "(make one: ledger checkpoint --new-key FILE)")
+    from . import checkpoint
     try:
         return checkpoint_dir, checkpoint.load_signer(checkpoint_key)
     except checkpoint.CheckpointError as error:
@@ -254,80 +245,27 @@ def _password(password_stdin, registries):
     return password
 
 
-def _live_repos(db, source):
-    return db.execute("SELECT DISTINCT registry, repo FROM tag_keys WHERE kind != 'removed' AND source = ?",
-                      [source]).fetchall()
-
-
-def _run(db_path, parsed, described, options, daemon, anchor, quiet):
-    """One run, appended in one transaction; returns its status. A ledger SQLite refuses (edited by hand,
-    a full disk) is one line, never a traceback."""
+def _run(plan, quiet):
+    """One run, appended in one transaction, then its problems and summary; returns its status."""
+    from .run import RunFailed, run_once
+    progress = _Progress(not quiet and sys.stderr.isatty() and bool(plan.targets))
     try:
-        return _run_on(db_path, parsed, described, options, daemon, anchor, quiet)
-    except (sqlite3.Error, store.StoreError) as error:
-        raise click.ClickException(f"{db_path}: the run could not be recorded ({error}); see `ledger verify`") \
-            from None
-
-
-def _run_on(db_path, parsed, described, options, daemon, anchor, quiet):
-    db = _open(db_path)
-    try:
-        known = store.known_digests(db)
-        ledger_repos = {}
-        for registry, repo in _live_repos(db, store.REGISTRY):
-            ledger_repos.setdefault(registry, set()).add(repo)
-        source = "+".join(name for name, used in (("registry", parsed), ("daemon", daemon)) if used)
-        run_id = store.start_run(db, source, described)
-        started = time.monotonic()
-        progress = _Progress(not quiet and sys.stderr.isatty() and bool(parsed))
-        try:
-            result = collect(parsed, known, ledger_repos, options=options, progress=progress,
-                             children_of=lambda digest: store.children_of(db, digest)) if parsed else None
-            if daemon:
-                images = {row[0] for row in db.execute("SELECT id FROM images")}
-                local = collect_daemon(daemon, images, _live_repos(db, daemon.source))
-                result = result.merge(local) if result else local
-        except KeyboardInterrupt:
-            progress.close()
-            store.finish_failed_run(db, run_id, "interrupted: stopped by a signal")
-            raise
-        except Exception as error:  # the sources catch what they can; whatever escapes still closes the run
-            progress.close()
-            message = f"failed: {error.__class__.__name__}: {str(error)[:200]}"
-            store.finish_failed_run(db, run_id, message)
-            raise click.ClickException(f"{db_path}: run {run_id} {printable(message)}") from None
-        finally:
-            progress.close()
-        try:
-            counts = store.append_run(db, run_id, result)
-        except Exception as error:  # the ledger must still say the run happened and failed
-            store.finish_failed_run(db, run_id, f"could not append: {error}")
-            raise click.ClickException(f"{db_path}: run {run_id} could not be appended: {error}") from None
-        unanchored = _write_checkpoint(anchor, db, counts["run_id"])
+        outcome = run_once(plan, progress)
+    except RunFailed as error:
+        raise click.ClickException(str(error)) from None
     finally:
-        db.close()
-    elapsed = time.monotonic() - started
-    run_id = counts["run_id"]  # another row when this run's own was closed underneath it
+        progress.close()
+    result = outcome.result
     for error in result.errors[:20]:
         click.echo(f"{'warning' if error.warning else 'error'}: {printable(str(error))}", err=True)
     if len(result.errors) > 20:
-        click.echo(f"error: ... and {len(result.errors) - 20} more (see the errors table, run {run_id})", err=True)
+        click.echo(f"error: ... and {len(result.errors) - 20} more (see the errors table, run {outcome.run_id})",
+                   err=True)
     if not quiet:
-        _summary(run_id, result, counts, elapsed)
-    if unanchored:
-        raise click.ClickException(unanchored)
+        _summary(outcome.run_id, result, outcome.counts, outcome.elapsed)
+    if outcome.unanchored:
+        raise click.ClickException(outcome.unanchored)
     return result.status
-
-
-def _write_checkpoint(anchor, db, run_id):
-    """Write the signed head after a run; the run is appended either way. Returns a problem, or None."""
-    if anchor is None:
-        return None
-    try:
-        pinning.write_checkpoint(anchor[0], db, anchor[1], run_id)
-    except OSError as error:
-        return f"{anchor[0]}: run {run_id} is appended, but its checkpoint could not be written ({error.strerror})"
-    return None
 
 
 def _summary(run_id, result, counts, elapsed):
@@ -359,6 +297,7 @@ def verify(db_path, as_json, expect, public_key):
     given with --expect no longer holds (history before it was rewritten, or
     the ledger was cut shorter than it).
     """
+    from . import pinning
     pins = _pins(expect, public_key)
     db = _open(db_path, readonly=True)
     try:
@@ -387,6 +326,7 @@ def verify(db_path, as_json, expect, public_key):
 
 def _verifier(key):
     """The verifier key from a file or its text; a signer key file gives its own verifier."""
+    from . import checkpoint
     try:
         return checkpoint.load_verifier(key)
     except checkpoint.CheckpointError:
@@ -400,6 +340,7 @@ def _verifier(key):
 
 
 def _pins(expect, public_key):
+    from . import checkpoint, pinning
     try:
         verifier = _verifier(public_key) if public_key else None
         return pinning.read_pins(expect, verifier)
@@ -419,6 +360,7 @@ def checkpoint_command(db_path, key_path, new_key, name):
     """Print the ledger's head as a signed checkpoint (the signed-note format of
     Go's checksum database and CT witnesses): keep it elsewhere, and
     `ledger verify --expect FILE --key FILE.pub` proves the ledger still holds it."""
+    from . import checkpoint, pinning
     try:
         if new_key:
             click.echo(checkpoint.write_new_key(new_key, name).text())
@@ -446,6 +388,7 @@ def prove(event_id, consistency, size, public_key, db_path):
     without the ledger."""
     if (event_id is None) == (consistency is None):
         raise click.UsageError("give an EVENT_ID, or --consistency OLD NEW")
+    from . import pinning
     db = _open(db_path, readonly=True)
     try:
         if consistency:
@@ -496,6 +439,7 @@ def _emit(rows, columns, as_json=False, as_csv=False, full=False, empty="nothing
             if column in _FLAGS and value is not None:
                 return "yes" if value else "-"
             return printable(value) if isinstance(value, str) else value
+        from tabulate import tabulate
         click.echo(tabulate([[cell(c, row[c]) for c in columns] for row in rows], headers=columns,
                             tablefmt="simple"))
     else:
@@ -541,7 +485,7 @@ def history(reference, db_path, source, as_json, as_csv, full):
     SBOMs' comings and goings (WHAT) for every digest it pointed to."""
     try:
         rows = reads.history(_open(db_path, readonly=True), reference, source)
-    except (ReferenceError, ValueError) as error:
+    except ValueError as error:  # references.TargetError is one
         raise click.BadParameter(str(error), param_hint="REFERENCE") from None
     _emit(rows, ["event_id", "observed_at", "kind", "what", "prev_digest", "digest", "subject", "created", "run_id"],
           as_json, as_csv, full, empty=f"no events for {reference}")
@@ -646,7 +590,7 @@ def watch(every, jitter, **flags):
     run (recorded as interrupted) and exits 0.
     """
     interval = parse_interval(every)
-    prepared = _prepare(**flags)
+    planned = _Planner(flags)
     stop = threading.Event()
     running = threading.Event()
 
@@ -662,7 +606,7 @@ def watch(every, jitter, **flags):
     while not stop.is_set():
         running.set()
         try:
-            _run(*prepared)
+            _run(planned.next(), planned.quiet)
         except KeyboardInterrupt:
             click.echo("watch: run abandoned", err=True)
             break

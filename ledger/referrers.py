@@ -11,7 +11,6 @@ import re
 from dataclasses import dataclass
 
 REFERRER = "referrer"  # the source of a referrer key: (registry, repo, referrer digest)
-MODES = ("auto", "always", "never")
 COSIGN_SUFFIXES = (".sig", ".att", ".sbom")
 # A tag the referrers tag schema or cosign writes; the views (schema/views.sql) hold the same rule in SQL.
 _SCHEMA_TAG = re.compile(r"(sha256|sha512)-[0-9a-f]{64}(\.sig|\.att|\.sbom)?")

@@ -8,13 +8,14 @@ import json
 import math
 import os
 import tomllib
+from dataclasses import dataclass
 
 import re2
 
 from .auth import Credentials
 from .credentials import CredentialsError, from_docker_config
 from .references import ReferenceError, canonical_registry, parse_target
-from .referrers import MODES as REFERRER_MODES
+from .limits import CONCURRENCY_RANGE, DEADLINE_RANGE, MAX_TAGS_RANGE, MIN_RPS, REFERRER_MODES, RETRIES_RANGE
 from .registry import RegistryOptions
 from .semantics import tag_filter
 
@@ -27,12 +28,7 @@ _TYPES = {"insecure": bool, "plain_http": bool, "concurrency": int, "retries": i
           "deadline": (int, float), "max_tags": int}
 MAX_CONFIG_BYTES = 1024 * 1024
 
-# The one statement of each limit: the config file is held to these, as the CLI's flags are.
-CONCURRENCY_RANGE = (1, 256)
-RETRIES_RANGE = (0, 10)
-MIN_RPS = 0.1
-DEADLINE_RANGE = (1, 86400)  # seconds for one request
-MAX_TAGS_RANGE = (1, 10_000_000)
+# The config file is held to the CLI's own ranges.
 _RANGES = {"concurrency": CONCURRENCY_RANGE, "retries": RETRIES_RANGE, "rps": (MIN_RPS, math.inf),
            "deadline": DEADLINE_RANGE, "max_tags": MAX_TAGS_RANGE}
 
@@ -44,6 +40,91 @@ class SettingsError(Exception):
     def __init__(self, message, usage=True):
         super().__init__(message)
         self.usage = usage
+
+
+class FlagsConflict(SettingsError):
+    """Flags that make no run together (or none at all): the command's usage is worth showing."""
+
+
+@dataclass
+class Flags:
+    """The options `collect` and `watch` share, as given."""
+
+    targets: tuple
+    db_path: str
+    config_path: str | None
+    concurrency: int
+    rps: float | None
+    retries: int
+    deadline: float
+    max_tags: int
+    include_tags: str | None
+    exclude_tags: str | None
+    referrers: str
+    plain_http: bool
+    ca_file: str | None
+    insecure: bool
+    username: str | None
+    password_stdin: bool
+    docker_config: str | None
+    daemon: bool
+    docker_host: str | None
+    checkpoint_dir: str | None
+    checkpoint_key: str | None
+    quiet: bool
+
+
+@dataclass
+class Plan:
+    """What one run is asked to do: its targets and each registry's options, credentials resolved now
+    (so a watcher made anew for each run picks up a rotated password or helper token)."""
+
+    db_path: str
+    targets: list
+    described: list  # the targets as the runs table records them
+    options: dict  # registry -> RegistryOptions
+    daemon: object = None  # a DaemonClient with --daemon
+    anchor: tuple | None = None  # (directory, signer) with --checkpoint-dir
+
+
+def target_registries(targets):
+    """The registries the command line's targets name, in order; bad targets are FlagsConflict."""
+    try:
+        return list(dict.fromkeys(parse_target(text).registry for text in targets))
+    except ReferenceError as error:
+        raise FlagsConflict(str(error)) from None
+
+
+def plan(flags, password=lambda registries: None, anchor=None):
+    """A run's Plan from the flags and the config file. `password(registries)` gives the command line's
+    password, which belongs to the one registry named."""
+    if flags.docker_host and not flags.daemon:
+        raise FlagsConflict("--docker-host is for --daemon")
+    if not flags.targets and not flags.config_path and not flags.daemon:
+        raise FlagsConflict("name at least one TARGET, or --config FILE, or --daemon")
+    from .daemon import DaemonClient
+    try:
+        daemon = DaemonClient(flags.docker_host) if flags.daemon else None
+    except ValueError as error:
+        raise FlagsConflict(str(error)) from None
+    registries = target_registries(flags.targets)
+    targets = [parse_target(text) for text in flags.targets]
+    password = password(registries)
+    check_regex(flags.include_tags, "--include-tags")
+    check_regex(flags.exclude_tags, "--exclude-tags")
+    options = {registry: RegistryOptions(
+        plain_http=flags.plain_http, ca_file=flags.ca_file, insecure=flags.insecure, concurrency=flags.concurrency,
+        rps=flags.rps, retries=flags.retries, deadline=flags.deadline, max_tags=flags.max_tags,
+        include_tags=flags.include_tags, exclude_tags=flags.exclude_tags, referrers=flags.referrers,
+        credentials=credentials_for(registry, username=flags.username, password=password,
+                                    docker_config=flags.docker_config)) for registry in registries}
+    if flags.config_path:
+        from_file, file_options = load_config(flags.config_path)
+        targets += from_file
+        options.update(file_options)
+    described = [*flags.targets] + ([f"--config {flags.config_path}"] if flags.config_path else [])
+    described += [f"--daemon {daemon.host}"] if daemon else []
+    return Plan(flags.db_path, targets, described, options, daemon, anchor)
 
 
 def credentials_for(registry, *, username=None, password=None, docker_config=None):

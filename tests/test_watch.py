@@ -9,7 +9,7 @@ import time
 import pytest
 
 from ledger.cli import parse_interval
-from ledger.sandbox import Proxy
+from sandbox import Proxy
 
 
 def runs(path):
@@ -99,3 +99,29 @@ def test_bad_intervals_are_refused(text):
     import click
     with pytest.raises(click.BadParameter):
         parse_interval(text)
+
+
+def test_a_watcher_reads_credentials_anew_for_every_run(htpasswd_registry, pusher, ns, tmp_path, docker_config):
+    """A password rotated in the Docker config (or a helper's token) reaches the next run of a watcher
+    that started with the old one, without a restart."""
+    import base64
+    import os
+
+    from conftest import PASSWORD
+
+    def auths(password):
+        token = base64.b64encode(f"alice:{password}".encode()).decode()
+        return {"auths": {htpasswd_registry.host: {"auth": token}}}
+    pusher.image(f"{ns}/app", "1", seed=ns)
+    db = str(tmp_path / "w.db")
+    docker_config(auths("the-old-password"))
+    process = subprocess.Popen([sys.executable, "-m", "ledger", "watch", f"{htpasswd_registry.host}/{ns}/app", "--db",
+                                db, "-q", "--every", "0.3s", "--retries", "0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    assert wait_for(lambda: any(status == "failed" for status, _ in runs(db)))
+    docker_config(auths(PASSWORD))
+    assert wait_for(lambda: any(status == "ok" for status, _ in runs(db)))
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert PASSWORD not in out + err

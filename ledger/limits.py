@@ -1,0 +1,15 @@
+"""Every limit a user can set, with its default and its range: one statement each, for the flags, the
+config file and the code that enforces them. Imports nothing, so `ledger --help` stays fast."""
+
+DEFAULT_DEADLINE = 300.0  # seconds for one request, from connecting to the last byte of its body
+MAX_TAGS = 100_000  # per repository, unless --max-tags says otherwise
+DEFAULT_CONCURRENCY = 8
+DEFAULT_RETRIES = 4
+
+CONCURRENCY_RANGE = (1, 256)
+RETRIES_RANGE = (0, 10)
+MIN_RPS = 0.1
+DEADLINE_RANGE = (1, 86400)  # seconds for one request
+MAX_TAGS_RANGE = (1, 10_000_000)
+
+REFERRER_MODES = ("auto", "always", "never")  # when to ask the OCI referrers API

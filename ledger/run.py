@@ -1,0 +1,98 @@
+"""One run: what the ledger already knows, the sources' collection, the append, the signed head.
+
+The CLI's `collect` and `watch` are this and a summary; nothing here prints.
+"""
+
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from . import pinning, store
+from .collector import collect
+from .daemon import collect_daemon
+from .terminal import printable
+
+
+class RunFailed(Exception):
+    """A run that could not be recorded, or that ended without its findings: one line, naming the ledger."""
+
+
+@dataclass
+class Outcome:
+    run_id: int  # the run's row: another one when its own was closed underneath it
+    result: object  # the sources' RunResult
+    counts: dict  # what the append made of it
+    elapsed: float
+    unanchored: str | None = None  # why the signed head could not be written, if it could not
+
+
+def run_once(plan, progress=None):
+    """Collect `plan` (a settings.Plan) and append it as one run. KeyboardInterrupt still closes the run
+    (as failed) before it goes on up."""
+    try:
+        db = store.open_db(plan.db_path)
+    except store.StoreError as error:
+        raise RunFailed(str(error)) from None
+    try:
+        return _run(db, plan, progress or (lambda **_: None))
+    except (sqlite3.Error, store.StoreError) as error:
+        raise RunFailed(f"{plan.db_path}: the run could not be recorded ({error}); see `ledger verify`") from None
+
+
+def _run(db, plan, progress):
+    try:
+        known = store.known_digests(db)
+        ledger_repos = {}
+        for registry, repo in _live_repos(db, store.REGISTRY):
+            ledger_repos.setdefault(registry, set()).add(repo)
+        source = "+".join(name for name, used in (("registry", plan.targets), ("daemon", plan.daemon)) if used)
+        run_id = store.start_run(db, source, plan.described)
+        started = time.monotonic()
+        result = _collect(db, plan, run_id, known, ledger_repos, progress)
+        try:
+            counts = store.append_run(db, run_id, result)
+        except Exception as error:  # the ledger must still say the run happened and failed
+            store.finish_failed_run(db, run_id, f"could not append: {error}")
+            raise RunFailed(f"{plan.db_path}: run {run_id} could not be appended: {error}") from None
+        unanchored = _write_checkpoint(plan.anchor, db, counts["run_id"])
+    finally:
+        db.close()
+    return Outcome(counts["run_id"], result, counts, time.monotonic() - started, unanchored)
+
+
+def _collect(db, plan, run_id, known, ledger_repos, progress):
+    """The sources' findings; whatever escapes them still closes the run, as failed."""
+    try:
+        result = collect(plan.targets, known, ledger_repos, options=plan.options, progress=progress,
+                         children_of=lambda digest: store.children_of(db, digest)) if plan.targets else None
+        if plan.daemon:
+            local = collect_daemon(plan.daemon, _known_images(db), _live_repos(db, plan.daemon.source))
+            result = result.merge(local) if result else local
+        return result
+    except KeyboardInterrupt:
+        store.finish_failed_run(db, run_id, "interrupted: stopped by a signal")
+        raise
+    except Exception as error:
+        message = f"failed: {error.__class__.__name__}: {str(error)[:200]}"
+        store.finish_failed_run(db, run_id, message)
+        raise RunFailed(f"{plan.db_path}: run {run_id} {printable(message)}") from None
+
+
+def _write_checkpoint(anchor, db, run_id):
+    """Write the signed head after a run; the run is appended either way. Returns a problem, or None."""
+    if anchor is None:
+        return None
+    try:
+        pinning.write_checkpoint(anchor[0], db, anchor[1], run_id)
+    except OSError as error:
+        return f"{anchor[0]}: run {run_id} is appended, but its checkpoint could not be written ({error.strerror})"
+    return None
+
+
+def _live_repos(db, source):
+    return db.execute("SELECT DISTINCT registry, repo FROM tag_keys WHERE kind != 'removed' AND source = ?",
+                      [source]).fetchall()
+
+
+def _known_images(db):
+    return {row[0] for row in db.execute("SELECT id FROM images")}
