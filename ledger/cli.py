@@ -565,15 +565,13 @@ def _targets_text(stored):
     return " ".join(map(str, targets)) if isinstance(targets, list) else str(stored)
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def parse_interval(text):
-    """`90`, `30s`, `15m`, `1h`, `1d` -> seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
-    if not match or float(match.group(1)) <= 0:
-        raise click.BadParameter(f"{text!r} is not an interval like 30s, 15m, 1h")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    """`90`, `30s`, `15m`, `1h`, `1d` -> seconds, or bad usage."""
+    from .times import parse_interval as seconds
+    try:
+        return seconds(text)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 @cli.command()

@@ -4,37 +4,33 @@ import re
 
 from .references import ReferenceError, parse_target
 
-# For each tag key, its latest event observed at or before :at: one index seek per key,
-# because a key's events never go back in time.
+# For each tag key, its latest event observed at or before :at (empty: now): one index seek per key,
+# because a key's events never go back in time. Image tags only. `ledger at` narrows it by its
+# arguments; the `state_at` canned query (metadata.yml) is this with globs (CANNED below).
 _STATE_AT = """
 SELECT k.registry, k.repo, k.tag, e.digest, e.image, e.created, e.observed_at AS since, e.run_id, k.source
 FROM tag_keys k
-JOIN events e ON e.id = (SELECT q.id FROM event_log q WHERE q.key_id = k.id AND q.observed_at <= :at
-                         ORDER BY q.observed_at DESC, q.id DESC LIMIT 1)
+JOIN events e ON e.id = (
+    SELECT q.id FROM event_log q
+    WHERE q.key_id = k.id
+      AND q.observed_at <= coalesce(nullif(:at, ''), strftime('%Y-%m-%dT%H:%M:%S.999999Z', 'now'))
+    ORDER BY q.observed_at DESC, q.id DESC LIMIT 1)
 WHERE e.kind != 'removed' AND k.source != 'referrer' AND NOT {schema_tag} {where}
-ORDER BY k.registry, k.repo, k.tag
+ORDER BY k.registry, k.repo, k.tag, k.source
 """
 # A referrer tag (schema/views.sql holds the same rule, ledger/referrers.py the same in Python).
 _SCHEMA_TAG = ("(substr({tag}, 1, 7) IN ('sha256-', 'sha512-') AND length({tag}) IN (71, 75, 76) "
                "AND NOT substr({tag}, 8, 64) GLOB '*[^0-9a-f]*' AND substr({tag}, 72) IN ('', '.sig', '.att', '.sbom'))")
 
-# A tag's own events, and the events of the referrers (signatures, attestations, SBOMs, ...) of every
-# digest it has pointed to, in the order they happened.
-_HISTORY = """
-SELECT event_id, observed_at, kind, 'tag' AS what, digest, prev_digest, NULL AS subject, created, run_id, source
-FROM tag_history
-WHERE registry = :registry AND repo = :repo AND tag = :tag {also}
-UNION ALL
-SELECT h.event_id, h.observed_at, h.kind, coalesce(r.kind, 'artifact'), h.digest, h.prev_digest, r.subject,
-       h.created, h.run_id, h.source
-FROM referrers r
-JOIN tag_history h ON h.registry = r.registry AND h.repo = r.repo AND h.tag = coalesce(r.tag, r.referrer)
-                  AND h.source = CASE WHEN r.tag IS NULL THEN 'referrer' ELSE 'registry' END
-WHERE r.registry = :registry AND r.repo = :repo AND r.subject IN (
-    SELECT digest FROM tag_history WHERE registry = :registry AND repo = :repo AND tag = :tag AND digest IS NOT NULL
-    {also})
-ORDER BY event_id
-"""
+
+def _state_at(where):
+    return _STATE_AT.format(where=where, schema_tag=_SCHEMA_TAG.format(tag="k.tag"))
+
+
+# Canned queries whose SQL is said here, for `ledger serve` to put into metadata.yml.
+CANNED = {"state_at": _state_at("AND (k.registry || '/' || k.repo) GLOB coalesce(nullif(:pattern, ''), '*') "
+                                "AND k.source GLOB coalesce(nullif(:source, ''), '*')").strip()}
+
 _GLOB = re.compile(r"[*?\[]")
 
 
@@ -94,8 +90,7 @@ def _has_column(db, table, column):
 def state_at(db, at, pattern=None, source=None):
     where, params = _pattern_clause(pattern, "k.")
     also, more = _source_clause(source, "k.")
-    return list(db.query(_STATE_AT.format(where=f"{where} {also}", schema_tag=_SCHEMA_TAG.format(tag="k.tag")),
-                         {"at": at, **params, **more}))
+    return list(db.query(_state_at(f"{where} {also}"), {"at": at, **params, **more}))
 
 
 def history(db, reference, source=None):

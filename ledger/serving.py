@@ -17,7 +17,7 @@ from datasette.database import Database
 from datasette.plugins import pm
 from datasette.utils import tilde_encode
 
-from . import store
+from . import reads, store
 from .references import is_loopback_host
 from .store import StoreError
 
@@ -42,6 +42,9 @@ def serving_metadata(db_path, sql=True):
     metadata = yaml.safe_load(resources.files("ledger").joinpath("metadata.yml").read_text(encoding="utf-8"))
     name = Path(db_path).stem
     databases = metadata.get("databases", {})
+    queries = databases.get("ledger", {}).get("queries", {})
+    for query, text in reads.CANNED.items():
+        queries[query]["sql"] = text  # said once, in reads.py, for `ledger at` and this query alike
     if "ledger" in databases:
         databases[name] = databases.pop("ledger")
     metadata["description_html"] = metadata.get("description_html", "").replace(

@@ -72,8 +72,17 @@ def _whole_seconds(moment):
 
 
 _AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|second|m|min|minute|h|hour|d|day|w|week)s?\s+ago\s*$", re.I | re.ASCII)
-_AGO_SECONDS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
-                "d": 86400, "day": 86400, "w": 604800, "week": 604800}
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}  # every duration people type, in one table
+_LONG_UNITS = {"sec": "s", "second": "s", "min": "m", "minute": "m", "hour": "h", "day": "d", "week": "w"}
+_INTERVAL = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", re.ASCII)
+
+
+def parse_interval(text):
+    """`90`, `30s`, `15m`, `1h`, `1d` -> seconds (more than 0); ValueError otherwise."""
+    match = _INTERVAL.fullmatch(text or "")
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not an interval like 30s, 15m, 1h")
+    return float(match.group(1)) * _SECONDS[match.group(2) or "s"]
 
 
 def parse_when(text):
@@ -86,7 +95,8 @@ def parse_when(text):
         return now()
     match = _AGO.match(value)
     if match:
-        seconds = float(match.group(1)) * _AGO_SECONDS[match.group(2).lower()]
+        unit = match.group(2).lower()
+        seconds = float(match.group(1)) * _SECONDS[_LONG_UNITS.get(unit, unit)]
         try:
             return format_instant(datetime.now(timezone.utc) - timedelta(seconds=seconds))
         except OverflowError:
