@@ -531,38 +531,16 @@ def runs(db_path, limit, with_errors, as_json, as_csv, full):
     A run still 'running' whose lock is free (its process is gone) is closed
     as failed ("interrupted") by the next collect, from any host.
     """
-    db = _open(db_path, readonly=True)
-    rows = list(db.query(
-        "SELECT id, started_at, finished_at, status, targets, tags_seen, added, moved, updated, removed, "
-        "new_images, errors, error_summary FROM runs ORDER BY id DESC LIMIT ?", [limit]))
-    for row in rows:
-        row["targets"] = _targets_text(row["targets"])
-        if with_errors or as_json:
-            row["problems"] = list(db.query(
-                "SELECT stage, registry, repo, tag, http_status, code, message FROM errors WHERE run_id = ? "
-                "ORDER BY id", [row["id"]]))
+    rows = reads.runs(_open(db_path, readonly=True), limit, problems=with_errors or as_json)
     columns = ["id", "started_at", "status", "targets", "tags_seen", "added", "moved", "updated", "removed",
                "new_images", "errors"]
-    if as_json or as_csv or not rows:
+    if as_json or as_csv or full or not rows:  # --full: the finish time and the whole summary, in the table
         _emit(rows, columns + ["finished_at", "error_summary"], as_json, as_csv, empty=f"{db_path}: no runs yet")
-        return
-    _emit(rows, columns)
-    for row in rows:
-        if row["status"] != "ok" and row["error_summary"] and not with_errors:
-            click.echo(f"run {row['id']}: {printable(row['error_summary'])}")
-        for problem in row.get("problems", []):
-            where = "/".join(filter(None, [problem["registry"], problem["repo"]])) + (
-                f":{problem['tag']}" if problem["tag"] else "")
-            click.echo(printable(f"run {row['id']} {problem['stage']}: {where}: {problem['message']}"))
-
-
-def _targets_text(stored):
-    """A run's targets (a JSON list) as one line; what an edit left there is shown as it is."""
-    try:
-        targets = json.loads(stored)
-    except (TypeError, ValueError):
-        return str(stored)
-    return " ".join(map(str, targets)) if isinstance(targets, list) else str(stored)
+    else:
+        _emit(rows, columns)
+    if not (as_json or as_csv):
+        for line in reads.run_problems(rows, summaries=not (with_errors or full)):
+            click.echo(printable(line))
 
 
 def parse_interval(text):

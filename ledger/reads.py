@@ -1,5 +1,6 @@
 """The questions people ask the ledger, as SQL over the contract's tables and views."""
 
+import json
 import re
 
 from .references import ReferenceError, parse_target
@@ -31,6 +32,23 @@ def _state_at(where):
 CANNED = {"state_at": _state_at("AND (k.registry || '/' || k.repo) GLOB coalesce(nullif(:pattern, ''), '*') "
                                 "AND k.source GLOB coalesce(nullif(:source, ''), '*')").strip()}
 
+# A tag's own events, and the events of the referrers (signatures, attestations, SBOMs, ...) of every
+# digest it has pointed to, in the order they happened.
+_HISTORY = """
+SELECT event_id, observed_at, kind, 'tag' AS what, digest, prev_digest, NULL AS subject, created, run_id, source
+FROM tag_history
+WHERE registry = :registry AND repo = :repo AND tag = :tag {also}
+UNION ALL
+SELECT h.event_id, h.observed_at, h.kind, coalesce(r.kind, 'artifact'), h.digest, h.prev_digest, r.subject,
+       h.created, h.run_id, h.source
+FROM referrers r
+JOIN tag_history h ON h.registry = r.registry AND h.repo = r.repo AND h.tag = coalesce(r.tag, r.referrer)
+                  AND h.source = CASE WHEN r.tag IS NULL THEN 'referrer' ELSE 'registry' END
+WHERE r.registry = :registry AND r.repo = :repo AND r.subject IN (
+    SELECT digest FROM tag_history WHERE registry = :registry AND repo = :repo AND tag = :tag AND digest IS NOT NULL
+    {also})
+ORDER BY event_id
+"""
 _GLOB = re.compile(r"[*?\[]")
 
 
@@ -115,3 +133,38 @@ def changes(db, since, until=None, pattern=None, source=None):
         f"SELECT observed_at, kind, registry, repo, tag, prev_digest, digest, run_id, source FROM tag_history "
         f"WHERE observed_at > :since AND observed_at <= :until {where} {also} ORDER BY event_id",
         {"since": since, "until": until or "9999", **params, **more}))
+
+
+def runs(db, limit, problems=False):
+    """The latest runs, newest first, their targets as one line; with `problems`, each one's errors."""
+    rows = list(db.query(
+        "SELECT id, started_at, finished_at, status, targets, tags_seen, added, moved, updated, removed, "
+        "new_images, errors, error_summary FROM runs ORDER BY id DESC LIMIT ?", [limit]))
+    for row in rows:
+        row["targets"] = _targets_text(row["targets"])
+        if problems:
+            row["problems"] = list(db.query(
+                "SELECT stage, registry, repo, tag, http_status, code, message FROM errors WHERE run_id = ? "
+                "ORDER BY id", [row["id"]]))
+    return rows
+
+
+def run_problems(rows, summaries=True):
+    """Lines saying what went wrong in runs: each one's errors where they were read, else (`summaries`)
+    the summary of each run that was not ok."""
+    for row in rows:
+        if summaries and row["status"] != "ok" and row["error_summary"] and "problems" not in row:
+            yield f"run {row['id']}: {row['error_summary']}"
+        for problem in row.get("problems", []):
+            where = "/".join(filter(None, [problem["registry"], problem["repo"]])) + (
+                f":{problem['tag']}" if problem["tag"] else "")
+            yield f"run {row['id']} {problem['stage']}: {where}: {problem['message']}"
+
+
+def _targets_text(stored):
+    """A run's targets (a JSON list) as one line; what an edit left there is shown as it is."""
+    try:
+        targets = json.loads(stored)
+    except (TypeError, ValueError):
+        return str(stored)
+    return " ".join(map(str, targets)) if isinstance(targets, list) else str(stored)

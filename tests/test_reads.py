@@ -74,6 +74,9 @@ def test_runs_as_json_include_their_errors(registry, ledger, proxy, ns, pusher):
     run = as_json(ledger, "runs")[0]
     assert run["status"] == "failed" and run["problems"][0]["http_status"] == 500
     assert "tags: HTTP 500" in ledger("runs", "--errors").output
+    plain, full = ledger("runs").output, ledger("runs", "--full").output
+    assert "error_summary" not in plain.splitlines()[0] and "finished_at" in full.splitlines()[0]
+    assert "error_summary" in full.splitlines()[0] and run["error_summary"] in full
 
 
 @freeze_time("2026-11-28 12:00:00")
