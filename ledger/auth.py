@@ -155,6 +155,9 @@ class Authenticator:
 
     def token(self, scopes):
         key = (self.realm, self.service, scopes)
+        cached = self.tokens.get(key)  # the common case, a token in force, takes no lock
+        if cached and time.monotonic() < cached[1]:
+            return cached[0]
         with self._lock:
             lock = self._key_locks.setdefault(key, threading.Lock())
         with lock:

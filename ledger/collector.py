@@ -7,15 +7,15 @@ thread touches the results.
 """
 
 import queue
-from collections import Counter, defaultdict, deque
+from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .manifests import LEGACY_TYPES, ManifestError, facts_of, needs_config, parse_manifest
+from .findings import WARNING, Listing, RunResult, Sighting, SourceError, finish, record, unexpected
 from .hub import fetch_hub_repositories
+from .manifests import LEGACY_TYPES, ManifestError, facts_of, needs_config, parse_manifest
 from .references import DOCKER_HUB, storable_repo, storable_tag
 from .referrers import REFERRER, UNSERVED, ReferrerScope, cosign_tags, fallback_tag, schema_tag
-from .problems import WARNING, Problem
 from .registry import ListingTruncated, RegistryClient, RegistryError, RegistryOptions
 from .semantics import Scope
 from .times import now
@@ -24,31 +24,8 @@ from .times import now
 _NAMED_WARNINGS = 20  # per listing; the rest are counted in one more row
 
 
-@dataclass
-class CollectResult:
-    observations: list = field(default_factory=list)
-    manifests: list = field(default_factory=list)
-    coverage: list = field(default_factory=list)
-    errors: list = field(default_factory=list)
-    requests: Counter = field(default_factory=Counter)
-    rate_limits: dict = field(default_factory=dict)
-    images: list = field(default_factory=list)  # facts a Docker daemon gave about image IDs
-    referrer_listings: list = field(default_factory=list)  # like coverage, for referrers; proves removals only
-    status: str = "ok"
-
-    def merge(self, other):
-        """One run over several sources: ok only if each is, failed only if each failed."""
-        for name in ("observations", "manifests", "coverage", "errors", "images", "referrer_listings"):
-            getattr(self, name).extend(getattr(other, name))
-        self.requests.update(other.requests)
-        self.rate_limits.update(other.rate_limits)
-        statuses = {self.status, other.status}
-        self.status = statuses.pop() if len(statuses) == 1 else "partial"
-        return self
-
-
 def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progress=None, children_of=None):
-    """Collect every target into a CollectResult for the store to classify and append.
+    """Collect every target into a RunResult for the store to classify and append.
 
     `options` maps a registry to its RegistryOptions. `ledger_repos` maps a
     registry to the repos the ledger holds live tags for, so that a repo gone
@@ -56,7 +33,7 @@ def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progr
     gives a known index's children (None for anything else): their referrers
     are followed too.
     """
-    result = CollectResult()
+    result = RunResult()
     by_registry = defaultdict(list)
     for target in targets:
         by_registry[target.registry].append(target)
@@ -71,7 +48,7 @@ def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progr
                          result, progress, children_of or (lambda _digest: None))
             with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="ledger") as pool:
                 work.run(pool)
-        except RegistryError as error:
+        except SourceError as error:
             record(result, error)
         except Exception as error:  # a registry's answer must never end the run: it is this registry's error
             record(result, unexpected(error, registry=registry, stage="registry"))
@@ -83,32 +60,6 @@ def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progr
                 result.rate_limits[registry] = client.rate_limit
             client.close()
     return finish(result, reached > 0)
-
-
-def finish(result, reached):
-    """A run is ok without failures (warnings are not failures), failed when it learned nothing, else
-    partial."""
-    if all(problem.warning for problem in result.errors):
-        result.status = "ok"
-    elif not reached or not (result.observations or any(c["complete"] for c in result.coverage)):
-        result.status = "failed"
-    else:
-        result.status = "partial"
-    return result
-
-
-def unexpected(error, **where):
-    """An exception nothing expected, as an errors row for its scope (type and a bounded message)."""
-    stage = where.get("stage", "collect")
-    return RegistryError(f"{stage}: could not handle the answer ({error.__class__.__name__}: {str(error)[:200]})",
-                         code="INTERNAL", **where)
-
-
-def record(result, error):
-    """A failure becomes data: stamped with the time and kept with the run's results."""
-    result.errors.append(Problem(at=now(), registry=error.registry, stage=error.stage, message=error.message,
-                                 repo=error.repo, tag=error.tag, digest=error.digest, status=error.status,
-                                 code=error.code))
 
 
 @dataclass(slots=True)
@@ -172,7 +123,7 @@ class _Work:
                 try:
                     value = future.result()
                     follow = self.handlers[fetch](args, context, value)
-                except RegistryError as error:
+                except SourceError as error:
                     follow = self._on_error(fetch, args, context, error)
                 except Exception as error:  # never let one answer end the run: it fails its own scope
                     follow = self._on_error(fetch, args, context, self._unexpected(fetch, args, error))
@@ -242,7 +193,7 @@ class _Work:
         except ListingTruncated as error:
             record(self.result, error)
             catalog = set(error.items)
-        except RegistryError as error:
+        except SourceError as error:
             record(self.result, error)
             return scopes
         matched = {repo for repo in catalog if any(target.matches(repo) for target in globs)}
@@ -270,9 +221,8 @@ class _Work:
 
     def _covered(self, repo, scope, tags=None, reason=None):
         """Record what a listing of `repo` showed: its tags, or (with `reason`) that it is incomplete."""
-        self.result.coverage.append({"registry": self.registry, "repo": repo, "scope": scope,
-                                     "complete": reason is None, "tags": tags or [], "listed_at": now(),
-                                     "reason": reason})
+        self.result.coverage.append(Listing(self.registry, repo, scope, now(), tags or [], complete=reason is None,
+                                            reason=reason))
 
     def _warn(self, stage, message, **where):
         record(self.result, RegistryError(message, registry=self.registry, stage=stage, code=WARNING, **where))
@@ -314,8 +264,7 @@ class _Work:
     def _on_head(self, args, context, resolved):
         repo, tag = args
         digest, media_type, _ = resolved
-        self.result.observations.append({"registry": self.registry, "repo": repo, "tag": tag, "digest": digest,
-                                         "media_type": media_type, "observed_at": now()})
+        self.result.observations.append(Sighting(self.registry, repo, tag, now(), digest, media_type))
         self.progress(done=1)
         if media_type in LEGACY_TYPES:
             # schema1 has no config to learn from, and a converted one cannot be fetched by digest: the
@@ -415,9 +364,8 @@ class _Work:
         if (repo, digest, subject) in self.referred:
             return []
         self.referred.add((repo, digest, subject))  # listed for two subjects: the bytes tell which is a lie
-        self.result.observations.append({"registry": self.registry, "repo": repo, "tag": digest, "digest": digest,
-                                         "media_type": media_type, "observed_at": now(), "source": REFERRER,
-                                         "subject": subject})
+        self.result.observations.append(Sighting(self.registry, repo, digest, now(), digest, media_type,
+                                                 source=REFERRER, subject=subject))
         return self._fetch_if_new(repo, digest)
 
     def _referrer_coverage(self):
@@ -430,10 +378,9 @@ class _Work:
             if self._complete(repo, discovery):
                 subjects.add(digest)
         for repo, (subjects, found) in sorted(by_repo.items()):
-            self.result.referrer_listings.append({
-                "registry": self.registry, "repo": repo, "source": REFERRER, "scope": ReferrerScope(frozenset(subjects)),
-                "complete": bool(subjects), "tags": sorted(found), "listed_at": now(),
-                "reason": None if subjects else "no digest's referrers were listed completely"})
+            self.result.referrer_listings.append(Listing(
+                self.registry, repo, ReferrerScope(frozenset(subjects)), now(), sorted(found), complete=bool(subjects),
+                reason=None if subjects else "no digest's referrers were listed completely", source=REFERRER))
 
     def _complete(self, repo, discovery):
         if discovery.broken or discovery.waiting:

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from .auth import Credentials
-from .references import DOCKER_HUB
+from .references import DOCKER_HUB, canonical_registry
 from .wire import WireError, loads
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
@@ -27,9 +27,9 @@ def docker_config_path():
 
 
 def _host_of(key):
-    """A config key (`https://index.docker.io/v1/`, `ghcr.io`, `http://host:5000`) as a registry name."""
-    host = key.split("://", 1)[-1].split("/", 1)[0].lower()
-    return DOCKER_HUB if host in ("docker.io", "index.docker.io", "registry-1.docker.io") else host
+    """A config key (`https://index.docker.io/v1/`, `ghcr.io`, `http://host:5000`) as a registry name: its
+    host, named as a target names it (Docker Hub's aliases are docker.io)."""
+    return canonical_registry(key.split("://", 1)[-1].split("/", 1)[0])
 
 
 def server_url(registry):

@@ -10,12 +10,12 @@ import socket
 from collections import defaultdict
 from urllib.parse import quote, urlsplit
 
-from .collector import CollectResult, finish, record, unexpected
-from .references import ReferenceError, parse_target
-from .registry import RegistryError
+from .findings import ImageFacts, Listing, RunResult, Sighting, SourceError, finish, record, unexpected
+from .limits import DEFAULT_DEADLINE
+from .references import TargetError, parse_target
 from .semantics import Scope
 from .times import normalise_created, now
-from .transport import DEFAULT_DEADLINE, Transport, TransportError
+from .transport import Transport, TransportError
 from .wire import WireError, json_number, loads
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
@@ -44,8 +44,10 @@ class DaemonClient:
         self.source = f"daemon:{where}"
         self.requests = 0
 
-    def failure(self, message, code, status=None):
-        return RegistryError(message, registry=self.source, stage="daemon", status=status, code=code)
+    def failure(self, message, code, status=None, **where):
+        """A failure of this daemon: of the whole daemon, or (`where`) of one of its images' names."""
+        return SourceError(message, registry=where.pop("registry", ""), stage="daemon", status=status, code=code,
+                           source=self.source, **where)
 
     def _get(self, path):
         self.requests += 1
@@ -93,7 +95,7 @@ def _key(reference):
     """(registry, repo, tag) of a RepoTags entry, normalised as registry targets are (docker.io, library/)."""
     target = parse_target(reference)
     if target.repo is None or target.tag is None:
-        raise ReferenceError(f"{reference!r} is not REPO:TAG")
+        raise TargetError(f"{reference!r} is not REPO:TAG")
     return target.registry, target.repo, target.tag
 
 
@@ -104,7 +106,7 @@ def _repo_digests(entries):
         name, at, digest = str(entry).partition("@")
         try:
             target = parse_target(name)
-        except ReferenceError:
+        except TargetError:
             continue
         if at and target.repo and digest.startswith("sha256:"):
             where = (target.registry, target.repo)
@@ -116,15 +118,15 @@ def _image_facts(image_id, inspected, listed, facts):
     """What /images/{id}/json adds to the listing's facts (created and size) of one image."""
     config = inspected.get("Config") if isinstance(inspected.get("Config"), dict) else {}
     labels = config.get("Labels") if isinstance(config.get("Labels"), dict) else listed.get("Labels")
-    return {"id": image_id, **facts, "author": inspected.get("Author") or None,
-            "architecture": inspected.get("Architecture") or None, "os": inspected.get("Os") or None,
-            "labels": json.dumps(labels or {}, sort_keys=True)}
+    return ImageFacts(id=image_id, **facts, author=inspected.get("Author") or None,
+                      architecture=inspected.get("Architecture") or None, os=inspected.get("Os") or None,
+                      labels=json.dumps(labels or {}, sort_keys=True))
 
 
 def collect_daemon(client, known_images=(), ledger_repos=()):
     """Every RepoTag the daemon holds as an observation, and a complete listing of each repo it holds
     (or that the ledger holds live keys of for this daemon), so a deleted image can be proven gone."""
-    result = CollectResult()
+    result = RunResult()
     try:
         client.fetch_ping()
         images = client.fetch_images()
@@ -144,26 +146,24 @@ def collect_daemon(client, known_images=(), ledger_repos=()):
                     continue
                 try:
                     registry, repo, tag = _key(reference)
-                except ReferenceError as error:
+                except TargetError as error:
                     record(result, client.failure(f"image {image_id}: {error}", "NAME_INVALID"))
                     continue
                 tags[(registry, repo)].append(tag)
-                result.observations.append({
-                    "source": client.source, "registry": registry, "repo": repo, "tag": tag,
-                    "digest": digests.get((registry, repo)), "image": image_id, "media_type": None,
-                    "author": None, "observed_at": listed_at, **facts})
+                result.observations.append(Sighting(
+                    registry, repo, tag, listed_at, digest=digests.get((registry, repo)), source=client.source,
+                    image=image_id, **facts))
             if image_id not in known_images and references:
                 try:
                     result.images.append(_image_facts(image_id, client.fetch_image(image_id), image, facts))
-                except RegistryError as error:  # e.g. deleted since the listing: its facts wait for the next run
+                except SourceError as error:  # e.g. deleted since the listing: its facts wait for the next run
                     record(result, error)
         for registry, repo in sorted(set(tags) | set(ledger_repos)):
-            result.coverage.append({"source": client.source, "registry": registry, "repo": repo, "scope": Scope(),
-                                    "complete": True, "tags": sorted(tags.get((registry, repo), [])),
-                                    "listed_at": listed_at, "reason": None})
+            result.coverage.append(Listing(registry, repo, Scope(), listed_at,
+                                           sorted(tags.get((registry, repo), [])), source=client.source))
     except Exception as error:  # nothing a daemon answers may end the run
-        record(result, error if isinstance(error, RegistryError) else unexpected(error, registry=client.source,
-                                                                                 stage="daemon"))
+        record(result, error if isinstance(error, SourceError) else unexpected(error, registry="", stage="daemon",
+                                                                               source=client.source))
         result.observations, result.coverage, result.images = [], [], []
     result.requests["daemon"] = client.requests
     return finish(result, reached=bool(result.coverage))

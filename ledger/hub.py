@@ -2,10 +2,11 @@
 
 import json
 import os
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from .references import is_loopback
-from .registry import USER_AGENT, RegistryError
+from .findings import SourceError
+from .registry import USER_AGENT, follow_pages
 from .transport import Transport, TransportError
 from .wire import WireError, loads
 
@@ -13,6 +14,10 @@ HUB_API = "https://hub.docker.com"
 PAGE_SIZE = 100
 MAX_PAGES = 2_000  # 200,000 repositories
 MAX_PAGE_BYTES = 4 * 1024 * 1024
+
+
+class HubError(SourceError):
+    """A failure of the Docker Hub API, which lists docker.io's repositories (the registry has no catalog)."""
 
 
 def hub_api():
@@ -27,8 +32,8 @@ def fetch_hub_repositories(namespace, credentials=None, transport=None):
     transport = transport or Transport(user_agent=USER_AGENT)
 
     def fail(message, status=None):
-        return RegistryError(message, registry="docker.io", repo=f"{namespace}/*", stage="catalog", status=status,
-                             code="HUB_API")
+        return HubError(message, registry="docker.io", repo=f"{namespace}/*", stage="catalog", status=status,
+                        code="HUB_API")
 
     def get_json(method, url, headers, body=None):
         try:
@@ -56,27 +61,34 @@ def fetch_hub_repositories(namespace, credentials=None, transport=None):
             if status != 200 or not isinstance(token, str) or not token:
                 raise fail(f"Docker Hub refused the credentials from {credentials.source} (HTTP {status})", status)
             headers["Authorization"] = "Bearer " + token
-        url = f"{base}/v2/namespaces/{namespace}/repositories?page_size={PAGE_SIZE}"
-        origin = urlsplit(url)[:2]
-        names, pages = [], 0
-        while url:
-            pages += 1
-            if pages > MAX_PAGES:
-                raise fail(f"Docker Hub repository listing goes past {MAX_PAGES} pages")
+        names = []
+
+        def read_page(url):
             status, page = get_json("GET", url, headers)
             if status == 404:
                 raise fail(f"Docker Hub has no namespace {namespace!r} (HTTP 404)", 404)
             if status >= 300:
                 raise fail(f"Docker Hub API answered HTTP {status}", status)
             try:
-                names += [f"{namespace}/{item['name']}" for item in page["results"] if isinstance(item["name"], str)]
-                url = page.get("next") or None
+                names.extend([f"{namespace}/{item['name']}" for item in page["results"]
+                              if isinstance(item["name"], str)])
+                link = page.get("next") or None
             except (KeyError, TypeError, AttributeError):
                 raise fail("Docker Hub API answered with an unexpected shape") from None
-            if url is not None:
-                if not isinstance(url, str) or urlsplit(urljoin(base, url))[:2] != origin:
-                    raise fail("Docker Hub API's next page points to another origin")
-                url = urljoin(base, url)
+            if link is not None and not isinstance(link, str):
+                raise fail("Docker Hub API's next page points to another origin")
+            return link
+
+        def before(pages):
+            if pages >= MAX_PAGES:
+                raise fail(f"Docker Hub repository listing goes past {MAX_PAGES} pages")
+
+        def refuse(reason, url):
+            return fail("Docker Hub API's next page points to another origin" if reason == "origin"
+                        else f"Docker Hub API's pages loop back to {url[:200]}")
+
+        first = f"{base}/v2/namespaces/{namespace}/repositories?page_size={PAGE_SIZE}"
+        follow_pages(first, read_page, before, refuse)
     finally:
         if own:
             transport.close()

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from .times import normalise_created, normalise_time
-from .wire import WireError, loads
+from .wire import WireError, bare_media_type, loads
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -138,7 +138,7 @@ def detect_media_type(content_type, document):
     parameters; else the body's shape."""
     if isinstance(document.get("mediaType"), str) and document["mediaType"]:
         return document["mediaType"]
-    declared = (content_type or "").split(";", 1)[0].strip().lower()
+    declared = bare_media_type(content_type, lower=True)
     if declared and declared not in ("application/json", "application/octet-stream", "text/plain"):
         return declared
     if "manifests" in document:
@@ -173,7 +173,7 @@ def _str_or_none(value):
 
 def _bare(media_type):
     """A media type without parameters, lower case, for comparing."""
-    return media_type.split(";", 1)[0].strip().lower() if isinstance(media_type, str) else None
+    return bare_media_type(media_type, lower=True)
 
 
 def _subject(document):

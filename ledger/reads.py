@@ -3,7 +3,7 @@
 import json
 import re
 
-from .references import ReferenceError, parse_target
+from .references import TargetError, parse_target
 
 # For each tag key, its latest event observed at or before :at (empty: now): one index seek per key,
 # because a key's events never go back in time. Image tags only. `ledger at` narrows it by its
@@ -79,7 +79,7 @@ def _exact(pattern):
         return None
     try:
         return parse_target(pattern)
-    except ReferenceError:
+    except TargetError:
         return None
 
 

@@ -29,7 +29,7 @@ _HOST_RE = re.compile(
 _GLOB_CHARS = set("*?[")
 
 
-class ReferenceError(ValueError):
+class TargetError(ValueError):
     """A target that cannot be parsed; the message names it."""
 
 
@@ -81,18 +81,18 @@ def canonical_registry(host):
 def _check_host(host, text):
     match = _HOST_RE.match(host)
     if not match or (match.group(1) and not 0 < int(match.group(1)) < 65536):
-        raise ReferenceError(f"invalid registry host {host!r} in target {text!r}")
+        raise TargetError(f"invalid registry host {host!r} in target {text!r}")
 
 
 def parse_target(text):
     """Parse one TARGET of `ledger collect`."""
     raw = text.strip()
     if not raw or any(ch.isspace() for ch in raw):
-        raise ReferenceError(f"invalid target {text!r}: empty or contains spaces")
+        raise TargetError(f"invalid target {text!r}: empty or contains spaces")
     if "@" in raw:
-        raise ReferenceError(f"invalid target {text!r}: digests are not tags; name a registry, repository or tag")
+        raise TargetError(f"invalid target {text!r}: digests are not tags; name a registry, repository or tag")
     if "://" in raw:
-        raise ReferenceError(f"invalid target {text!r}: give a host name, not a URL (e.g. 127.0.0.1:5000/app)")
+        raise TargetError(f"invalid target {text!r}: give a host name, not a URL (e.g. 127.0.0.1:5000/app)")
     first, slash, rest = raw.partition("/")
     if not slash:
         # Without a slash `alpine:3` is a Docker Hub image, so only an
@@ -114,17 +114,17 @@ def parse_target(text):
     if ":" in last:
         repo, tag = rest[: len(rest) - len(last)] + last.split(":", 1)[0], last.split(":", 1)[1]
         if not storable_tag(tag) or _GLOB_CHARS & set(tag):
-            raise ReferenceError(
+            raise TargetError(
                 f"invalid tag {tag!r} in target {text!r}: 1 to 255 printable ASCII characters, none of "
                 "/ \\ ? # % : @ ; and no glob (* [): choose tags with --include-tags")
     if host == DOCKER_HUB and "/" not in repo:
         repo = "library/" + repo
     if _GLOB_CHARS & set(repo):
         if tag is not None:
-            raise ReferenceError(f"invalid target {text!r}: a glob names repositories, not tags")
+            raise TargetError(f"invalid target {text!r}: a glob names repositories, not tags")
         return Target(text=text, registry=host, pattern=repo)
     if not REPO_RE.match(repo):
-        raise ReferenceError(
+        raise TargetError(
             f"invalid repository {repo!r} in target {text!r}: lowercase letters, digits and . _ - separators only")
     return Target(text=text, registry=host, repo=repo, tag=tag)
 

@@ -6,27 +6,29 @@ Every request goes through one Transport (bounded reads, a deadline, no .netrc) 
 
 import email.utils
 import random
+import re
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from urllib.parse import quote, urljoin, urlsplit
 
 from . import __version__
 from .auth import Authenticator, AuthError, Credentials, parse_challenges
 from .manifests import (ACCEPT, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, ManifestError, compute_digest, parse_manifest,
                         valid_digest, verify_digest)
-from .problems import located
+from .findings import SourceError
 from .references import api_base
 from .referrers import Descriptor
-from .transport import DEFAULT_DEADLINE, Transport, TransportError
-from .wire import WireError, ascii_int, loads
+from .limits import DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, DEFAULT_RETRIES, MAX_TAGS
+from .transport import Transport, TransportError
+from .wire import WireError, ascii_int, bare_media_type, loads
 
 MAX_PAGE_BYTES = 8 * 1024 * 1024  # one page of a catalog or tag list
 MAX_LISTING_BYTES = 64 * 1024 * 1024  # every page of one listing together
 MAX_ERROR_BYTES = 64 * 1024  # an error body is read for its code and message only
 MAX_PAGES = 1000
-MAX_TAGS = 100_000  # per repository, unless --max-tags says otherwise
 MAX_REPOSITORIES = 200_000  # from one catalog
 MAX_REFERRERS = 10_000  # of one digest
 MAX_RETRY_AFTER = 60.0
@@ -34,6 +36,7 @@ STALL_LIMIT = 8  # requests in a row past their deadline before the rest of a re
 MAX_MESSAGE = 300  # characters of a registry's error message kept
 CATALOG_SCOPE = "registry:catalog:*"
 LOGIN_HINT = "docker login, or --username/--password-stdin"
+_ACCEPT = MappingProxyType({"Accept": ACCEPT})  # every manifest request's headers, shared
 USER_AGENT = f"registry-ledger/{__version__}"
 
 
@@ -45,9 +48,9 @@ class RegistryOptions:
     ca_file: str | None = None
     insecure: bool = False  # skip TLS verification
     credentials: Credentials = field(default_factory=Credentials)
-    concurrency: int = 8
+    concurrency: int = DEFAULT_CONCURRENCY
     rps: float | None = None  # requests per second, at most
-    retries: int = 4
+    retries: int = DEFAULT_RETRIES
     backoff: float = 0.5  # seconds; doubles per retry, with jitter
     page_size: int = 1000
     timeout: tuple = (10, 60)  # connect, and each read
@@ -58,22 +61,8 @@ class RegistryOptions:
     referrers: str = "auto"  # auto | always | never: when to ask the OCI referrers API
 
 
-class RegistryError(Exception):
+class RegistryError(SourceError):
     """A typed failure talking to a registry; becomes a row in the errors table."""
-
-    def __init__(self, message, *, registry, stage, repo=None, tag=None, digest=None, status=None, code=None):
-        super().__init__(message)
-        self.message = message
-        self.registry = registry
-        self.stage = stage
-        self.repo = repo
-        self.tag = tag
-        self.digest = digest
-        self.status = status
-        self.code = code
-
-    def __str__(self):
-        return located(self)
 
 
 class ListingTruncated(RegistryError):
@@ -143,6 +132,14 @@ def _path(repo):
     return quote(repo, safe="/")
 
 
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]+")  # what quote() leaves as it is
+
+
+def _tag_path(tag):
+    """A tag (or digest) as one URL path segment, quoted as quote(tag, safe="") does."""
+    return tag if _UNQUOTED.fullmatch(tag) else quote(tag, safe="")
+
+
 def _said(challenge, code, message, status):
     """Why a 401 or 403 refused: the challenge's `error` and `error_description` (the token server's word,
     RFC 6750), else the error body's code and message (the registry's), else the status."""
@@ -159,9 +156,24 @@ def _descriptor(value):
     return Descriptor(value["digest"], media_type[:200] if isinstance(media_type, str) and media_type else None)
 
 
-def _media_type(response):
-    """Content-Type without its parameters, or None."""
-    return (response.header("Content-Type") or "").split(";", 1)[0].strip() or None
+def follow_pages(url, read_page, before, refuse):
+    """Walk a listing's pages from `url`: the one way a registry's `Link` pages and the Hub API's `next`
+    pages are followed. `read_page(url)` reads one page and returns the next page's reference as that
+    page gave it (None on the last), which is resolved against the page's own URL; `before(pages)` runs
+    before each page is asked with the number already read, to stop at a cap by raising;
+    `refuse(reason, url)` makes what is raised when the listing loops back to a page already read
+    ('loop') or its next page is on another origin than the first ('origin')."""
+    origin = urlsplit(url)[:2]
+    seen = set()
+    while url:
+        if url in seen:
+            raise refuse("loop", url)
+        before(len(seen))
+        seen.add(url)
+        link = read_page(url)
+        url = urljoin(url, link) if link else None
+        if url and urlsplit(url)[:2] != origin:
+            raise refuse("origin", url)
 
 
 class RegistryClient:
@@ -182,6 +194,7 @@ class RegistryClient:
         self.login_checked = False  # the ping's challenge was answered: a later 401 is about a scope, not a login
         self._lock = threading.Lock()
         self._next_slot = 0.0
+        self._repos = {}  # repo -> (its URL prefix, its pull scope), made once
         self.auth = Authenticator(registry, self.options.credentials, self.transport,
                                   registry_scheme=urlsplit(self.base).scheme, plain_http=self.options.plain_http)
 
@@ -206,10 +219,16 @@ class RegistryClient:
         with self._lock:
             self.requests[kind] += 1
 
+    def _repo(self, repo):
+        """`{base}/v2/{repo}` and the pull scope of a repository, made once per repository."""
+        made = self._repos.get(repo)
+        if made is None:
+            made = self._repos[repo] = (f"{self.base}/v2/{_path(repo)}", (f"repository:{repo}:pull",))
+        return made
+
     def _send(self, method, url, stage, headers, scopes, where):
         """One attempt, with auth; a 401 that brings a usable challenge is answered once."""
         for attempt in (1, 2):
-            sent = dict(headers or {})
             try:
                 authorization = self.auth.header(scopes)
             except AuthError as error:
@@ -219,9 +238,10 @@ class RegistryClient:
                     f"{error.status}", self.login_checked or self._anonymous(), where)
                 raise self._fail(f"{stage}: {refusal or error}", stage, status=error.status, code=error.code,
                                  **where) from None
-            if authorization:
-                sent["Authorization"] = authorization
-            self._pace()
+            sent = {**headers, "Authorization": authorization} if authorization and headers else \
+                {"Authorization": authorization} if authorization else headers
+            if self.options.rps:
+                self._pace()
             self._count(stage)
             response = self.transport.request(method, url, sent)
             self._note_rate_limit(response)
@@ -272,8 +292,9 @@ class RegistryClient:
             self.stalls = self.stalls + 1 if kind in ("deadline", "timeout") else self.stalls
 
     def _answered(self):
-        with self._lock:
-            self.stalls = 0
+        if self.stalls:  # most answers come with none to reset: no lock then
+            with self._lock:
+                self.stalls = 0
 
     def _transport_failure(self, error, stage, attempt, where):
         self._stall(error.kind)
@@ -410,25 +431,25 @@ class RegistryClient:
         """Follow `Link: <...>; rel="next"` pages on the first page's origin, up to `most` names, MAX_PAGES
         pages and MAX_LISTING_BYTES; past a cap, ListingTruncated with what was read. Items are names, or
         what `item` makes of each (None: not one); `on_page` sees each page's answer."""
-        origin = urlsplit(url)[:2]
-        seen, items, total = set(), [], 0
-        while url:
-            if url in seen:
-                raise self._fail(f"{stage}: pagination loops at {url[:200]}", stage, code="INVALID_ANSWER", **where)
-            if len(seen) >= MAX_PAGES or len(items) > most or total > MAX_LISTING_BYTES:
-                cap = (f"{most} names" if len(items) > most else f"{MAX_PAGES} pages" if len(seen) >= MAX_PAGES
+        items, total = [], 0
+        values_at_most = (2 if item is None else 50) * most + 1000  # a descriptor holds a few values
+
+        def before(pages):
+            if pages >= MAX_PAGES or len(items) > most or total > MAX_LISTING_BYTES:
+                cap = (f"{most} names" if len(items) > most else f"{MAX_PAGES} pages" if pages >= MAX_PAGES
                        else f"{MAX_LISTING_BYTES} bytes")
                 raise ListingTruncated(f"{stage}: the listing goes past {cap}; it is incomplete, so nothing is "
                                        "removed (raise --max-tags if the repository is that large)",
                                        items[:most], registry=self.registry, stage=stage, **where)
-            seen.add(url)
+
+        def read_page(url):
+            nonlocal total
             response = self._request("GET", url, stage, scopes=scopes, **where)
             if on_page:
                 on_page(response)
-            nxt = next_link(response.header("Link"))
+            link = next_link(response.header("Link"))
             body = self._read(response, MAX_PAGE_BYTES, stage, **where)
             total += len(body)
-            values_at_most = (2 if item is None else 50) * most + 1000  # a descriptor holds a few values
             values = self._object(body, stage, where, max_values=values_at_most).get(key)
             if values is None:
                 values = []  # "tags": null means none
@@ -440,10 +461,13 @@ class RegistryClient:
             elif not isinstance(values, list) or not all(isinstance(v, str) for v in values):
                 raise self._fail(f"{stage}: '{key}' is not a list of names", stage, code="INVALID_ANSWER", **where)
             items.extend(values)
-            url = urljoin(url, nxt) if nxt else None
-            if url and urlsplit(url)[:2] != origin:
-                raise self._fail(f"{stage}: next page points to another origin", stage, code="INVALID_ANSWER",
-                                 **where)
+            return link
+
+        def refuse(reason, url):
+            problem = f"pagination loops at {url[:200]}" if reason == "loop" else "next page points to another origin"
+            return self._fail(f"{stage}: {problem}", stage, code="INVALID_ANSWER", **where)
+
+        follow_pages(url, read_page, before, refuse)
         if len(items) > most:
             raise ListingTruncated(f"{stage}: the listing has more than {most} names; it is incomplete, so nothing "
                                    "is removed (raise --max-tags if the repository is that large)",
@@ -477,16 +501,17 @@ class RegistryClient:
             raise
 
     def fetch_tags(self, repo):
-        return self._pages(f"{self.base}/v2/{_path(repo)}/tags/list?n={self.options.page_size}", "tags", "tags",
-                           (f"repository:{repo}:pull",), self.options.max_tags, repo=repo)
+        prefix, scopes = self._repo(repo)
+        return self._pages(f"{prefix}/tags/list?n={self.options.page_size}", "tags", "tags", scopes,
+                           self.options.max_tags, repo=repo)
 
     def fetch_head(self, repo, tag):
         """Resolve a tag: (digest, media type, size) from one HEAD. The tag is quoted: a registry may serve
         tags past distribution's grammar."""
-        url = f"{self.base}/v2/{_path(repo)}/manifests/{quote(tag, safe='')}"
+        prefix, scopes = self._repo(repo)
         try:
-            response = self._request("HEAD", url, "head", headers={"Accept": ACCEPT},
-                                     scopes=(f"repository:{repo}:pull",), repo=repo, tag=tag)
+            response = self._request("HEAD", f"{prefix}/manifests/{_tag_path(tag)}", "head", headers=_ACCEPT,
+                                     scopes=scopes, repo=repo, tag=tag)
         except RegistryError as error:
             if error.status == 404:
                 error.code = "TAG_UNKNOWN"
@@ -495,8 +520,8 @@ class RegistryClient:
         response.close()
         self._answered()
         digest = response.header("Docker-Content-Digest")
-        media_type = _media_type(response)
-        size = ascii_int(response.header("Content-Length") or "")
+        media_type = bare_media_type(response.header("Content-Type"))
+        size = ascii_int(response.header("Content-Length"))
         if digest is None:
             # Some registries omit the header on HEAD: the digest is then the hash of the body,
             # but only of a body that is a manifest (not a login page or an error in disguise).
@@ -514,11 +539,11 @@ class RegistryClient:
 
     def fetch_manifest(self, repo, reference, tag=None):
         """GET a manifest by digest (or tag) and verify the body: (body, media type, digest)."""
-        url = f"{self.base}/v2/{_path(repo)}/manifests/{quote(reference, safe=':')}"
+        prefix, scopes = self._repo(repo)
+        url = f"{prefix}/manifests/{quote(reference, safe=':')}"
         where = {"repo": repo, "tag": tag, "digest": reference if valid_digest(reference) else None}
-        response = self._request("GET", url, "manifest", headers={"Accept": ACCEPT},
-                                 scopes=(f"repository:{repo}:pull",), **where)
-        media_type = _media_type(response)
+        response = self._request("GET", url, "manifest", headers=_ACCEPT, scopes=scopes, **where)
+        media_type = bare_media_type(response.header("Content-Type"))
         header_digest = response.header("Docker-Content-Digest")
         body = self._read(response, MAX_MANIFEST_BYTES, "manifest", **where)
         expected = reference if valid_digest(reference) else header_digest
@@ -536,17 +561,17 @@ class RegistryClient:
         registry says it filtered (`OCI-Filters-Applied`, though we ask for no filter) is not complete. A
         registry without the API answers 404 (or 400, 405, 501: `referrers.UNSERVED`)."""
         filtered = []
+        prefix, scopes = self._repo(repo)
         descriptors = self._pages(
-            f"{self.base}/v2/{_path(repo)}/referrers/{digest}", "manifests", "referrers",
-            (f"repository:{repo}:pull",), MAX_REFERRERS, item=_descriptor,
+            f"{prefix}/referrers/{digest}", "manifests", "referrers", scopes, MAX_REFERRERS, item=_descriptor,
             on_page=lambda response: filtered.append(response.header("OCI-Filters-Applied")), repo=repo,
             digest=digest)
         return list(dict.fromkeys(descriptors)), not any(filtered)
 
     def fetch_blob(self, repo, digest, limit=MAX_CONFIG_BYTES):
         """GET a blob (an image config) and verify it against its digest."""
-        url = f"{self.base}/v2/{_path(repo)}/blobs/{digest}"
-        response = self._request("GET", url, "config", scopes=(f"repository:{repo}:pull",), repo=repo, digest=digest)
+        prefix, scopes = self._repo(repo)
+        response = self._request("GET", f"{prefix}/blobs/{digest}", "config", scopes=scopes, repo=repo, digest=digest)
         body = self._read(response, limit, "config", repo=repo, digest=digest)
         try:
             verify_digest(body, digest)

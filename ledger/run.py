@@ -43,7 +43,7 @@ def _run(db, plan, progress):
     try:
         known = store.known_digests(db)
         ledger_repos = {}
-        for registry, repo in _live_repos(db, store.REGISTRY):
+        for registry, repo in store.live_repos(db, store.REGISTRY):
             ledger_repos.setdefault(registry, set()).add(repo)
         source = "+".join(name for name, used in (("registry", plan.targets), ("daemon", plan.daemon)) if used)
         run_id = store.start_run(db, source, plan.described)
@@ -66,7 +66,7 @@ def _collect(db, plan, run_id, known, ledger_repos, progress):
         result = collect(plan.targets, known, ledger_repos, options=plan.options, progress=progress,
                          children_of=lambda digest: store.children_of(db, digest)) if plan.targets else None
         if plan.daemon:
-            local = collect_daemon(plan.daemon, _known_images(db), _live_repos(db, plan.daemon.source))
+            local = collect_daemon(plan.daemon, store.known_images(db), store.live_repos(db, plan.daemon.source))
             result = result.merge(local) if result else local
         return result
     except KeyboardInterrupt:
@@ -88,11 +88,3 @@ def _write_checkpoint(anchor, db, run_id):
         return f"{anchor[0]}: run {run_id} is appended, but its checkpoint could not be written ({error.strerror})"
     return None
 
-
-def _live_repos(db, source):
-    return db.execute("SELECT DISTINCT registry, repo FROM tag_keys WHERE kind != 'removed' AND source = ?",
-                      [source]).fetchall()
-
-
-def _known_images(db):
-    return {row[0] for row in db.execute("SELECT id FROM images")}

@@ -26,12 +26,24 @@ class Sealed:
     where: str  # the run's rows, `?` = run id
     order: str
     key: tuple  # the columns that name a row
+    # Columns a later schema added, as (column, default): in a row's digest only when not the default,
+    # so the rows sealed before they existed (all default) keep their digests.
+    optional: tuple = ()
 
-    def select(self, one_run=True):
-        columns = ", ".join(f"t.{c}" for c in self.columns)
+    def select(self, one_run=True, present=None):
+        """The run's rows (every run's, in run order, unless `one_run`). `present`: the optional columns
+        the file has (an older file read by verify may lack them: their default is read instead)."""
+        columns = [f"t.{c}" for c in self.columns] + [
+            f"t.{column}" if present is None or column in present else _literal(default)
+            for column, default in self.optional]
         run = "t.id" if self.table == "runs" else self.run_column
         where = f"WHERE {self.where}" if one_run else f"WHERE {run} IS NOT NULL"
-        return f"SELECT {run}, {columns} FROM {self._from} {where} ORDER BY {run}, {self.order}"
+        return f"SELECT {run}, {', '.join(columns)} FROM {self._from} {where} ORDER BY {run}, {self.order}"
+
+    def digest(self, row):
+        width = len(self.columns)
+        extra = [value for (_, default), value in zip(self.optional, row[width:]) if value != default]
+        return row_digest(self.table, tuple(row[:width]) + tuple(extra))
 
     @property
     def run_column(self):
@@ -60,7 +72,7 @@ TABLES = (
            "t.run_id = ?", "t.source, t.registry, t.repo", ("run_id", "source", "registry", "repo")),
     Sealed("errors", ("id", "run_id", "at", "registry", "repo", "tag", "digest", "stage", "http_status", "code",
                       "message"),
-           "t.run_id = ?", "t.id", ("id",)),
+           "t.run_id = ?", "t.id", ("id",), optional=(("source", "registry"),)),
     Sealed("manifests", ("digest", "media_type", "kind", "config_digest", "config_media_type", "artifact_type",
                          "created", "author", "size", "layers", "os", "architecture", "variant", "os_version",
                          "labels", "first_run_id"),
@@ -71,6 +83,16 @@ TABLES = (
     Sealed("images", ("id", "created", "size", "author", "architecture", "os", "labels", "first_run_id"),
            "t.first_run_id = ?", "t.id", ("id",)),
 )
+
+
+def _literal(value):
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _present(conn):
+    """The optional columns this file has, by table."""
+    return {sealed.table: {row[1] for row in conn.execute(f"PRAGMA table_info({sealed.table})")}
+            for sealed in TABLES if sealed.optional}
 
 
 def row_digest(table, row):
@@ -85,14 +107,17 @@ def seal_hash(previous, run_id, head_event_id, head_hash, counts, rows):
 
 
 def run_rows(conn, run_id):
-    """{table: [row, ...]} of one run, in the sealed order."""
-    return {sealed.table: [row[1:] for row in conn.execute(sealed.select(), [run_id])] for sealed in TABLES}
+    """[(Sealed, [row, ...])] of one run, in the sealed order (sealed by the upgrade to version 6, a run's
+    rows lack the columns later versions add: their default is sealed, as it is for rows without them)."""
+    present = _present(conn)
+    return [(sealed, [row[1:] for row in conn.execute(sealed.select(present=present.get(sealed.table)), [run_id])])
+            for sealed in TABLES]
 
 
 def digests_of(rows_by_table):
     """(counts, rows blob) for a run's rows."""
-    counts = {table: len(rows) for table, rows in rows_by_table.items()}
-    blob = b"".join(row_digest(table, row) for table, rows in rows_by_table.items() for row in rows)
+    counts = {sealed.table: len(rows) for sealed, rows in rows_by_table}
+    blob = b"".join(sealed.digest(row) for sealed, rows in rows_by_table for row in rows)
     return counts, blob
 
 
@@ -119,7 +144,7 @@ def seal_existing(conn):
         seal(conn, run_id, at_upgrade=True)
 
 
-def _check_table(conn, sealed, layout):
+def _check_table(conn, sealed, layout, present):
     """Stream one table's sealed rows in run order against the digests each run's seal kept (only the
     seals' digests are in memory, not the rows: a year of runs has millions of coverage rows). Names the
     first row that differs."""
@@ -130,7 +155,7 @@ def _check_table(conn, sealed, layout):
         return None
 
     current, index = None, 0
-    for run_id, *row in conn.execute(sealed.select(one_run=False)):
+    for run_id, *row in conn.execute(sealed.select(one_run=False, present=present.get(sealed.table))):
         if run_id != current:
             problem = finish(current, index) if current in layout else None
             if problem:
@@ -142,7 +167,7 @@ def _check_table(conn, sealed, layout):
         offset, kept = places.get(sealed.table, (0, 0))
         if index >= kept:
             return f"{sealed.name(row)}: added to run {run_id} after it was sealed"
-        if row_digest(sealed.table, row) != blob[offset + index * ROW_DIGEST: offset + (index + 1) * ROW_DIGEST]:
+        if sealed.digest(row) != blob[offset + index * ROW_DIGEST: offset + (index + 1) * ROW_DIGEST]:
             return f"{sealed.name(row)}: changed after run {run_id} was sealed"
         index += 1
     problem = finish(current, index) if current in layout else None
@@ -188,8 +213,9 @@ def check(conn):
     short, layout = _layout(seals, parsed)
     if layout is None:
         return f"run_seals run_id={short}: its row digests do not match its counts (edited by hand)"
+    present = _present(conn)
     for sealed in TABLES:
-        problem = _check_table(conn, sealed, layout)
+        problem = _check_table(conn, sealed, layout, present)
         if problem:
             return problem
     previous, previous_head = None, 0

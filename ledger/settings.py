@@ -14,7 +14,7 @@ import re2
 
 from .auth import Credentials
 from .credentials import CredentialsError, from_docker_config
-from .references import ReferenceError, canonical_registry, parse_target
+from .references import TargetError, canonical_registry, parse_target
 from .limits import CONCURRENCY_RANGE, DEADLINE_RANGE, MAX_TAGS_RANGE, MIN_RPS, REFERRER_MODES, RETRIES_RANGE
 from .registry import RegistryOptions
 from .semantics import tag_filter
@@ -91,7 +91,7 @@ def target_registries(targets):
     """The registries the command line's targets name, in order; bad targets are FlagsConflict."""
     try:
         return list(dict.fromkeys(parse_target(text).registry for text in targets))
-    except ReferenceError as error:
+    except TargetError as error:
         raise FlagsConflict(str(error)) from None
 
 
@@ -191,7 +191,7 @@ def load_config(path):
         for name in names:
             try:
                 target = parse_target(name)
-            except ReferenceError as error:
+            except TargetError as error:
                 raise SettingsError(f"{where}: {error}") from None
             if target.registry != registry:
                 raise SettingsError(f"{where}: target {name!r} is on another registry ({target.registry})")

@@ -2,14 +2,21 @@
 
 Built on http.client rather than requests so that this module decides everything a hostile
 server could abuse: every body is read up to a limit, every request has an overall deadline
-(a watchdog shuts the socket when it passes, so a server dripping a byte a minute cannot hold
-a run), response headers are bounded by http.client (64 KiB a line, 100 lines), numbers are
-ASCII only, proxies come from the environment once per host, `~/.netrc` is never read, and
-connections are kept alive per origin. It knows nothing about registries.
+(one watchdog thread shuts the socket when it passes, so a server dripping a byte a minute cannot
+hold a run), response headers are bounded as http.client bounds them (64 KiB a line, 100 lines),
+numbers are ASCII only, proxies come from the environment once per host, `~/.netrc` is never read,
+and connections are kept alive per origin. It knows nothing about registries.
+
+The request path is lean, for a run of thousands of HEADs: http.client connects (TCP, TLS, a
+proxy's tunnel) and frames bodies, but a request's head is written here as bytes (its fixed lines
+made once per origin, with http.client's checks), headers are read without the email package,
+a connection's buffered reader serves all its answers, a URL of a known origin is split without
+urlsplit, and a request costs the watchdog a queue entry, never a wake-up.
 """
 
 import collections
 import http.client
+import re
 import socket
 import ssl
 import threading
@@ -18,9 +25,9 @@ import urllib.request
 from base64 import b64encode
 from urllib.parse import unquote, urlsplit
 
+from .limits import DEFAULT_DEADLINE
 from .wire import ascii_int
 
-DEFAULT_DEADLINE = 300.0  # seconds for one request, from connecting to the last byte of its body
 READ_CHUNK = 65536
 
 
@@ -48,26 +55,31 @@ class _Watch:
 
 
 class _Watchdog:
-    """A thread that ends requests past their deadline. Every request of a transport has the same
-    allowance, so deadlines arrive in order and a queue (not a heap) holds them."""
+    """One thread that ends the requests of a transport past their deadline, however many there are.
 
-    def __init__(self):
+    Every request has the same allowance, so deadlines arrive in the order requests start and a queue
+    (not a heap) holds them. Nothing wakes the thread when a request starts: it sleeps until the
+    first deadline in the queue, or a whole allowance when the queue is empty, and any request
+    started meanwhile has a deadline no earlier than that. A request costs a lock and a queue entry,
+    never a thread switch."""
+
+    def __init__(self, allowance):
+        self.allowance = allowance
         self.lock = threading.Lock()
         self._wake = threading.Condition(self.lock)
         self._queue = collections.deque()
         self._thread = None
 
-    def watch(self, seconds):
-        entry = _Watch(time.monotonic() + seconds)
+    def watch(self):
+        entry = _Watch(time.monotonic() + self.allowance)
         with self.lock:
-            while self._queue and self._queue[0].done:
-                self._queue.popleft()
-            self._queue.append(entry)
+            queue = self._queue
+            while queue and queue[0].done:
+                queue.popleft()
+            queue.append(entry)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="ledger-deadlines", daemon=True)
                 self._thread.start()
-            elif len(self._queue) == 1:
-                self._wake.notify()
         return entry
 
     def attach(self, entry, sock):
@@ -81,19 +93,20 @@ class _Watchdog:
             entry.done = True
 
     def _run(self):
+        queue = self._queue
         with self.lock:
             while True:
-                while self._queue and self._queue[0].done:
-                    self._queue.popleft()
-                if not self._queue:
-                    self._wake.wait()
+                while queue and queue[0].done:
+                    queue.popleft()
+                if not queue:
+                    self._wake.wait(self.allowance)  # a request starting now is due no earlier than this wakes
                     continue
-                entry = self._queue[0]
+                entry = queue[0]
                 left = entry.at - time.monotonic()
                 if left > 0:
                     self._wake.wait(left)
                     continue
-                self._queue.popleft()
+                queue.popleft()
                 entry.fired = True
                 if entry.sock is not None:
                     _shut(entry.sock)
@@ -105,6 +118,147 @@ def _shut(sock):
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
     except OSError:
         pass
+
+
+class _Headers(dict):
+    """A response's headers by lower-case name, the first of a repeated name winning (as email.message's
+    `get` does); `.get(name)` in any case."""
+
+    __slots__ = ("lines",)
+
+    def get(self, name, default=None):
+        return dict.get(self, name.lower(), default)
+
+    def __getitem__(self, name):  # as email.message's: None when absent
+        return dict.get(self, name.lower())
+
+    def __contains__(self, name):
+        return dict.__contains__(self, name.lower())
+
+    def get_all(self, name, failobj=None):
+        name = name.lower()
+        values = [value for key, value in self.lines if key.lower() == name]
+        return values or failobj
+
+    def items(self):
+        return list(self.lines)
+
+
+_MAX_LINE = http.client._MAXLINE  # 65536: the bounds http.client keeps, kept here too
+_MAX_HEADERS = http.client._MAXHEADERS  # 100
+_FIELD_NAME = re.compile(r"[!-9;-~]*")  # visible ASCII but ':' (what email's parser takes as a name)
+
+
+def _read_headers(fp):
+    """The header lines up to the blank one, bounded as http.client bounds them (a line of 64 KiB, 100
+    lines), parsed as email.message would for `get`: `Name: value`, a line starting with a space or
+    tab continuing the one before, the first line that is neither ending the headers."""
+    headers, lines, count, parsing = _Headers(), [], 0, True
+    while True:
+        line = fp.readline(_MAX_LINE + 1)
+        if len(line) > _MAX_LINE:
+            raise http.client.LineTooLong("header line")
+        count += 1
+        if count > _MAX_HEADERS:
+            raise http.client.HTTPException(f"got more than {_MAX_HEADERS} headers")
+        if line in (b"\r\n", b"\n", b""):
+            break
+        if not parsing:
+            continue
+        text = line.decode("iso-8859-1")
+        if text[0] in " \t":  # a continuation line (email's parser drops one with nothing to continue)
+            if lines:
+                name, value = lines[-1]
+                lines[-1] = (name, value + "\r\n" + text.rstrip("\r\n"))
+            continue
+        name, colon, value = text.partition(":")
+        if count == 1 and not colon and text.startswith("From "):
+            continue  # email's parser skips an mbox `From ` line first
+        if not colon or not _FIELD_NAME.fullmatch(name):
+            parsing = False  # email's parser takes the rest for a body: no header of it counts
+            continue
+        lines.append((name, value.lstrip(" \t").rstrip("\r\n")))
+    for name, value in lines:
+        headers.setdefault(name.lower(), value)
+    headers.lines = lines
+    return headers
+
+
+class _Socket:
+    """What http.client.HTTPResponse takes for a socket: `makefile` gives the connection's own reader."""
+
+    __slots__ = ("reader",)
+
+    def __init__(self, reader):
+        self.reader = reader
+
+    def makefile(self, mode):
+        return self.reader
+
+
+class _RawResponse(http.client.HTTPResponse):
+    """http.client's response, its body reading and framing unchanged, with two things leaner: the
+    headers are read by `_read_headers` (email's parser took half the CPU of a HEAD), and the
+    connection's buffered reader is shared by its responses, not made anew for each."""
+
+    def __init__(self, reader, method):
+        super().__init__(_Socket(reader), method=method)
+
+    def _close_conn(self):
+        self.fp = None  # the reader belongs to the connection, which closes it
+
+    def begin(self):
+        if self.headers is not None:
+            return
+        while True:
+            version, status, reason = self._read_status()
+            if status != http.client.CONTINUE:
+                break
+            _read_headers(self.fp)  # a 100 Continue's own headers
+        self.code = self.status = status
+        self.reason = reason.strip()
+        if version in ("HTTP/1.0", "HTTP/0.9"):
+            self.version = 10
+        elif version.startswith("HTTP/1."):
+            self.version = 11
+        else:
+            raise http.client.UnknownProtocol(version)
+        self.headers = self.msg = headers = _read_headers(self.fp)
+        encoding = headers.get("transfer-encoding")
+        self.chunked = bool(encoding) and encoding.lower() == "chunked"
+        self.chunk_left = None
+        self.will_close = self._check_close()
+        length = None if self.chunked else ascii_int(headers.get("content-length"))
+        if status in (http.client.NO_CONTENT, http.client.NOT_MODIFIED) or 100 <= status < 200 \
+                or self._method == "HEAD":
+            length = 0
+        self.length = length
+        if not self.will_close and not self.chunked and length is None:
+            self.will_close = True
+
+
+class _Connection:
+    """One kept-alive connection: http.client connects it (TCP, TLS, a proxy's CONNECT tunnel, a Unix
+    socket); requests are written as bytes and answers read by _RawResponse on one buffered reader."""
+
+    __slots__ = ("http", "sock", "reader")
+
+    def __init__(self, http_connection):
+        self.http = http_connection
+        self.sock = None
+        self.reader = None
+
+    def connect(self, read_timeout):
+        self.http.connect()
+        self.sock = self.http.sock
+        self.sock.settimeout(read_timeout)
+        self.reader = self.sock.makefile("rb")
+
+    def close(self):
+        reader, self.reader, self.sock = self.reader, None, None
+        if reader is not None:
+            reader.close()
+        self.http.close()
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -120,6 +274,8 @@ class _UnixConnection(http.client.HTTPConnection):
 
 class Response:
     """Status and headers of an answer whose body is still on the wire: read it with a limit, or close it."""
+
+    __slots__ = ("_transport", "_origin", "_conn", "_raw", "_watch", "url", "status", "headers")
 
     def __init__(self, transport, origin, conn, raw, watch, url):
         self._transport = transport
@@ -195,6 +351,27 @@ class Response:
             conn.close()
 
 
+class _Origin:
+    """Where the requests for one scheme://netloc go, worked out once: the route (direct, or which
+    proxy), what a request line names, and the fixed lines of every request's head."""
+
+    __slots__ = ("key", "scheme", "netloc", "route", "absolute", "head")
+
+    def __init__(self, key, scheme, netloc, route, absolute, head):
+        self.key = key
+        self.scheme = scheme
+        self.netloc = netloc
+        self.route = route
+        self.absolute = absolute  # a plain-HTTP proxy: the request line names the whole URL
+        self.head = head  # b"Host: ...\r\nUser-Agent: ...\r\nAccept-Encoding: identity\r\n"
+
+
+_PLAIN_URL = re.compile(r"(https?)://([!-~]*?)([/?#][!-~]*)?")  # printable ASCII: what urlsplit leaves as is
+_DISALLOWED_IN_TARGET = re.compile(r"[\x00-\x20\x7f]")  # as http.client refuses in a request line
+_HEADER_NAME = re.compile(r"[^:\s][^:\r\n]*")  # as http.client's putheader takes a name
+_HEADER_LINES = 512  # encoded header lines kept (Accept, Authorization tokens): a bound on the memo
+
+
 class Transport:
     """Kept-alive connections per origin with bounded reads and a deadline on every request.
 
@@ -214,9 +391,11 @@ class Transport:
         self._context = None
         self._idle = collections.defaultdict(list)
         self._lock = threading.Lock()
-        self._watchdog = _Watchdog()
+        self._watchdog = _Watchdog(deadline)
         self._proxies = urllib.request.getproxies_environment()
         self._routes = {}
+        self._origins = {}  # "scheme://netloc" -> _Origin
+        self._lines = {}  # (name, value) -> b"Name: value\r\n", checked once
 
     def close(self):
         with self._lock:
@@ -257,11 +436,66 @@ class Transport:
             self._routes[key] = route
         return self._routes[key]
 
+    def _locate(self, url):
+        """(origin, request target) of a URL: printable ASCII URLs, all a registry's own, are split here
+        and their origin looked up; anything else goes through urlsplit."""
+        match = _PLAIN_URL.fullmatch(url)
+        if match is not None and "[" not in match.group(2) and "@" not in match.group(2):
+            scheme, netloc, rest = match.groups()
+            rest = (rest or "").split("#", 1)[0]
+            path, _, query = rest.partition("?")
+        else:
+            try:
+                parts = urlsplit(url)
+            except ValueError:
+                parts = None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+                raise TransportError("broken", f"not an http(s) URL: {url[:200]!r}")
+            scheme, netloc, path, query = parts.scheme, parts.netloc, parts.path, parts.query
+        if not netloc:
+            raise TransportError("broken", f"not an http(s) URL: {url[:200]!r}")
+        origin = self._origins.get(f"{scheme}://{netloc}")
+        if origin is None:
+            origin = self._origin(scheme, netloc)
+        if origin.absolute:
+            return origin, url
+        return origin, (path or "/") + (f"?{query}" if query else "")
+
+    def _origin(self, scheme, netloc):
+        route = self._route(scheme, netloc)
+        absolute = route is not None and scheme == "http"
+        if self.unix_socket is not None:
+            host = "localhost"
+        elif absolute:
+            host = netloc  # as http.client names an absolute URL's host
+        else:
+            try:
+                parts = urlsplit(f"//{netloc}")
+                hostname, port = parts.hostname or "", parts.port
+            except ValueError as error:
+                raise TransportError("broken", f"not an http(s) URL: {netloc[:200]!r} ({error})") from None
+            host = f"[{hostname.split('%', 1)[0]}]" if ":" in hostname else hostname
+            if port is not None and port != (443 if scheme == "https" else 80):
+                host = f"{host}:{port}"
+        if _DISALLOWED_IN_TARGET.search(host):  # as http.client checks a host
+            raise TransportError("broken", f"not an http(s) URL: {netloc[:200]!r}")
+        lines = [("Host", host)] + ([("User-Agent", self.user_agent)] if self.user_agent else [])
+        lines.append(("Accept-Encoding", "identity"))  # as http.client says it: no compressed bodies
+        if absolute and route[2]:
+            lines.append(("Proxy-Authorization", route[2]))
+        try:
+            head = b"".join(_header_line(name, value) for name, value in lines)
+        except ValueError as error:
+            raise TransportError("broken", f"not an http(s) URL: {netloc[:200]!r} ({error})") from None
+        origin = _Origin((scheme, netloc, route), scheme, netloc, route, absolute, head)
+        with self._lock:
+            return self._origins.setdefault(f"{scheme}://{netloc}", origin)
+
     def _connect(self, origin):
-        scheme, netloc, route = origin
+        scheme, netloc, route = origin.scheme, origin.netloc, origin.route
         connect_timeout = min(self.timeout[0], self.deadline)  # the watchdog only sees a connected socket
         if self.unix_socket is not None:
-            return _UnixConnection(self.unix_socket, connect_timeout)
+            return _Connection(_UnixConnection(self.unix_socket, connect_timeout))
         parts = urlsplit(f"//{netloc}")
         host, port = parts.hostname, parts.port
         if route is not None:
@@ -270,15 +504,15 @@ class Transport:
                 conn = http.client.HTTPSConnection(proxy_host, proxy_port, timeout=connect_timeout,
                                                    context=self._tls())
                 conn.set_tunnel(host, port or 443, headers={"Proxy-Authorization": login} if login else None)
-                return conn
-            return http.client.HTTPConnection(proxy_host, proxy_port, timeout=connect_timeout)
+                return _Connection(conn)
+            return _Connection(http.client.HTTPConnection(proxy_host, proxy_port, timeout=connect_timeout))
         if scheme == "https":
-            return http.client.HTTPSConnection(host, port, timeout=connect_timeout, context=self._tls())
-        return http.client.HTTPConnection(host, port, timeout=connect_timeout)
+            return _Connection(http.client.HTTPSConnection(host, port, timeout=connect_timeout, context=self._tls()))
+        return _Connection(http.client.HTTPConnection(host, port, timeout=connect_timeout))
 
     def give_back(self, origin, conn):
         with self._lock:
-            idle = self._idle[origin]
+            idle = self._idle[origin.key]
             if len(idle) < self.pool_size:
                 idle.append(conn)
                 return
@@ -289,7 +523,7 @@ class Transport:
 
     def _take(self, origin):
         with self._lock:
-            idle = self._idle.get(origin)
+            idle = self._idle.get(origin.key)
             if idle:
                 return idle.pop(), True
         return self._connect(origin), False
@@ -309,37 +543,51 @@ class Transport:
         reason = getattr(error, "strerror", None) or error.__class__.__name__
         return TransportError("unreachable", f"connection failed {doing} ({reason})", reason)
 
+    def _head(self, method, origin, target, headers, body):
+        """The request's head as bytes: what http.client would send, its checks included (no control
+        character or space in the target, no line break in a header)."""
+        if _DISALLOWED_IN_TARGET.search(target) or not method.isalpha():
+            raise http.client.InvalidURL(f"can't send {method} {target[:200]!r}: a control character or space")
+        parts = [f"{method} {target} HTTP/1.1\r\n".encode("ascii"), origin.head]
+        lines = self._lines
+        for name, value in (headers or {}).items():
+            line = lines.get((name, value))
+            if line is None:
+                line = _header_line(name, value)
+                if len(lines) >= _HEADER_LINES:
+                    lines.clear()
+                lines[(name, value)] = line
+            parts.append(line)
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            parts.append(b"Content-Length: %d\r\n" % len(body or b""))
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
     def request(self, method, url, headers=None, body=None):
         """Send one request and return its Response once the headers are in; the body is read later
         with a limit. A kept-alive connection the server has closed meanwhile is replaced once."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise TransportError("broken", f"not an http(s) URL: {url[:200]!r}")
-        route = self._route(parts.scheme, parts.netloc)
-        origin = (parts.scheme, parts.netloc, route)
-        target = url if route is not None and parts.scheme == "http" else (parts.path or "/") + (
-            f"?{parts.query}" if parts.query else "")
-        sent = {"User-Agent": self.user_agent} if self.user_agent else {}
-        sent.update(headers or {})
-        if route is not None and parts.scheme == "http" and route[2]:
-            sent["Proxy-Authorization"] = route[2]
-        watch = self._watchdog.watch(self.deadline)
+        origin, target = self._locate(url)
+        watch = self._watchdog.watch()
         try:
-            return self._exchange(method, url, target, sent, body, origin, watch)
+            return self._exchange(method, url, origin, target, headers, body, watch)
         except BaseException:
             self._watchdog.release(watch)
             raise
 
-    def _exchange(self, method, url, target, headers, body, origin, watch):
+    def _exchange(self, method, url, origin, target, headers, body, watch):
+        try:
+            head = self._head(method, origin, target, headers, body)
+        except (http.client.HTTPException, ValueError) as error:
+            raise self.failed(watch, error, f"on {method} {_origin_text(url)}") from None
         while True:
             conn, reused = self._take(origin)
             try:
                 if conn.sock is None:
-                    conn.connect()
-                    conn.sock.settimeout(self.timeout[1])
+                    conn.connect(self.timeout[1])
                 self._watchdog.attach(watch, conn.sock)
-                conn.request(method, target, body=body, headers=headers)
-                raw = conn.getresponse()
+                conn.sock.sendall(head + body if body else head)
+                raw = _RawResponse(conn.reader, method)
+                raw.begin()
             except (OSError, http.client.HTTPException, ValueError) as error:
                 conn.close()
                 stale = reused and isinstance(error, (ConnectionError, http.client.RemoteDisconnected,
@@ -351,6 +599,17 @@ class Transport:
             if method == "HEAD" or raw.status in (204, 304) or raw.status < 200:
                 response._empty()
             return response
+
+
+def _header_line(name, value):
+    """`Name: value\r\n` as http.client's putheader writes it, refusing what it refuses (a name that is
+    not one, a value with a bare line break) and anything that is not Latin-1."""
+    if not _HEADER_NAME.fullmatch(name):
+        raise ValueError(f"invalid header name {name[:50]!r}")
+    value = str(value)
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"invalid value of header {name}: a line break")
+    return f"{name}: {value}\r\n".encode("latin-1")
 
 
 def _origin_text(url):

@@ -29,6 +29,16 @@ def ascii_int(text, maximum=None):
     return value if maximum is None or value <= maximum else None
 
 
+def bare_media_type(value, lower=False):
+    """A Content-Type (or a document's mediaType) without its parameters (`; charset=...`) and the space
+    around it, lower-cased with `lower` (for comparing: media types are case-insensitive); None when
+    there is none. The one place a media type is stripped, for the registry's answers and the bodies."""
+    if not isinstance(value, str):
+        return None
+    bare = value.split(";", 1)[0].strip()
+    return (bare.lower() if lower else bare) or None
+
+
 def json_number(value, low, high):
     """A JSON number within [low, high] as an int (finite, not a bool), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

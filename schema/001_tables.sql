@@ -1,4 +1,6 @@
--- Ledger tables, schema version 1.
+-- Ledger tables, schema version 1. Later files change them: 004 drops events,
+-- coverage and tag_state for the compact tables, 002, 003, 006 and 007 add
+-- columns. schema/current.sql (generated) shows the schema as it is now.
 -- Timestamps are UTC ISO-8601 text of one fixed width, made in Python:
 -- observed/started/finished: 2026-11-28T05:20:41.123456Z; image created: 2026-11-28T05:20:41Z.
 
@@ -10,8 +12,8 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at TEXT NOT NULL,
     finished_at TEXT,
     status TEXT NOT NULL CHECK (status IN ('running', 'ok', 'partial', 'failed')),
-    source TEXT NOT NULL,
-    targets TEXT NOT NULL,            -- JSON list of the targets as given
+    source TEXT NOT NULL,             -- what was collected: registry, daemon or registry+daemon
+    targets TEXT NOT NULL,            -- JSON list of the targets as given, with --config / --daemon
     tool_version TEXT NOT NULL,
     repos_listed INTEGER,
     tags_seen INTEGER,
@@ -27,7 +29,9 @@ CREATE TABLE IF NOT EXISTS runs (
     head_hash TEXT
 );
 
--- The hash-chained event log: one row per change of a tag key.
+-- The hash-chained event log: one row per change of a tag key. Dropped by
+-- 004: the events are in event_log now, and `events` is a view over it
+-- (views.sql) with these columns and a source.
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -46,12 +50,14 @@ CREATE TABLE IF NOT EXISTS events (
     hash TEXT NOT NULL
 );
 
--- Content-addressed facts, written once per digest and never changed.
+-- Content-addressed facts, written once per digest and never changed, but
+-- for one update: a row written before schema 6 gets its bytes, and the
+-- columns derived from them, filled in once (006, 007, triggers.sql).
 CREATE TABLE IF NOT EXISTS manifests (
     digest TEXT PRIMARY KEY,
     media_type TEXT NOT NULL,
     kind TEXT NOT NULL CHECK (kind IN ('image', 'index', 'artifact', 'legacy')),
-    config_digest TEXT,               -- the image ID, for 'image'
+    config_digest TEXT,               -- the config's digest: for 'image', the image ID
     config_media_type TEXT,
     artifact_type TEXT,
     created TEXT,
@@ -83,12 +89,13 @@ CREATE TABLE IF NOT EXISTS platforms (
 ) WITHOUT ROWID;
 
 -- What each run listed, and whether the listing was complete. Only a
--- complete listing may produce 'removed' events.
+-- complete listing may produce 'removed' events. Replaced by 004 with the
+-- same table keyed by source too.
 CREATE TABLE IF NOT EXISTS coverage (
     run_id INTEGER NOT NULL REFERENCES runs(id),
     registry TEXT NOT NULL,
     repo TEXT NOT NULL,
-    scope TEXT NOT NULL,              -- '*' for every tag, else a JSON list of the tags asked for
+    scope TEXT NOT NULL,              -- '*' for every tag, else JSON of what narrows it (see 004)
     complete INTEGER NOT NULL,
     tags_listed INTEGER,
     listed_at TEXT,
@@ -105,14 +112,16 @@ CREATE TABLE IF NOT EXISTS errors (
     repo TEXT,
     tag TEXT,
     digest TEXT,
-    stage TEXT NOT NULL,              -- ping, catalog, tags, head, manifest, config, store
+    stage TEXT NOT NULL,              -- where: ping, catalog, tags, head, manifest, config, referrers, ...
     http_status INTEGER,
     code TEXT,                        -- registry error code, e.g. NAME_UNKNOWN, or a local one
     message TEXT NOT NULL
 );
 
--- The latest event of every tag key, kept by a trigger on events so that
--- current state and classification read one row per key.
+-- Schema 1 to 3: the latest event of every tag key, kept by a trigger on
+-- events so that current state and classification read one row per key.
+-- Dropped by 004, trigger and all: tag_keys keeps each key's latest event
+-- now, written by the append itself (`ledger verify` re-derives it).
 CREATE TABLE IF NOT EXISTS tag_state (
     registry TEXT NOT NULL,
     repo TEXT NOT NULL,

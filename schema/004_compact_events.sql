@@ -1,7 +1,8 @@
 -- Schema version 4: a compact event log. The same events and hashes, stored with
 -- tag keys, digests and media types interned, and hashes as 32 raw bytes; the
 -- previous hash is the previous row's, so it is not stored twice. `events` and
--- the other contract names become views over these tables (views.sql).
+-- the other contract names become views over these tables (views.sql), and
+-- tag_state (with the trigger on events that kept it) gives way to tag_keys.
 -- ledger_digest_key() and ledger_unhex() are registered by the ledger on every
 -- connection it opens.
 
@@ -16,7 +17,8 @@ DROP VIEW IF EXISTS removed_tags;
 CREATE TABLE digests (
     id INTEGER PRIMARY KEY,
     digest BLOB NOT NULL,
-    first_event_id INTEGER            -- the first non-removed event showing it (as digest, else as image)
+    first_event_id INTEGER            -- the first non-removed event showing it (as digest, else as image;
+                                      -- a daemon key's as image, else as digest: 006)
 );
 
 CREATE TABLE media_types (
@@ -27,7 +29,9 @@ CREATE TABLE media_types (
 -- One row per tag key ever seen, with the key's latest event (written by
 -- the append) so current state reads one row per key. A key is a tag as one
 -- source sees it: the registry itself, or a Docker daemon's local copy
--- ('daemon:NAME'), which is never the registry's truth.
+-- ('daemon:NAME'), which is never the registry's truth. A referrer (a
+-- signature, attestation or SBOM found through the OCI referrers API or tag
+-- schema) is a key of source 'referrer' whose tag is its own digest.
 CREATE TABLE tag_keys (
     id INTEGER PRIMARY KEY,
     registry TEXT NOT NULL,
@@ -55,13 +59,19 @@ CREATE TABLE images (
 );
 
 -- Coverage gains the source: a daemon's listing and a registry's listing of
--- the same repo in one run are different facts.
+-- the same repo in one run are different facts (so is a 'referrer' listing).
+-- scope: '*' for every tag, else JSON: a listing narrowed by named tags or
+-- filters stores an object of what narrows it, {"exclude": RE, "include": RE,
+-- "tags": [...]} (those that apply; ledger/semantics.py Scope.describe); a
+-- referrer listing {"referrers of": N subjects}; rows from the first version
+-- a plain list of the tags asked for.
 CREATE TABLE coverage_v4 (
     run_id INTEGER NOT NULL REFERENCES runs(id),
     source TEXT NOT NULL DEFAULT 'registry',
     registry TEXT NOT NULL,
     repo TEXT NOT NULL,
-    scope TEXT NOT NULL,              -- '*' for every tag, else a JSON list of the tags asked for
+    scope TEXT NOT NULL,              -- '*': every tag; else a JSON object of what narrows it: tags,
+                                      -- include, exclude (a referrer listing's: "referrers of")
     complete INTEGER NOT NULL,
     tags_listed INTEGER,
     listed_at TEXT,

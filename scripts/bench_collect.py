@@ -4,8 +4,15 @@ Starts a local registry, pushes REPOS x TAGS tags (pairs of tags share a digest,
 image in every repo, every fifth is a two-platform index with attestations), and puts a loopback proxy adding
 LATENCY to every request in front of it. Then it runs, through the proxy, a cold and a warm `ledger collect`
 and a skopeo loop doing the same job (`skopeo list-tags` per repo, `skopeo inspect` per tag), and prints
-requests by kind beside the minimum, wall times, the ratios and peak memory. Last, it collects MEMORY_TAGS
-tags straight from the registry and prints the collector's peak RSS.
+requests by kind beside the minimum, wall times, the ratios and peak memory.
+
+CPU per request (skip it with --floor-tags 0): FLOOR_TAGS more tags (100 a repo), collected straight from
+the registry (no proxy) by a warm `ledger collect`, beside the floor for a Python client over the same tags
+in the same run: a bare HEAD loop on one keep-alive http.client connection (the four manifest media types
+in Accept, Docker-Content-Digest read). Both are whole processes, interpreter start included, their CPU
+(user + system) from wait4; it prints ms per request of each, best of FLOOR_RUNS, and the ratio. Last, it
+collects MEMORY_TAGS tags straight from the registry and prints the collector's peak RSS. A summary ends
+the output: cold and warm against the skopeo loop, warm against the concurrency bound, CPU against the floor.
 
 The supply-chain section (skip it with --no-referrers) measures what following each tracked digest's
 referrers costs, on two more registries of REFERRER_REPOS x REFERRER_TAGS tags (plus a `latest` alias):
@@ -15,7 +22,7 @@ registry without the OCI referrers API; and the API path, where untagged referre
 on index children) are served by the referrers API. It prints requests by kind, cold and warm, beside
 the minimum, and exits 1 if a count is off it (any count above it, or a warm run not exactly at it).
 
-    .venv/bin/python scripts/bench_collect.py --repos 10 --tags 30 --latency 0.02 --memory-tags 10000
+    .venv/bin/python scripts/bench_collect.py --repos 20 --tags 50 --latency 0.02 --floor-tags 5000 --memory-tags 10000
 """
 
 import argparse
@@ -34,9 +41,11 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ledger.manifests import OCI_INDEX, OCI_MANIFEST, compute_digest
+from ledger.manifests import ACCEPT, OCI_INDEX, OCI_MANIFEST, compute_digest
 from ledger.registry import RegistryOptions
-from ledger.sandbox import LocalRegistry, Proxy, Pusher, ReferrersProxy, request_kind
+# The sandbox (local registry, pusher, proxies) is test-only: it lives in tests/, not in the package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from sandbox import LocalRegistry, Proxy, Pusher, ReferrersProxy, request_kind  # noqa: E402
 
 LEDGER = [sys.executable, "-m", "ledger"]
 DEFAULT_CONCURRENCY = RegistryOptions().concurrency
@@ -103,9 +112,10 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def collect(db, host, concurrency, registry, extra=()):
+def collect(db, host, concurrency, registry, extra=(), counted=False):
     """One `ledger collect` as a subprocess: (run seconds as it reports them, process wall seconds, peak MB,
-    CPU seconds of ledger, of the registry and of this process, which runs the proxy)."""
+    CPU seconds of ledger, of the registry and of this process, which runs the proxy), and with `counted`
+    the requests it says it made."""
     registry_cpu, own_cpu = cpu_seconds(registry.process.pid), time.process_time()
     started = time.monotonic()
     process = subprocess.Popen([*LEDGER, "collect", host, "--db", db, "--concurrency", str(concurrency), *extra],
@@ -118,7 +128,65 @@ def collect(db, host, concurrency, registry, extra=()):
     reported = float(re.search(r"\bin ([0-9.]+)s", out).group(1))
     cpu = (usage.ru_utime + usage.ru_stime, cpu_seconds(registry.process.pid) - registry_cpu,
            time.process_time() - own_cpu)
+    if counted:
+        requests = int(re.search(r"^  requests +([0-9]+)", out, re.M).group(1))
+        return reported, wall, usage.ru_maxrss / 1024, cpu, requests
     return reported, wall, usage.ru_maxrss / 1024, cpu
+
+
+# The floor for a Python client: one keep-alive http.client connection, HEADs in a row, nothing else. Run
+# as a process of its own, so that its CPU, like the ledger's, includes the interpreter's start.
+FLOOR_LOOP = """
+import http.client, sys
+host, accept, paths = sys.argv[1], sys.argv[2], open(sys.argv[3]).read().split()
+conn, headers, resolved = http.client.HTTPConnection(host), {"Accept": accept}, 0
+for path in paths:
+    conn.request("HEAD", path, headers=headers)
+    response = conn.getresponse()
+    response.read()
+    resolved += response.getheader("Docker-Content-Digest") is not None
+sys.exit(0 if resolved == len(paths) else 1)
+"""
+
+
+def floor_loop(host, layout, work):
+    """The bare HEAD loop over the layout's tags as a process: (CPU seconds, requests)."""
+    paths = [f"/v2/{repo}/manifests/{tag}" for repo, tags in layout.tags.items() for tag in tags]
+    listing = work / "floor-paths.txt"
+    listing.write_text("\n".join(paths))
+    process = subprocess.Popen([sys.executable, "-c", FLOOR_LOOP, host, ACCEPT, str(listing)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        sys.exit(f"the floor loop failed: {process.stderr.read().strip()[-500:]}")
+    return usage.ru_utime + usage.ru_stime, len(paths)
+
+
+def cpu_floor(args, registry, work):
+    """CPU per request of a warm `ledger collect` beside the floor loop's, over the same FLOOR_TAGS tags
+    straight from the registry (no proxy), both whole processes, interpreter start included."""
+    repos = max(1, args.floor_tags // 100)
+    layout = push(registry, repos, args.floor_tags // repos, prefix="floor")
+    tags = sum(map(len, layout.tags.values()))
+    db = str(work / "floor.db")
+    target = f"{registry.host}/floor/*"
+    collect(db, target, args.concurrency, registry)  # cold: the ledger is warm from here on
+    print(f"CPU per request  {repos} repos x {tags // repos} tags = {tags} tags straight from the registry "
+          f"(no proxy); whole processes, interpreter start included; best of {args.floor_runs}")
+    ledger, loop = [], []
+    for _ in range(args.floor_runs):  # interleaved, so that both see the same machine
+        reported, wall, peak, (cpu, *_), requests = collect(db, target, args.concurrency, registry, counted=True)
+        ledger.append((cpu, requests, reported))
+        loop.append(floor_loop(registry.host, layout, work))
+    cpu, requests, reported = min(ledger)
+    floor_cpu, floor_requests = min(loop)
+    mine, least = cpu * 1000 / requests, floor_cpu * 1000 / floor_requests
+    print(f"  ledger warm      {cpu:.2f}s CPU for {requests} requests = {mine:.3f} ms per request "
+          f"(run {reported:.2f}s)")
+    print(f"  bare HEAD loop   {floor_cpu:.2f}s CPU for {floor_requests} requests = {least:.3f} ms per request "
+          "(one keep-alive http.client connection)")
+    print(f"  ratio            {mine / least:.2f}x the floor (bound 2x)")
+    return mine / least
 
 
 def skopeo_loop(host, layout):
@@ -130,6 +198,22 @@ def skopeo_loop(host, layout):
             if result.returncode:
                 sys.exit(f"skopeo {' '.join(args)} failed: {result.stderr.strip()[-300:]}")
     return time.monotonic() - started
+
+
+def summary(args, tags, times, skopeo):
+    """The headline figures of the proxied run: cold and warm against the skopeo loop, warm against the
+    concurrency bound (whole processes: interpreter start and the append included)."""
+    lines = []
+    if skopeo is not None:
+        for phase in ("cold", "warm"):
+            lines.append(f"  {phase} collect vs the skopeo loop: {skopeo / times[phase][1]:.1f}x faster "
+                         f"(target: at least 20x)")
+    reported, wall, *_, requests = times["warm"]
+    bound = requests * args.latency / args.concurrency
+    if bound:
+        lines.append(f"  warm collect vs the concurrency bound: {wall / bound:.2f}x ({reported / bound:.2f}x the run "
+                     f"alone; target: within 1.3x)")
+    return lines
 
 
 def table(label, counts, minimum):
@@ -406,11 +490,14 @@ def supply_chain(args, work):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repos", type=int, default=10)
-    parser.add_argument("--tags", type=int, default=30, help="tags per repo")
+    parser.add_argument("--repos", type=int, default=20)
+    parser.add_argument("--tags", type=int, default=50, help="tags per repo")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds the proxy adds to every request")
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
     parser.add_argument("--memory-tags", type=int, default=10_000, help="tags for the peak-memory run (0: skip)")
+    parser.add_argument("--floor-tags", type=int, default=5_000,
+                        help="tags for the CPU per request against a bare HEAD loop (0: skip)")
+    parser.add_argument("--floor-runs", type=int, default=3, help="runs of each, the best kept")
     parser.add_argument("--no-skopeo", action="store_true", help="skip the skopeo loop")
     parser.add_argument("--no-referrers", action="store_true", help="skip the supply-chain (referrers) section")
     parser.add_argument("--referrer-repos", type=int, default=2, help="repos of the supply-chain section")
@@ -449,6 +536,7 @@ def main():
                       + (f"ratio {reported / bound:.2f} ({wall / bound:.2f})" if bound else "no ratio at 0 ms"))
                 print(f"  {'':<18}CPU: ledger {ledger_cpu:.2f}s, registry {registry_cpu:.2f}s, proxy {proxy_cpu:.2f}s "
                       f"= {floor:.2f}s of wall time on {os.cpu_count()} cores at the least")
+            skopeo = None
             if not args.no_skopeo:
                 proxy.reset()
                 skopeo = skopeo_loop(proxy.host, layout)
@@ -457,15 +545,23 @@ def main():
                 for phase, (reported, wall, *_) in times.items():
                     print(f"  ledger vs skopeo  {phase}: {skopeo / wall:.1f}x faster (whole process), "
                           f"{skopeo / reported:.1f}x (the run)")
+            headline = summary(args, tags, times, skopeo)
+        ratio = cpu_floor(args, registry, work) if args.floor_tags else None
         failures = [] if args.no_referrers else supply_chain(args, work)
         if args.memory_tags:
             repos = max(1, args.memory_tags // 100)
             big = push(registry, repos, args.memory_tags // repos, prefix="memory")
             count = sum(len(t) for t in big.tags.values())
-            reported, wall, peak, _ = collect(str(work / "memory.db"), registry.host, args.concurrency, registry)
+            reported, wall, peak, _ = collect(str(work / "memory.db"), f"{registry.host}/memory/*", args.concurrency,
+                                              registry)
             print(f"memory           {count} tags in {repos} repos collected cold in {reported:.1f}s: "
                   f"peak RSS {peak:.0f} MB")
     shutil.rmtree(work)
+    print(f"summary          {tags} tags ({args.repos} x {args.tags}), {args.latency * 1000:.0f} ms per request, "
+          f"concurrency {args.concurrency}; whole processes")
+    for line in headline + ([f"  CPU per request: {ratio:.2f}x the bare HEAD loop (target: within 2x)"]
+                            if ratio is not None else []):
+        print(line)
     if failures:
         sys.exit("requests off the bound:\n  " + "\n  ".join(failures))
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from ledger import reads, store
-from ledger.collector import CollectResult
+from ledger.findings import RunResult, Sighting
 from ledger.serving import SERVE_SETTINGS, serving_metadata
 
 
@@ -23,12 +23,13 @@ def digest(*parts):
 
 
 class Stopwatch:
-    """Time spent inside a few store functions, to say where append time goes."""
+    """Time spent inside a few store functions, to say where append time goes (patched where
+    append_run calls them: in ledger/store/append.py)."""
 
     def __init__(self, *names):
         self.spent = dict.fromkeys(names, 0.0)
         for name in names:
-            setattr(store, name, self._timed(name, getattr(store, name)))
+            setattr(store.append, name, self._timed(name, getattr(store.append, name)))
 
     def _timed(self, name, function):
         def timed(*args, **kwargs):
@@ -53,11 +54,10 @@ def build(path, events, tags, repos):
         chunk = keys if run == 1 else keys[((run - 2) * batch) % tags:][:batch]
         chunk = chunk[: events - appended]
         at = f"2026-01-01T00:00:00.{run:06d}Z"
-        observations = [{"registry": "bench.example", "repo": repo.split("/", 1)[1], "tag": tag,
-                         "digest": digest(repo, tag, run), "media_type": "application/vnd.oci.image.manifest.v1+json",
-                         "observed_at": at} for repo, tag in chunk]
+        observations = [Sighting("bench.example", repo.split("/", 1)[1], tag, at, digest(repo, tag, run),
+                                 "application/vnd.oci.image.manifest.v1+json") for repo, tag in chunk]
         run_id = store.start_run(db, "registry", ["bench.example"])
-        result = CollectResult(observations=observations)
+        result = RunResult(observations=observations)
         started = time.perf_counter()
         counts = store.append_run(db, run_id, result)
         elapsed += time.perf_counter() - started

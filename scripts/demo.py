@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ledger.sandbox import LocalRegistry, Pusher
+# The sandbox (local registry, pusher, proxies) is test-only: it lives in tests/, not in the package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from sandbox import LocalRegistry, Pusher  # noqa: E402
 
 BIN = Path(sys.executable).parent
 DB = "demo.db"

@@ -22,4 +22,6 @@ if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv" >&2
     python3 -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# setuptools 70.1+ builds a wheel by itself: tests/test_package.py builds one without a network
+# (--no-build-isolation), and the setuptools a venv starts with (65 on Python 3.11, none on 3.12+) cannot.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]' 'setuptools>=70.1'

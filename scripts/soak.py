@@ -18,7 +18,9 @@ from pathlib import Path
 import requests
 
 from ledger.manifests import ACCEPT
-from ledger.sandbox import RESET, TRUNCATE, LocalRegistry, Proxy, Pusher
+# The sandbox (local registry, pusher, proxies) is test-only: it lives in tests/, not in the package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from sandbox import RESET, TRUNCATE, LocalRegistry, Proxy, Pusher  # noqa: E402
 
 
 def true_state(registry, repos):

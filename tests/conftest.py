@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from ledger.cli import cli
 from authserver import TokenServer, make_tls, write_htpasswd
 from podman import Podman
-from ledger.sandbox import LocalRegistry, Proxy, Pusher, free_port
+from sandbox import LocalRegistry, Proxy, Pusher, free_port
 
 
 @pytest.fixture(scope="session")

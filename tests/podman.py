@@ -11,7 +11,7 @@ import subprocess
 import tarfile
 import time
 
-from ledger.sandbox import free_port
+from sandbox import free_port
 
 
 class _Unix(http.client.HTTPConnection):

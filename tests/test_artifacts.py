@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from ledger import store
-from ledger.collector import CollectResult
+from ledger.findings import RunResult, Sighting
 from ledger.manifests import OCI_INDEX, OCI_MANIFEST, compute_digest, facts_of, needs_config, parse_manifest
 from ledger.times import normalise_time
 
@@ -264,10 +264,10 @@ def test_a_helm_charts_name_and_version_come_from_its_config_and_are_verified(db
     assert needs_config(parsed)
     db = store.open_db(db_path)
     run_id = store.start_run(db, "registry", ["r.example/charts/web"])
-    store.append_run(db, run_id, CollectResult(
+    store.append_run(db, run_id, RunResult(
         manifests=[facts_of(parsed, chart.body, chart.config)],
-        observations=[{"registry": "r.example", "repo": "charts/web", "tag": "1.2.3", "digest": chart.digest,
-                       "media_type": OCI_MANIFEST, "observed_at": "2026-01-01T00:00:00.000000Z"}]))
+        observations=[Sighting("r.example", "charts/web", "1.2.3", "2026-01-01T00:00:00.000000Z", chart.digest,
+                               OCI_MANIFEST)]))
     row = db.execute("SELECT name, version, artifact_kind, created FROM manifests").fetchone()
     assert row == ("web", "1.2.3", "helm-chart", "2024-06-01T08:00:00Z")
     assert store.verify(db).ok
@@ -289,6 +289,7 @@ def _as_schema_6(path):
         conn.execute(f"DROP VIEW {view}")  # today's name the columns dropped below; the upgrade re-makes them
     for column in ("subject", "artifact_kind", "annotations", "name", "version"):
         conn.execute(f"ALTER TABLE manifests DROP COLUMN {column}")
+    conn.execute("ALTER TABLE errors DROP COLUMN source")  # schema 8's
     conn.execute("PRAGMA user_version = 6")
     conn.commit()
     conn.close()
@@ -309,7 +310,7 @@ def test_a_schema_6_ledger_gains_the_facts_from_its_bytes(registry, ledger, ns, 
     _as_schema_6(ledger.path)
 
     ledger.collect(f"{registry.host}/{ns}/app")  # opens for writing: the upgrade
-    assert ledger.rows("PRAGMA user_version")[0]["user_version"] == 7
+    assert ledger.rows("PRAGMA user_version")[0]["user_version"] == store.SCHEMA_VERSION
     assert (stored(ledger, sig)["artifact_kind"], stored(ledger, sig)["created"]) == ("signature", ZERO)
     assert (stored(ledger, bundle)["subject"], stored(ledger, bundle)["created"]) == (supply_chain["image"], None)
     assert ledger("verify").exit_code == 0

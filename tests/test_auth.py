@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import requests
 from conftest import PASSWORD
 
-from ledger.sandbox import Proxy
+from sandbox import Proxy
 
 
 def basic_auth(user="alice", password=PASSWORD):

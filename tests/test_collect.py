@@ -151,7 +151,7 @@ def test_catalog_pages_are_followed_through_link_headers(registry, pusher, proxy
     for n in range(5):
         pusher.image(f"{ns}/r{n}", "1", seed=ns)
     result = collect([parse_target(f"{proxy.host}/{ns}/*")], options={proxy.host: RegistryOptions(page_size=2)})
-    assert sorted({o["repo"] for o in result.observations}) == [f"{ns}/r{n}" for n in range(5)]
+    assert sorted({o.repo for o in result.observations}) == [f"{ns}/r{n}" for n in range(5)]
     assert result.requests["catalog"] == proxy.counts["catalog"] >= 3
     assert any("last=" in path for _, path in proxy.log if path.startswith("/v2/_catalog"))
     db = store.open_db(db_path)
@@ -179,7 +179,7 @@ def test_a_failed_tag_listing_is_partial_and_never_removes(registry, pusher, pro
 
 
 def test_an_unreachable_registry_fails_the_run_and_appends_no_event(ledger):
-    from ledger.sandbox import free_port
+    from sandbox import free_port
     host = f"127.0.0.1:{free_port()}"
     result = ledger("collect", f"{host}/app", expect=1)
     assert f"{host}: cannot connect" in result.output

@@ -10,9 +10,9 @@ import time
 import requests
 
 from ledger import store
-from ledger.collector import CollectResult
+from ledger.findings import RunResult, Sighting
 from ledger.manifests import ACCEPT
-from ledger.sandbox import Proxy
+from sandbox import Proxy
 
 
 def collect_process(target, db, *extra):
@@ -141,9 +141,9 @@ def test_verify_never_cries_wolf_while_a_watch_appends(registry, pusher, ledger,
     Thousands of synthetic events first, so that each verify spans the moment a run commits."""
     db = store.open_db(ledger.path)
     run_id = store.start_run(db, "registry", ["bench.example"])
-    store.append_run(db, run_id, CollectResult(observations=[
-        {"registry": "bench.example", "repo": f"team/app{n % 50}", "tag": f"v{n}", "digest": f"sha256:{n:064x}",
-         "media_type": "m", "observed_at": "2026-01-01T00:00:00.000000Z"} for n in range(10_000)]))
+    store.append_run(db, run_id, RunResult(observations=[
+        Sighting("bench.example", f"team/app{n % 50}", f"v{n}", "2026-01-01T00:00:00.000000Z", f"sha256:{n:064x}", "m")
+        for n in range(10_000)]))
     db.close()
     pusher.image(f"{ns}/app", "prod", seed=ns)
     watch = subprocess.Popen([sys.executable, "-m", "ledger", "watch", "--every", "1", "-q", "--db", ledger.path,
@@ -163,7 +163,7 @@ def test_verify_never_cries_wolf_while_a_watch_appends(registry, pusher, ledger,
     try:
         verified, deadline = 0, time.monotonic() + 90
         while (verified < 20 or moved() < 5) and time.monotonic() < deadline:
-            monkeypatch.setattr(store, "_PARALLEL_FROM", 0 if verified % 2 else 200_000)  # forked ranges too
+            monkeypatch.setattr(store.verification, "_PARALLEL_FROM", 0 if verified % 2 else 200_000)  # forked ranges too
             ledger("verify")  # exit 0, or the assertion shows what it printed
             verified += 1
         assert verified >= 20 and moved() >= 5

@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from ledger.manifests import ACCEPT
-from ledger.sandbox import Proxy
+from sandbox import Proxy
 
 
 def daemon_events(ledger):
@@ -86,8 +86,9 @@ def test_an_unreachable_daemon_fails_the_run_and_appends_nothing(ledger, tmp_pat
     assert ledger.events() == []
     run = ledger.rows("SELECT status, errors FROM runs")[0]
     assert run == {"status": "failed", "errors": 1}
-    error = ledger.rows("SELECT stage, code, registry FROM errors")[0]
-    assert (error["stage"], error["code"]) == ("daemon", "UNREACHABLE") and error["registry"].startswith("daemon:")
+    error = ledger.rows("SELECT stage, code, registry, source FROM errors")[0]
+    assert (error["stage"], error["code"]) == ("daemon", "UNREACHABLE") and error["source"].startswith("daemon:")
+    assert error["registry"] == ""  # a daemon is not a registry (issue 14)
 
 
 def test_with_registry_targets_a_dead_daemon_makes_a_partial_run(registry, pusher, ledger, ns, tmp_path):

@@ -2,7 +2,7 @@
 
 import json
 
-from ledger.sandbox import RESET, TRUNCATE
+from sandbox import RESET, TRUNCATE
 
 
 def only(match, answer):

@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ledger.hub import fetch_hub_repositories
-from ledger.registry import RegistryError, retry_after
+from ledger.hub import HubError, fetch_hub_repositories
+from ledger.registry import retry_after
 from ledger.settings import SettingsError, load_config
 
 
@@ -222,9 +222,9 @@ def test_docker_hub_namespaces_are_listed_through_the_hub_api(monkeypatch):
     assert fetch_hub_repositories("myorg") == ["myorg/app", "myorg/api", "myorg/web", "myorg/tools", "myorg/db"]
     assert fetch_hub_repositories("myorg", Credentials(username="me", password="hub-pass", source="test"))
     assert hub.logins == ["me"]
-    with pytest.raises(RegistryError, match="Docker Hub has no namespace 'other'"):
+    with pytest.raises(HubError, match="Docker Hub has no namespace 'other'"):
         fetch_hub_repositories("other")
-    with pytest.raises(RegistryError, match="refused the credentials from test"):
+    with pytest.raises(HubError, match="refused the credentials from test"):
         fetch_hub_repositories("myorg", Credentials(username="me", password="nope", source="test"))
     hub.server.shutdown()
 

@@ -66,7 +66,7 @@ def rechain(path):
     prev = store.GENESIS
     for row in conn.execute("SELECT id, run_id, observed_at, kind, registry, repo, tag, digest, image, media_type, "
                             "created, author, size, source FROM events ORDER BY id").fetchall():
-        prev = store.event_hash(prev, store._canonical(*row))
+        prev = store.event_hash(prev, store.encoding._canonical(*row))
         conn.execute("UPDATE event_log SET hash = ? WHERE id = ?", [bytes.fromhex(prev), row[0]])
         conn.execute("UPDATE runs SET head_hash = ? WHERE head_event_id = ?", [prev, row[0]])
     conn.execute("DELETE FROM run_seals")

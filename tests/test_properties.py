@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from ledger.auth import parse_challenges
 from ledger.credentials import CredentialsError, from_docker_config
 from ledger.manifests import ManifestError, compute_digest, valid_digest, verify_digest
-from ledger.references import ReferenceError, parse_target
+from ledger.references import TargetError, parse_target
 from ledger.registry import next_link
 from ledger.semantics import Observation, classify, clean_image_id, contradicts
 from ledger.times import normalise_created
@@ -83,7 +83,7 @@ def test_a_reference_parses_back_to_its_parts(host, repo, tag):
 def test_any_text_is_a_target_or_a_reference_error(text):
     try:
         target = parse_target(text)
-    except ReferenceError as error:
+    except TargetError as error:
         assert repr(text) in str(error) or text.strip() in str(error) or "invalid" in str(error)
     else:
         assert target.registry
@@ -185,7 +185,7 @@ _HEX = st.text(alphabet="0123456789abcdefABCDEF", min_size=60, max_size=68)
 
 @given(st.one_of(_HEX.map(lambda h: "sha256:" + h), st.text(max_size=80)))
 def test_a_stored_digest_reads_back_as_the_same_text(text):
-    from ledger.store import _hex_prefix, digest_key, digest_text
+    from ledger.store.encoding import _hex_prefix, digest_key, digest_text
 
     stored = digest_key(text)
     assert digest_text(stored) == text

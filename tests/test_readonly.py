@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ledger import store
-from ledger.collector import CollectResult
+from ledger.findings import RunResult, Sighting
 
 # Root writes through any file mode; without these capabilities it is held to the modes like anyone else.
 UNPRIVILEGED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner",
@@ -38,9 +38,9 @@ def synthetic(path, runs=2, tags=20):
     db = store.open_db(path)
     for run in range(runs):
         run_id = store.start_run(db, "registry", ["r.example/app"])
-        store.append_run(db, run_id, CollectResult(observations=[
-            {"registry": "r.example", "repo": "app", "tag": f"t{n}", "digest": f"sha256:{run * 1000 + n:064x}",
-             "media_type": "m", "observed_at": f"2026-01-0{run + 1}T00:00:00.000000Z"} for n in range(tags)]))
+        store.append_run(db, run_id, RunResult(observations=[
+            Sighting("r.example", "app", f"t{n}", f"2026-01-0{run + 1}T00:00:00.000000Z",
+                     f"sha256:{run * 1000 + n:064x}", "m") for n in range(tags)]))
     db.close()
     return path
 
@@ -170,7 +170,7 @@ def test_verify_checks_the_file_named_whatever_its_name(ledger, tmp_path, monkey
     conn.commit()
     conn.close()
     if parallel:
-        monkeypatch.setattr(store, "_PARALLEL_FROM", 0)
+        monkeypatch.setattr(store.verification, "_PARALLEL_FROM", 0)
     ledger.path = str(tmp_path / name)
     assert "TAMPERED: event 3: content does not match its hash" in ledger("verify", expect=1).output
     ledger.path = str(clean)
@@ -179,7 +179,7 @@ def test_verify_checks_the_file_named_whatever_its_name(ledger, tmp_path, monkey
 
 def test_readers_take_no_write_lock(tmp_path, monkeypatch):
     path = synthetic(tmp_path / "ledger.db")
-    monkeypatch.setattr(store, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(store.database, "BUSY_TIMEOUT_MS", 200)
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:

@@ -1,6 +1,6 @@
 import pytest
 
-from ledger.references import ReferenceError, Target, api_base, is_loopback, parse_target
+from ledger.references import TargetError, Target, api_base, is_loopback, parse_target
 
 
 @pytest.mark.parametrize("text,registry,repo,tag,pattern", [
@@ -34,7 +34,7 @@ def test_targets_parse_like_docker_references(text, registry, repo, tag, pattern
     ("127.0.0.1:5000/team/*:latest", "a glob names repositories"),
 ])
 def test_bad_targets_are_refused_with_a_message_naming_them(text, message):
-    with pytest.raises(ReferenceError) as caught:
+    with pytest.raises(TargetError) as caught:
         parse_target(text)
     assert message in str(caught.value)
 

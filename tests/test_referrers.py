@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ledger.sandbox import ReferrersProxy
+from sandbox import ReferrersProxy
 
 from oras_push import oras_attach, oras_push
 from test_artifacts import (cosign_attestation, cosign_bundle, cosign_sbom, cosign_signature, notation_signature,

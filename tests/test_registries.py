@@ -9,7 +9,7 @@ from conftest import PASSWORD
 from test_auth import basic_auth
 
 from hostile import HostileRegistry
-from ledger.references import TAG_RE, ReferenceError, parse_target, storable_repo, storable_tag
+from ledger.references import TAG_RE, TargetError, parse_target, storable_repo, storable_tag
 
 LONG = "v" + "1" * 149  # 150 characters: Pulp serves it, distribution's grammar stops at 128
 PAST_GRAMMAR = ["-lead", ".dot", LONG, "a+b=c", "~x"]
@@ -45,7 +45,7 @@ def test_a_target_may_name_a_tag_past_the_grammar(tag):
 
 @pytest.mark.parametrize("tag", ["v*", "a[1]", "a;b", "x" * 256, "caf\u00e9"])
 def test_a_target_with_an_unsafe_or_glob_tag_is_refused(tag):
-    with pytest.raises(ReferenceError, match="invalid tag"):
+    with pytest.raises(TargetError, match="invalid tag"):
         parse_target(f"127.0.0.1:5000/app:{tag}")
 
 

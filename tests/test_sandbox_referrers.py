@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from ledger.manifests import OCI_INDEX, OCI_MANIFEST
-from ledger.sandbox import ReferrersProxy
+from sandbox import ReferrersProxy
 from oras_push import CREATED, oras_attach, oras_push
 
 SIG = "application/vnd.example.signature.v1+json"

@@ -10,7 +10,7 @@ import requests
 from datasette.utils import tilde_encode
 
 from ledger import store
-from ledger.sandbox import free_port
+from sandbox import free_port
 from ledger.references import is_loopback_host as is_loopback
 
 

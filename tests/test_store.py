@@ -9,19 +9,19 @@ import pytest
 from freezegun import freeze_time
 
 from ledger import store
-from ledger.collector import CollectResult
+from ledger.findings import Listing, RunResult, Sighting
 from ledger.semantics import Scope
 
 D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
 
 
 def observed(tag, digest, at, repo="app"):
-    return {"registry": "r.example", "repo": repo, "tag": tag, "digest": digest, "media_type": "m", "observed_at": at}
+    return Sighting("r.example", repo, tag, at, digest, "m")
 
 
 def append(db, observations=(), coverage=()):
     run_id = store.start_run(db, "registry", ["r.example/app"])
-    result = CollectResult(observations=list(observations), coverage=list(coverage))
+    result = RunResult(observations=list(observations), coverage=list(coverage))
     return store.append_run(db, run_id, result)
 
 
@@ -72,8 +72,7 @@ def test_dropped_triggers_and_views_come_back_on_open(db_path):
 ])
 def test_ledger_tables_are_append_only_for_a_plain_sqlite3_connection(db, db_path, sql):
     append(db, [observed("v1", D1, "2026-01-01T00:00:00.000000Z")],
-           [{"registry": "r.example", "repo": "app", "scope": Scope(), "complete": True, "tags": ["v1"],
-             "listed_at": "2026-01-01T00:00:00.000000Z"}])
+           [Listing("r.example", "app", Scope(), "2026-01-01T00:00:00.000000Z", ["v1"])])
     db.execute("INSERT INTO manifests (digest, media_type, kind) VALUES (?, 'm', 'image')", [D1])
     db.execute("INSERT INTO errors (run_id, at, registry, stage, message) VALUES (1, 'x', 'r', 'ping', 'm')")
     conn = sqlite3.connect(db_path)
@@ -86,7 +85,7 @@ def test_ledger_tables_are_append_only_for_a_plain_sqlite3_connection(db, db_pat
 def test_a_finished_run_is_never_edited_but_a_running_one_finishes_once(db):
     run_id = store.start_run(db, "registry", ["x"])
     assert db.execute("SELECT status FROM runs WHERE id = ?", [run_id]).fetchone()[0] == "running"
-    store.append_run(db, run_id, CollectResult())
+    store.append_run(db, run_id, RunResult())
     with pytest.raises(sqlite3.DatabaseError, match="finished once"):
         db.execute("UPDATE runs SET finished_at = 'x', status = 'failed' WHERE id = ?", [run_id])
 
@@ -118,8 +117,8 @@ def test_state_at_a_time_is_the_last_event_before_it(db):
 
 def test_an_incomplete_listing_never_removes(db):
     append(db, [observed("v1", D1, "2026-01-01T00:00:00.000000Z")])
-    counts = append(db, coverage=[{"registry": "r.example", "repo": "app", "scope": Scope(), "complete": False,
-                                   "tags": [], "listed_at": "2026-01-02T00:00:00.000000Z", "reason": "HTTP 500"}])
+    counts = append(db, coverage=[Listing("r.example", "app", Scope(), "2026-01-02T00:00:00.000000Z", [],
+                                          complete=False, reason="HTTP 500")])
     assert counts["removed"] == 0
     reason = db.execute("SELECT complete, reason FROM coverage WHERE run_id = 2").fetchone()
     assert reason == (0, "HTTP 500")
@@ -127,8 +126,8 @@ def test_an_incomplete_listing_never_removes(db):
 
 def test_a_listing_scoped_to_named_tags_removes_only_those(db):
     append(db, [observed("v1", D1, "2026-01-01T00:00:00.000000Z"), observed("v2", D1, "2026-01-01T00:00:00.000000Z")])
-    counts = append(db, coverage=[{"registry": "r.example", "repo": "app", "scope": Scope(tags=frozenset({"v1"})), "complete": True,
-                                   "tags": [], "listed_at": "2026-01-02T00:00:00.000000Z"}])
+    counts = append(db, coverage=[Listing("r.example", "app", Scope(tags=frozenset({"v1"})),
+                                          "2026-01-02T00:00:00.000000Z", [])])
     assert counts["removed"] == 1
     assert [row[0] for row in db.execute("SELECT tag FROM removed_tags")] == ["v1"]
 
@@ -173,7 +172,7 @@ def test_a_ledger_from_schema_version_1_is_upgraded_in_place_without_losing_a_ro
     assert db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
     for table, rows in before.items():
         assert db.execute(f"SELECT {columns[table]} FROM {table} ORDER BY 1").fetchall() == rows
-    assert "rate_limits" in db["runs"].columns_dict
+    assert "rate_limits" in {row[1] for row in db.execute("PRAGMA table_info(runs)")}
     assert store.verify(db).ok and store.verify(db).events == 4
     assert db.execute("SELECT count(*) FROM replaced_tags").fetchone()[0] == 1
     counts = append(db, [observed("v1", D1, "2030-01-01T00:00:00.000000Z")])
@@ -191,7 +190,7 @@ def cookie_and_bytes(path):
 def test_a_plain_open_writes_nothing_and_takes_no_write_lock(db_path, monkeypatch):
     store.open_db(db_path).close()
     before = cookie_and_bytes(db_path)
-    monkeypatch.setattr(store, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(store.database, "BUSY_TIMEOUT_MS", 200)
     holder = sqlite3.connect(db_path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # a collect appending right now
     for _ in range(2):
@@ -203,8 +202,8 @@ def test_a_plain_open_writes_nothing_and_takes_no_write_lock(db_path, monkeypatc
 
 def test_a_changed_shipped_schema_is_re_applied_once(db_path, monkeypatch):
     store.open_db(db_path).close()
-    shipped = store._schema_file
-    monkeypatch.setattr(store, "_schema_file", lambda name: shipped(name) + (
+    shipped = store.database._schema_file
+    monkeypatch.setattr(store.database, "_schema_file", lambda name: shipped(name) + (
         "\nDROP VIEW IF EXISTS newest_runs;\nCREATE VIEW newest_runs AS SELECT id FROM runs ORDER BY id DESC;\n"
         if name == "views.sql" else ""))
     store.open_db(db_path).close()
@@ -263,7 +262,7 @@ def test_a_run_holds_its_lock_from_start_to_end(db, db_path):
     lock = f"{db_path}-run-{first}.lock"
     with open(lock) as probe, pytest.raises(BlockingIOError):
         fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    store.append_run(db, first, CollectResult())
+    store.append_run(db, first, RunResult())
     store.finish_failed_run(db, second, "could not append: disk full")
     assert db.execute("SELECT status FROM runs ORDER BY id").fetchall() == [("ok",), ("failed",)]
     assert [name for name in os.listdir(os.path.dirname(db_path)) if name.endswith(".lock")] == []
@@ -271,9 +270,9 @@ def test_a_run_holds_its_lock_from_start_to_end(db, db_path):
 
 def test_a_run_whose_row_was_closed_underneath_it_keeps_its_results(db):
     run_id = store.start_run(db, "registry", ["r.example/app"])
-    with store._transaction(db.conn, "IMMEDIATE"):  # a cleanup that misjudged the run as dead
-        store._interrupted(db, run_id, 7)
-    found = CollectResult(observations=[observed("v1", D1, "2026-01-01T00:00:00.000000Z")])
+    with store.database._transaction(db.conn, "IMMEDIATE"):  # a cleanup that misjudged the run as dead
+        store.runs._interrupted(db, run_id, 7)
+    found = RunResult(observations=[observed("v1", D1, "2026-01-01T00:00:00.000000Z")])
     counts = store.append_run(db, run_id, found)
     assert counts["added"] == 1 and counts["run_id"] != run_id
     row = db.execute("SELECT status, source, targets, started_at = (SELECT started_at FROM runs WHERE id = ?), "
@@ -284,8 +283,8 @@ def test_a_run_whose_row_was_closed_underneath_it_keeps_its_results(db):
     assert db.execute("SELECT run_id FROM events").fetchall() == [(counts["run_id"],)]
     assert store.verify(db).ok
     other = store.start_run(db, "registry", ["r.example/app"])
-    with store._transaction(db.conn, "IMMEDIATE"):
-        store._interrupted(db, other, 8)
+    with store.database._transaction(db.conn, "IMMEDIATE"):
+        store.runs._interrupted(db, other, 8)
     store.finish_failed_run(db, other, "interrupted: stopped by a signal")
     assert db.execute("SELECT status, error_summary FROM runs ORDER BY id DESC LIMIT 1").fetchone() == (
         "failed", f"interrupted: stopped by a signal; run {other} continued here: its row was closed while it was "
@@ -299,8 +298,7 @@ def test_a_daemon_image_id_is_a_new_image_once_whatever_digests_it_carries(db):
     image = "sha256:" + "9" * 64
 
     def daemon(repo, digest, at):
-        return {"source": "daemon:host", "registry": "r.example", "repo": repo, "tag": "1", "digest": digest,
-                "image": image, "media_type": None, "author": None, "created": None, "size": 1, "observed_at": at}
+        return Sighting("r.example", repo, "1", at, digest, source="daemon:host", image=image, size=1)
     counts = [append(db, [daemon("app", digest, f"2026-01-0{n}T00:00:00.000000Z")])["new_images"]
               for n, digest in enumerate([None, D1, D2], 1)]
     counts.append(append(db, [daemon("other", None, "2026-01-04T00:00:00.000000Z")])["new_images"])

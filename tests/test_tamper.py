@@ -103,7 +103,7 @@ def test_an_event_appended_by_hand_is_caught_even_with_its_hash_right(audited):
     last = audited.rows("SELECT * FROM events ORDER BY id DESC LIMIT 1")[0]
     key_id = audited.rows("SELECT key_id FROM event_log WHERE id = ?", [last["id"]])[0]["key_id"]
     new_id = last["id"] + 1
-    forged = store.event_hash(last["hash"], store._canonical(
+    forged = store.event_hash(last["hash"], store.encoding._canonical(
         new_id, last["run_id"], last["observed_at"], "moved", last["registry"], last["repo"], last["tag"],
         "sha256:" + "ab" * 32, None, None, None, None, None, last["source"]))
     tamper(audited.path, "INSERT INTO digests (id, digest) VALUES (999, x'" + "ab" * 32 + "')",
@@ -186,7 +186,7 @@ def test_a_view_made_to_lie_is_put_back_before_an_append(registry, pusher, ledge
     conn.execute("DROP VIEW digest_names")
     conn.execute("CREATE VIEW digest_names AS SELECT id, 'sha256:' || hex(randomblob(32)) AS digest, "
                  "first_event_id FROM digests")
-    conn.execute("UPDATE ledger_meta SET value = ? WHERE name = 'schema'", [store._fingerprint(conn)])
+    conn.execute("UPDATE ledger_meta SET value = ? WHERE name = 'schema'", [store.database._fingerprint(conn)])
     conn.commit()
     conn.close()
     ledger.collect(f"{registry.host}/{ns}/app")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from ledger import store
-from ledger.collector import CollectResult
+from ledger.findings import RunResult, Sighting
 from ledger.terminal import printable
 
 # Clear the screen, retitle the window (OSC ... BEL), a C1 CSI, carriage return, backspace, a bidi override.
@@ -54,10 +54,9 @@ def test_a_registry_error_message_is_stored_raw_and_printed_escaped(registry, pu
 def test_tag_names_in_tables_are_printed_escaped(ledger):
     db = store.open_db(ledger.path)
     run_id = store.start_run(db, "registry", ["evil.example"])
-    store.append_run(db, run_id, CollectResult(observations=[{
-        "registry": "evil.example", "repo": "team/app\x1b]0;pwned\x07", "tag": "v1\x1b[2J\r",
-        "digest": "sha256:" + "ab" * 32, "media_type": "application/vnd.oci.image.manifest.v1+json",
-        "observed_at": "2026-01-01T00:00:00.000001Z"}]))
+    store.append_run(db, run_id, RunResult(observations=[Sighting(
+        "evil.example", "team/app\x1b]0;pwned\x07", "v1\x1b[2J\r", "2026-01-01T00:00:00.000001Z",
+        "sha256:" + "ab" * 32, "application/vnd.oci.image.manifest.v1+json")]))
     db.close()
     shown = ledger("tags")
     assert "team/app\\x1b]0;pwned\\x07" in shown.output and "v1\\x1b[2J\\x0d" in shown.output

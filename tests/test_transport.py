@@ -181,3 +181,56 @@ def test_an_unreachable_host_and_a_non_http_url_are_transport_errors():
     assert caught.value.kind == "unreachable"
     with pytest.raises(TransportError, match="not an http"):
         Transport().request("GET", "file:///etc/passwd")
+
+
+def test_headers_are_read_as_email_reads_them(raw):
+    def odd(conn, head):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Twice: first\r\nx-twice: second\r\n"
+                     b"X-Folded: one\r\n  two\r\nX-Empty:\r\nx-case: Value \r\n\r\n{}")
+    server = raw(odd)
+    response = Transport().request("GET", server.url + "/")
+    assert response.header("X-TWICE") == "first"  # the first of a repeated name, in any case
+    assert response.header("X-Folded") == "one\r\n  two"
+    assert response.header("X-Empty") == "" and response.header("X-Case") == "Value "
+    assert response.header("Missing") is None
+    assert response.read(100) == b"{}"
+
+
+def test_a_line_that_is_no_header_ends_the_headers(raw):
+    server = raw(lambda conn, head: conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nnot a header\r\n"
+                                                 b"X-After: 1\r\n\r\n{}"))
+    response = Transport().request("GET", server.url + "/")
+    assert response.header("X-After") is None and response.read(100) == b"{}"
+
+
+def test_a_request_says_what_http_client_says_and_no_header_can_break_a_line(raw):
+    server = raw(ok)
+    transport = Transport(user_agent="ledger-test/1")
+    transport.request("GET", server.url + "/v2/x/tags/list?n=5#fragment", {"Accept": "a/b"}).read(100)
+    lines = server.requests[0].split("\r\n")
+    assert lines[0] == "GET /v2/x/tags/list?n=5 HTTP/1.1"
+    assert lines[1:] == [f"Host: {server.url.split('//')[1]}", "User-Agent: ledger-test/1",
+                         "Accept-Encoding: identity", "Accept: a/b"]
+    for value in ("token\r\nX-Injected: 1", "token\nX", "caf\u00e9 \u2603"):
+        with pytest.raises(TransportError) as caught:
+            transport.request("GET", server.url + "/", {"Authorization": value})
+        assert caught.value.kind == "broken"
+    with pytest.raises(TransportError) as caught:
+        transport.request("GET", server.url + "/a b")
+    assert caught.value.kind == "broken"
+    assert len(server.requests) == 1  # nothing refused was sent
+
+
+def test_a_deadline_fires_after_the_watchdog_has_slept_through_an_idle_spell(raw):
+    """The watchdog is not woken when a request starts: one starting while it sleeps is still cut off
+    at its own deadline."""
+    quick, slow = raw(ok), raw(drip_body)
+    transport = Transport(deadline=2, timeout=(5, 5))
+    for _ in range(20):
+        transport.request("GET", quick.url + "/").read(100)
+    time.sleep(0.5)
+    started = time.monotonic()
+    with pytest.raises(TransportError) as caught:
+        transport.request("GET", slow.url + "/").read(10_000)
+    assert caught.value.kind == "deadline"
+    assert time.monotonic() - started < 3.5

@@ -85,7 +85,7 @@ def test_an_edited_history_link_is_caught(honest):
 def test_a_big_ledger_is_checked_in_parallel_ranges_that_agree_at_their_seams(honest, monkeypatch):
     from ledger import store
 
-    monkeypatch.setattr(store, "_PARALLEL_FROM", 0)  # five events, checked as two ranges in two processes
+    monkeypatch.setattr(store.verification, "_PARALLEL_FROM", 0)  # five events, checked as two ranges in two processes
     db = store.open_db(honest.path)
     report = store.verify(db)
     assert report.ok and report.events == 5
@@ -102,25 +102,24 @@ def test_a_run_appended_while_verify_reads_is_not_taken_for_an_edit(honest, monk
     """Another process's collect commits between verify's first read and its last: verify checks
     the ledger as it was at its first read, and says so."""
     from ledger import store
-    from ledger.collector import CollectResult
+    from ledger.findings import RunResult, Sighting
 
     if parallel:
-        monkeypatch.setattr(store, "_PARALLEL_FROM", 0)
-    check_chain = store._check_chain
+        monkeypatch.setattr(store.verification, "_PARALLEL_FROM", 0)
+    check_chain = store.verification._check_chain
 
     def append_meanwhile(*args):
         found = check_chain(*args)
         writer = store.open_db(honest.path)
         run_id = store.start_run(writer, "registry", ["r.example/app"])
-        store.append_run(writer, run_id, CollectResult(observations=[
-            {"registry": "r.example", "repo": "app", "tag": "new", "digest": "sha256:" + "9" * 64, "media_type": "m",
-             "observed_at": "2030-01-01T00:00:00.000000Z"}]))
+        store.append_run(writer, run_id, RunResult(observations=[
+            Sighting("r.example", "app", "new", "2030-01-01T00:00:00.000000Z", "sha256:" + "9" * 64, "m")]))
         writer.close()
         return found
-    monkeypatch.setattr(store, "_check_chain", append_meanwhile)
+    monkeypatch.setattr(store.verification, "_check_chain", append_meanwhile)
     db = store.open_readonly(honest.path)
     report = store.verify(db)
     assert (report.ok, report.events, report.problems) == (True, 5, [])
-    monkeypatch.setattr(store, "_check_chain", check_chain)
+    monkeypatch.setattr(store.verification, "_check_chain", check_chain)
     assert store.verify(db).events == 6
     db.close()

@@ -4,6 +4,9 @@ For the demo, the tests and the benchmarks: the real CNCF distribution
 registry (`docker-registry` from Debian) on a free loopback port, images
 pushed with plain HTTP calls, and a proxy that counts (and can alter) what
 passes through it.
+
+Test-only, so it lives in tests/ and not in the installed package: the tests
+import it as `sandbox`, and scripts/ put tests/ on sys.path first.
 """
 
 import gzip
@@ -27,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 
-from .manifests import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+from ledger.manifests import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 
 CONFIG_TYPES = {DOCKER_MANIFEST: "application/vnd.docker.container.image.v1+json",
                 OCI_MANIFEST: "application/vnd.oci.image.config.v1+json"}

@@ -1,0 +1,109 @@
+"""Manifests and images as the ledger keeps them: a manifest's bytes (zlib), and the facts derived
+again from those bytes whenever they are read, never taken from the row's word."""
+
+import zlib
+
+from ..manifests import MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, ManifestError, derive
+from .database import _chunks
+
+# Schema 7's columns: derived from the stored bytes like the others, and checked against them by verify, but
+# not in the seals' row digests (seals.TABLES is fixed), so a row of before can have them filled in.
+_ARTIFACT_COLUMNS = ("subject", "artifact_kind", "annotations", "name", "version")
+_MANIFEST_COLUMNS = ("digest", "media_type", "kind", "config_digest", "config_media_type", "artifact_type",
+                     "created", "author", "size", "layers", "os", "architecture", "variant", "os_version", "labels",
+                     *_ARTIFACT_COLUMNS)
+
+
+def _save_manifests(db, run_id, manifests):
+    """Write each new manifest once, with its bytes (zlib); a row from before bytes were kept gets them,
+    and the schema 7 columns derived from them."""
+    for facts in manifests:
+        body = zlib.compress(facts["body"]) if facts.get("body") is not None else None
+        config = zlib.compress(facts["config_body"]) if facts.get("config_body") is not None else None
+        values = [facts.get(column) for column in _MANIFEST_COLUMNS]
+        inserted = db.execute(
+            f"INSERT INTO manifests ({', '.join(_MANIFEST_COLUMNS)}, body, config_body, first_run_id) "
+            f"SELECT {', '.join('?' for _ in _MANIFEST_COLUMNS)}, ?, ?, ? "
+            "WHERE NOT EXISTS (SELECT 1 FROM manifests WHERE digest = ?)",
+            [*values, body, config, run_id, facts["digest"]]).rowcount
+        if not inserted and body is not None:
+            db.execute(f"UPDATE manifests SET body = ?, config_body = ?, "
+                       f"{', '.join(f'{c} = ?' for c in _ARTIFACT_COLUMNS)} WHERE digest = ? AND body IS NULL",
+                       [body, config, *(facts.get(c) for c in _ARTIFACT_COLUMNS), facts["digest"]])
+        platforms = facts.get("platforms") or []
+        if inserted and platforms:
+            columns = list(platforms[0])
+            db.conn.executemany(
+                f"INSERT INTO platforms (index_digest, {', '.join(columns)}) VALUES (?, {', '.join('?' for _ in columns)})",
+                [[facts["digest"], *row.values()] for row in platforms])
+
+
+def known_digests(db):
+    """Digests whose facts the ledger holds verifiably, in bytes that hash to them: a run never fetches
+    them again. A row from before bytes were kept is fetched once more."""
+    return {row[0] for row in db.execute("SELECT digest FROM manifests WHERE body IS NOT NULL")}
+
+
+def known_images(db):
+    """Image IDs a Docker daemon has described already: their facts are never asked for again."""
+    return {row[0] for row in db.execute("SELECT id FROM images")}
+
+
+def live_repos(db, source):
+    """(registry, repo) of every repository holding a live key of `source`: listed by the next run of that
+    source even when a catalog no longer names it, so that its keys' removal can be proven."""
+    return db.execute("SELECT DISTINCT registry, repo FROM tag_keys WHERE kind != 'removed' AND source = ?",
+                      [source]).fetchall()
+
+
+def stored_facts(row):
+    """A manifests row (media_type, kind, body, config_body) as facts derived again from its bytes, or None
+    when it has none or they do not hold (edited): then nothing is taken from it."""
+    digest, media_type, kind, body, config = row
+    if body is None:  # a schema1 row, written from a HEAD's word alone by older versions, is not believed
+        return None
+    try:
+        return derive(digest, media_type, _inflate(body, MAX_MANIFEST_BYTES),
+                      _inflate(config, MAX_CONFIG_BYTES) if config else None)
+    except (ManifestError, zlib.error, TypeError, ValueError):
+        return None
+
+
+def _inflate(stored, limit):
+    """zlib bytes back, refusing more than `limit` (a few KiB can inflate to GiB)."""
+    inflater = zlib.decompressobj()
+    raw = inflater.decompress(stored, limit + 1)
+    if len(raw) > limit or inflater.unconsumed_tail:
+        raise ValueError(f"stored bytes inflate past {limit}")
+    return raw
+
+
+def _save_images(db, run_id, images):
+    db.conn.executemany(
+        "INSERT INTO images (id, created, size, author, architecture, os, labels, first_run_id) "
+        "SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM images WHERE id = ?)",
+        [[facts.id, facts.created, facts.size, facts.author, facts.architecture, facts.os, facts.labels, run_id,
+          facts.id] for facts in images])
+
+
+def children_of(db, digest):
+    """The children of a stored index whose referrers are followed with it (its platforms, not its
+    attestations); [] for anything else."""
+    return [row[0] for row in db.execute("SELECT digest FROM platforms WHERE index_digest = ? AND attestation = 0 "
+                                         "ORDER BY position", [digest])]
+
+
+def fill_artifact_facts(conn):
+    """At the upgrade to schema 7: each row's new columns (subject, artifact kind, annotations, a Helm
+    chart's name and version), derived from the bytes it keeps. A row without bytes gets them when its
+    bytes are filled in; a row whose bytes do not hold gets none (verify names it)."""
+    digests = [row[0] for row in conn.execute("SELECT digest FROM manifests WHERE body IS NOT NULL")]
+    for chunk in _chunks(digests):
+        rows = conn.execute(f"SELECT digest, media_type, kind, body, config_body FROM manifests "
+                            f"WHERE digest IN ({', '.join('?' for _ in chunk)})", chunk).fetchall()
+        for row in rows:
+            facts = stored_facts(row)
+            values = [facts.get(column) for column in _ARTIFACT_COLUMNS] if facts else []
+            if any(value is not None for value in values):
+                conn.execute(f"UPDATE manifests SET {', '.join(f'{c} = ?' for c in _ARTIFACT_COLUMNS)} "
+                             "WHERE digest = ?", [*values, row[0]])
