@@ -99,3 +99,27 @@ def test_help_keeps_the_target_table_as_written(command):
     lines = CliRunner().invoke(cli, [command, "--help"]).output.splitlines()
     assert "    HOST/REPO:TAG          one tag" in lines
     assert "    'docker.io/myorg/*'    a Docker Hub namespace, via the Hub API" in lines
+
+
+def test_help_and_the_reading_commands_load_no_network_server_or_parsing_code(tmp_path):
+    """They start fast because they import only what they use: no Datasette, no requests, no collector,
+    registry, transport or cryptography, no manifest parsing (scripts/bench_startup.py times them)."""
+    from ledger import store
+    from ledger.findings import RunResult, Sighting
+
+    path = str(tmp_path / "l.db")
+    db = store.open_db(path)
+    run_id = store.start_run(db, "registry", ["r.example/app"])
+    store.append_run(db, run_id, RunResult(observations=[
+        Sighting("r.example", "app", "v1", "2026-01-01T00:00:00.000000Z", "sha256:" + "1" * 64, "m")]))
+    db.close()
+    probe = ("import sys\nfrom ledger.cli import cli\ntry:\n    cli(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             "print(' '.join(sorted(sys.modules)), file=sys.stderr)")
+    heavy = {"datasette", "requests", "ledger.collector", "ledger.registry", "ledger.transport", "cryptography",
+             "ledger.manifests", "ledger.store.append", "ledger.store.verification", "sqlite_utils"}
+    for args in (["--help"], ["tags", "--db", path], ["history", "r.example/app:v1", "--db", path],
+                 ["at", "now", "--db", path], ["changes", "--since", "2000-01-01", "--db", path],
+                 ["runs", "--db", path]):
+        ran = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60)
+        loaded = set(ran.stderr.split())
+        assert "ledger.cli" in loaded and not heavy & loaded, (args, sorted(heavy & loaded))
