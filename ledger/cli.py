@@ -301,12 +301,15 @@ def verify(db_path, as_json, expect, public_key):
     pins = _pins(expect, public_key)
     db = _open(db_path, readonly=True)
     try:
-        report = store.verify(db)
+        report = pinning.verify(db, pins)
     except store.StoreError as error:
         raise click.ClickException(f"{db_path}: {error}") from None
-    broken = pinning.check_pins(db, pins) if pins and report.ok else None
-    if broken:
-        report.problems.append(broken)
+    _print_verification(db_path, report, pins, as_json)
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
+
+
+def _print_verification(db_path, report, pins, as_json):
     if as_json:
         shown = {"ok": report.ok, "events": report.events, "head_event_id": report.head_id,
                  "head_hash": report.head_hash, "problems": report.problems}
@@ -318,10 +321,8 @@ def verify(db_path, as_json, expect, public_key):
         if report.without_bytes:
             click.echo(f"{db_path}: {report.without_bytes} manifests from before schema 6 have no bytes yet; their "
                        "seal covers them, and the next run that meets their digest fills them in", err=True)
-    if not report.ok:
-        if not as_json:
-            click.echo(f"{db_path}: TAMPERED: {printable(report.problems[0])}", err=True)
-        sys.exit(EXIT_FAILED)
+    else:
+        click.echo(f"{db_path}: TAMPERED: {printable(report.problems[0])}", err=True)
 
 
 def _verifier(key):
@@ -566,35 +567,43 @@ def watch(every, jitter, **flags):
     run (recorded as interrupted) and exits 0.
     """
     interval = parse_interval(every)
-    planned = _Planner(flags)
-    stop = threading.Event()
-    running = threading.Event()
+    _Watcher(_Planner(flags)).loop(interval, jitter)
+    click.echo("watch: stopped", err=True)
 
-    def on_signal(signum, frame):
-        if stop.is_set() and running.is_set():
+
+class _Watcher:
+    """Runs until a signal: the first lets the current run finish, a second abandons it."""
+
+    def __init__(self, planned):
+        self.planned = planned
+        self.stop = threading.Event()
+        self.running = threading.Event()
+        signal.signal(signal.SIGINT, self.on_signal)
+        signal.signal(signal.SIGTERM, self.on_signal)
+
+    def on_signal(self, signum, frame):
+        if self.stop.is_set() and self.running.is_set():
             raise KeyboardInterrupt
-        stop.set()
-        if running.is_set():
+        self.stop.set()
+        if self.running.is_set():
             click.echo("watch: finishing the current run, then stopping (signal again to abandon it)", err=True)
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    while not stop.is_set():
-        running.set()
-        try:
-            _run(planned.next(), planned.quiet)
-        except KeyboardInterrupt:
-            click.echo("watch: run abandoned", err=True)
-            break
-        except click.ClickException as error:
-            click.echo(f"error: {error.format_message()}", err=True)
-        except Exception as error:  # a watcher outlives any one run
-            click.echo(f"error: watch: the run failed ({error.__class__.__name__}: {printable(str(error)[:200])}); "
-                       "the next one goes ahead", err=True)
-        finally:
-            running.clear()
-        stop.wait(interval * (1 + random.uniform(-jitter, jitter)))
-    click.echo("watch: stopped", err=True)
+    def loop(self, interval, jitter):
+        while not self.stop.is_set():
+            self.running.set()
+            try:
+                _run(self.planned.next(), self.planned.quiet)
+            except KeyboardInterrupt:
+                click.echo("watch: run abandoned", err=True)
+                return
+            except click.ClickException as error:
+                click.echo(f"error: {error.format_message()}", err=True)
+            except Exception as error:  # a watcher outlives any one run
+                click.echo(f"error: watch: the run failed ({error.__class__.__name__}: "
+                           f"{printable(str(error)[:200])}); the next one goes ahead", err=True)
+            finally:
+                self.running.clear()
+            self.stop.wait(interval * (1 + random.uniform(-jitter, jitter)))
 
 
 watch.help += _TARGET_HELP

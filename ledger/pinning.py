@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import checkpoint as notes
-from . import merkle
+from . import merkle, store
 from .checkpoint import CheckpointError
 
 SEAL_LINE = re.compile(r"seal ([1-9][0-9]{0,17}) ([A-Za-z0-9+/]{43}=)")
@@ -171,3 +171,12 @@ def consistency(db, old, new):
 
 def _b64(data):
     return base64.b64encode(data).decode()
+
+
+def verify(db, pins=()):
+    """`store.verify`, then (if the ledger holds together) that every pin still holds: a problem more if not."""
+    report = store.verify(db)
+    broken = check_pins(db, pins) if pins and report.ok else None
+    if broken:
+        report.problems.append(broken)
+    return report
