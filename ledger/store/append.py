@@ -9,9 +9,9 @@ from ..findings import Problem
 from ..referrers import REFERRER, schema_tag
 from ..semantics import REMOVED, Observation, classify, removed_keys
 from ..times import now
-from .database import StoreError, _chunks, _transaction
+from .database import StoreError, _transaction
 from .encoding import GENESIS, REGISTRY, _canonical, _hex_prefix, digest_key, digest_text, event_hash
-from .facts import _save_images, _save_manifests, stored_facts
+from .facts import _chunks, _save_images, _save_manifests, stored_facts
 from .runs import _end_run, _row_to_finish
 
 _BY_DIGEST = (REGISTRY, REFERRER)  # sources whose keys are told apart by digest, with facts from manifests

@@ -262,12 +262,6 @@ def _statements(sql):
             buffer = ""
 
 
-def _chunks(values, size=500):
-    values = list(values)
-    for start in range(0, len(values), size):
-        yield values[start:start + size]
-
-
 class _transaction:
     """BEGIN ... COMMIT, or ROLLBACK on an exception. IMMEDIATE takes the write lock before reading the
     state a write depends on; a plain BEGIN makes every read inside see one snapshot."""

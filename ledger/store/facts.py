@@ -4,7 +4,6 @@ again from those bytes whenever they are read, never taken from the row's word."
 import zlib
 
 from ..manifests import MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, ManifestError, derive
-from .database import _chunks
 
 # Schema 7's columns: derived from the stored bytes like the others, and checked against them by verify, but
 # not in the seals' row digests (seals.TABLES is fixed), so a row of before can have them filled in.
@@ -107,3 +106,9 @@ def fill_artifact_facts(conn):
             if any(value is not None for value in values):
                 conn.execute(f"UPDATE manifests SET {', '.join(f'{c} = ?' for c in _ARTIFACT_COLUMNS)} "
                              "WHERE digest = ?", [*values, row[0]])
+
+
+def _chunks(values, size=500):
+    values = list(values)
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
