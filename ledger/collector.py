@@ -284,12 +284,14 @@ class _Work:
             return []
         discovery = self.discoveries[(repo, digest)] = _Discovery()
         self.trackers[digest].add(repo)
-        names = self.schema.get(repo, set())
-        follow = [(self.client.fetch_head, (repo, name), {}) for name in cosign_tags(digest) if name in names]
-        if fallback_tag(digest) in names:
-            discovery.waiting += 1
-            follow.append((self.client.fetch_head, (repo, fallback_tag(digest)), {"lists": digest}))
-        self.progress(tags=len(follow))
+        names = self.schema.get(repo)
+        follow = []
+        if names:  # the repository has referrer tags at all
+            follow = [(self.client.fetch_head, (repo, name), {}) for name in cosign_tags(digest) if name in names]
+            if fallback_tag(digest) in names:
+                discovery.waiting += 1
+                follow.append((self.client.fetch_head, (repo, fallback_tag(digest)), {"lists": digest}))
+            self.progress(tags=len(follow))
         follow += self._ask(repo, digest)
         for child in self._children(digest) or ():
             follow += self._follow(repo, child)

@@ -27,8 +27,10 @@ __all__ = sorted(_WHERE)
 
 
 def __getattr__(name):
+    """Loaded once, then a plain attribute: a run asks for some of these once per digest."""
     if name in _MODULES:
         return importlib.import_module(f".{name}", __name__)
     if name in _WHERE:
-        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        value = globals()[name] = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
