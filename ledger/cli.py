@@ -17,7 +17,7 @@ import click
 from . import __version__, reads, store
 from .limits import (CONCURRENCY_RANGE, DEADLINE_RANGE, DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, DEFAULT_RETRIES,
                      MAX_TAGS, MAX_TAGS_RANGE, MIN_RPS, REFERRER_MODES, RETRIES_RANGE)
-from .terminal import printable
+from .terminal import printable, table
 from .times import parse_when
 
 # Only what --help and the reading commands need is imported here: collecting imports the network code,
@@ -440,9 +440,7 @@ def _emit(rows, columns, as_json=False, as_csv=False, full=False, empty="nothing
             if column in _FLAGS and value is not None:
                 return "yes" if value else "-"
             return printable(value) if isinstance(value, str) else value
-        from tabulate import tabulate
-        click.echo(tabulate([[cell(c, row[c]) for c in columns] for row in rows], headers=columns,
-                            tablefmt="simple"))
+        click.echo(table([[cell(c, row[c]) for c in columns] for row in rows], columns))
     else:
         click.echo(empty, err=True)
 

@@ -63,8 +63,10 @@ def _run(db, plan, progress):
 def _collect(db, plan, run_id, known, ledger_repos, progress):
     """The sources' findings; whatever escapes them still closes the run, as failed."""
     try:
+        indexes = store.known_indexes(db) if plan.targets else set()
         result = collect(plan.targets, known, ledger_repos, options=plan.options, progress=progress,
-                         children_of=lambda digest: store.children_of(db, digest)) if plan.targets else None
+                         children_of=lambda digest: store.children_of(db, digest) if digest in indexes else []
+                         ) if plan.targets else None
         if plan.daemon:
             local = collect_daemon(plan.daemon, store.known_images(db), store.live_repos(db, plan.daemon.source))
             result = result.merge(local) if result else local

@@ -22,3 +22,19 @@ def _escape(match):
 def printable(text):
     """`text` with every control character escaped, safe to print whoever wrote it."""
     return _CONTROL.sub(_escape, text)
+
+
+def table(rows, headers):
+    """Rows as aligned columns under their headers and a rule (the "simple" layout of tabulate, which
+    took a tenth of a read command's start to import): numbers right-aligned, everything else left,
+    nothing for None."""
+    shown = [["" if value is None else str(value) for value in row] for row in rows]
+    numeric = [any(row[i] is not None for row in rows) and all(
+        isinstance(row[i], (int, float)) and not isinstance(row[i], bool) for row in rows if row[i] is not None)
+        for i in range(len(headers))]
+    widths = [max([len(header)] + [len(row[i]) for row in shown]) for i, header in enumerate(headers)]
+
+    def line(values):
+        return "  ".join(value.rjust(width) if right else value.ljust(width)
+                         for value, width, right in zip(values, widths, numeric)).rstrip()
+    return "\n".join([line(headers), line(["-" * width for width in widths]), *(line(row) for row in shown)])

@@ -43,6 +43,11 @@ def known_digests(db):
     return {row[0] for row in db.execute("SELECT digest FROM manifests WHERE body IS NOT NULL")}
 
 
+def known_indexes(db):
+    """Digests of the indexes the ledger holds: only these have children whose referrers are followed."""
+    return {row[0] for row in db.execute("SELECT digest FROM manifests WHERE kind = 'index' AND body IS NOT NULL")}
+
+
 def known_images(db):
     """Image IDs a Docker daemon has described already: their facts are never asked for again."""
     return {row[0] for row in db.execute("SELECT id FROM images")}
