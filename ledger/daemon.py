@@ -44,10 +44,9 @@ class DaemonClient:
         self.source = f"daemon:{where}"
         self.requests = 0
 
-    def failure(self, message, code, status=None, **where):
-        """A failure of this daemon: of the whole daemon, or (`where`) of one of its images' names."""
-        return SourceError(message, registry=where.pop("registry", ""), stage="daemon", status=status, code=code,
-                           source=self.source, **where)
+    def failure(self, message, code, status=None):
+        """A failure of this daemon (no registry's: `registry` is empty, `source` says which daemon)."""
+        return SourceError(message, registry="", stage="daemon", status=status, code=code, source=self.source)
 
     def _get(self, path):
         self.requests += 1
