@@ -299,3 +299,33 @@ def test_referrers_never_adds_but_never_removes_what_only_the_api_lists(registry
     ledger.collect(f"{api.host}/{repo}")
     assert referrer_events(ledger) == [("added", signature)]
     assert current(ledger)[0]["signed"] == 1
+
+
+@pytest.mark.parametrize("name, body, link", [
+    ("not JSON", b"<html>referrers</html>", None),
+    ("nested 200,000 deep", b'{"manifests":' + b"[" * 200_000 + b"]" * 200_000 + b"}", None),
+    ("an entry without a digest", b'{"manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json"}]}',
+     None),
+    ("a huge number and a bad digest", b'{"manifests": [{"digest": "sha256:zz", "size": 1e400}]}', None),
+    ("a page past 8 MiB", b'{"manifests": [' + b" " * (9 << 20) + b"]}", None),
+    ("pages that loop", b'{"manifests": []}', "self"),
+])
+def test_a_hostile_referrers_answer_is_an_error_row_and_removes_nothing(registry, pusher, api, ledger, ns, name,
+                                                                        body, link):
+    repo = f"{ns}/app"
+    image, _, _ = pusher.image(repo, "prod", seed=ns)
+    signature = oras_attach(api.host, repo, image, {"sig": b"x"}, "application/vnd.cncf.notary.signature")
+    ledger.collect(f"{api.host}/{repo}")
+
+    def hostile(method, path, status, headers, answered):
+        if "/referrers/" not in path:
+            return None
+        extra = [("Link", f'<{path}>; rel="next"')] if link else []
+        return 200, [("Content-Type", "application/vnd.oci.image.index.v1+json"), *extra], body
+    api.alter_response = hostile
+    ledger.collect(f"{api.host}/{repo}", "--retries", "0", expect=3)
+    errors = ledger.rows("SELECT stage, code, message FROM errors")
+    assert [error["stage"] for error in errors] == ["referrers"], (name, errors)
+    assert referrer_events(ledger) == [("added", signature)]  # nothing removed on a broken listing
+    assert current(ledger) == [{"repo": repo, "tag": "prod", "kind": "image", "signed": 1, "attested": 0, "sbom": 0}]
+    assert ledger.rows("SELECT status FROM runs ORDER BY id DESC LIMIT 1") == [{"status": "partial"}]
