@@ -1,5 +1,6 @@
 """The main job, end to end: start a local registry, push sample images,
-collect, move a tag, collect again, and show what the ledger knows."""
+collect, move a tag, collect again, and show what the ledger knows with its own
+commands (tags, changes, history, at, runs, verify); then how to browse it."""
 
 import os
 import shlex
@@ -26,15 +27,12 @@ def run(*args, check=True):
         sys.exit(code)
 
 
-def show(sql):
-    run("sqlite-utils", DB, sql, "--table")
-
-
 def main():
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(DB + suffix):
             os.remove(DB + suffix)
     with LocalRegistry() as registry:
+        host = registry.host
         step(f"a local registry (docker-registry) on {registry.host}; pushing sample images")
         push = Pusher(registry.url)
         push.image("acme/web", "1.0", seed="web-1.0", author="web team", labels={"team": "web"})
@@ -53,22 +51,26 @@ def main():
         step("second collect: one tag moved, one removed")
         run("ledger", "collect", registry.host, "--db", DB)
 
-    step("replaced tags (what was overwritten, from what to what)")
-    show("SELECT repo, tag, substr(old_digest, 1, 19) AS old_digest, substr(new_digest, 1, 19) AS new_digest, "
-         "replaced_at FROM replaced_tags")
-    step("removed tags")
-    show("SELECT repo, tag, substr(last_digest, 1, 19) AS last_digest, removed_at FROM removed_tags")
     step("what every tag points to now")
-    show("SELECT repo, tag, substr(digest, 1, 19) AS digest, substr(image, 1, 19) AS image, created "
-         "FROM current_tags ORDER BY repo, tag")
-    step("the platforms of acme/base:latest (attestations are marked, not listed)")
-    show("SELECT p.architecture, p.variant, substr(p.digest, 1, 19) AS digest FROM platforms p "
-         "JOIN current_tags t ON t.digest = p.index_digest WHERE t.repo = 'acme/base' AND p.attestation = 0")
+    run("ledger", "tags", "--db", DB)
+    step("what changed in the second run: the move and the removal")
+    run("ledger", "changes", "--since", "run:1", "--db", DB)
+    step("the whole history of acme/web:prod, oldest first")
+    run("ledger", "history", f"{host}/acme/web:prod", "--db", DB)
+    step("what acme/web:prod pointed to when the first run finished")
+    run("ledger", "at", "run:1", f"{host}/acme/web:prod", "--db", DB)
+    step("the runs")
+    run("ledger", "runs", "--db", DB)
     step("the hash chain")
     run("ledger", "verify", "--db", DB)
-    print(f"\nThe ledger is {DB}: try `sqlite3 {DB} \"DELETE FROM events\"` (refused), "
-          f"or `.venv/bin/sqlite-utils {DB} \"SELECT * FROM tag_history\" --table`.")
-
+    name = Path(DB).stem
+    print(f"\nThe ledger is {DB}. To look at it in a browser, with acme/web:prod's timeline:\n"
+          f"  .venv/bin/ledger serve --db {DB}\n"
+          f"  then open http://127.0.0.1:8001/{name}/-/timeline?tag={host}/acme/web:prod\n"
+          f"  and every tag of acme/ stacked, with changes per day: "
+          f"http://127.0.0.1:8001/{name}/-/timelines?pattern={host}/acme/*\n"
+          f"Or ask it in SQL: .venv/bin/sqlite-utils {DB} \"SELECT * FROM tag_history\" --table "
+          f"(and `sqlite3 {DB} \"DELETE FROM events\"` is refused).")
 
 if __name__ == "__main__":
     main()
