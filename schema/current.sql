@@ -277,16 +277,24 @@ WHERE current;
 -- view current_tags: views.sql
 CREATE VIEW current_tags AS
 SELECT registry, repo, tag, digest, image, created, first_seen, last_changed, media_type, author, size, source,
-       event_id, kind, coalesce(instr(referred, '<signature>') > 0, 0) AS signed,
-       coalesce(instr(referred, '<attestation>') > 0, 0) AS attested, coalesce(instr(referred, '<sbom>') > 0, 0) AS sbom
+       event_id, kind, CASE WHEN referable THEN coalesce(instr(referred, '<signature>') > 0, 0) ELSE 0 END AS signed,
+       CASE WHEN referable THEN coalesce(instr(referred, '<attestation>') > 0, 0) ELSE index_attested END AS attested,
+       CASE WHEN referable THEN coalesce(instr(referred, '<sbom>') > 0, 0) ELSE 0 END AS sbom
 FROM (
     SELECT s.registry, s.repo, s.tag, s.digest, s.image, s.created, s.first_seen, s.last_changed, s.media_type,
            s.author, s.size, s.source, s.event_id, coalesce(m.artifact_kind, m.kind) AS kind,
            m.artifact_kind,
+           -- SQLite writes each of these out where the columns above use it (the subquery is flattened):
+           -- `referable` first, so that a repository with no key named like a digest (a referrer's,
+           -- `sha256:...`) or a cosign tag (`sha256-...`) costs one probe of its keys per column (one range,
+           -- which holds sha512 too), and only an index is looked up for attestations inside it.
+           EXISTS (SELECT 1 FROM tag_keys x WHERE x.registry = s.registry AND x.repo = s.repo
+                   AND x.tag >= 'sha256-' AND x.tag < 'sha513') AS referable,
+           EXISTS (SELECT 1 FROM platforms p WHERE p.index_digest = s.digest AND p.attestation = 1) AS index_attested,
            (SELECT group_concat('<' || found.kind || '>', '') FROM (
-                SELECT rm.artifact_kind AS kind FROM manifests rm
-                JOIN tag_keys rk ON rk.registry = s.registry AND rk.repo = s.repo AND rk.tag = rm.digest
-                                AND rk.source = 'referrer'
+                SELECT rm.artifact_kind AS kind FROM manifests rm  -- CROSS JOIN: by subject first, not the repo's keys
+                CROSS JOIN tag_keys rk ON rk.registry = s.registry AND rk.repo = s.repo AND rk.tag = rm.digest
+                                      AND rk.source = 'referrer'
                 WHERE rm.subject = s.digest AND rk.kind != 'removed'
                 UNION ALL
                 SELECT cm.artifact_kind FROM tag_keys ck
@@ -301,9 +309,9 @@ FROM (
                 SELECT 'attestation' FROM platforms p WHERE p.index_digest = s.digest AND p.attestation = 1
                 UNION ALL
                 SELECT pm.artifact_kind FROM platforms p
-                JOIN manifests pm ON pm.subject = p.digest
-                JOIN tag_keys pk ON pk.registry = s.registry AND pk.repo = s.repo AND pk.tag = pm.digest
-                                AND pk.source = 'referrer'
+                CROSS JOIN manifests pm ON pm.subject = p.digest
+                CROSS JOIN tag_keys pk ON pk.registry = s.registry AND pk.repo = s.repo AND pk.tag = pm.digest
+                                      AND pk.source = 'referrer'
                 WHERE p.index_digest = s.digest AND p.attestation = 0 AND pk.kind != 'removed'
                   AND pm.artifact_kind IN ('attestation', 'sbom')) found) AS referred
     FROM key_states s
