@@ -16,12 +16,14 @@ import click
 
 from . import __version__, reads, store
 from .limits import (CONCURRENCY_RANGE, DEADLINE_RANGE, DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, DEFAULT_RETRIES,
-                     MAX_TAGS, MAX_TAGS_RANGE, MIN_RPS, REFERRER_MODES, RETRIES_RANGE)
+                     MAX_TAGS, MAX_TAGS_RANGE, MIN_RPS, NOTIFY_DEADLINE, NOTIFY_DEADLINE_RANGE, NOTIFY_KINDS, NOTIFY_ON,
+                     REFERRER_MODES, RETRIES_RANGE)
 from .terminal import printable, table
 from .times import parse_when
 
-# Only what --help and the reading commands need is imported here: collecting imports the network code,
-# `serve` Datasette, `verify --key` and checkpoints cryptography, each in its own command.
+# Only what --help and the reading commands need is imported here: collecting imports the network code
+# (and apprise with --notify, prometheus_client with metrics), `serve` Datasette, `verify --key` and
+# checkpoints cryptography, each in its own command.
 
 EXIT_FAILED, EXIT_PARTIAL = 1, 3
 
@@ -120,6 +122,19 @@ def collect_options(command):
                           "DIR/latest.checkpoint (keep DIR elsewhere: a git repo, a bucket)."),
         click.option("--checkpoint-key", envvar="LEDGER_CHECKPOINT_KEY", type=click.Path(dir_okay=False),
                      metavar="FILE", help="The signer key for --checkpoint-dir (env LEDGER_CHECKPOINT_KEY)."),
+        click.option("--notify", multiple=True, metavar="URL",
+                     help="Send a message about each run that changed something or failed to this apprise URL "
+                          "(json://, slack://, msteams://, discord://, matrix://, mailto://, ...; repeatable); "
+                          "${VAR} in it is read from the environment when sending, and never stored or shown."),
+        click.option("--notify-on", metavar="KINDS",
+                     help=f"What is worth a message, comma-separated: {', '.join(NOTIFY_KINDS)} "
+                          f"[default: {','.join(NOTIFY_ON)}]."),
+        click.option("--notify-deadline", type=click.FloatRange(*NOTIFY_DEADLINE_RANGE), metavar="SECONDS",
+                     help=f"Give up on a run's notifications after this long, every URL together "
+                          f"[default: {NOTIFY_DEADLINE:g}]."),
+        click.option("--metrics-file", type=click.Path(dir_okay=False), metavar="PATH",
+                     help="After every run, write Prometheus metrics to PATH, atomically (name it *.prom for "
+                          "node_exporter's textfile collector)."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary; errors only."),
     ]):
         command = option(command)
@@ -153,7 +168,7 @@ def collect_command(**flags):
     signal.signal(signal.SIGTERM, _interrupt)
     planned = _Planner(flags)
     try:
-        status = _run(planned.next(), planned.quiet)
+        status = _run(planned.next(), planned.quiet, planned.metrics)
     except KeyboardInterrupt:
         raise click.ClickException("interrupted: the run is recorded as failed and nothing else was appended") from None
     if status == "failed":
@@ -182,7 +197,7 @@ class _Planner:
     """Each run's plan from the same flags: credentials are resolved anew for every run (a watcher lives
     for weeks; passwords and helper tokens rotate), the password given on the command line read once."""
 
-    def __init__(self, flags):
+    def __init__(self, flags, metrics_port=None):
         from .settings import Flags
         self.flags = Flags(**flags)
         self.quiet = self.flags.quiet
@@ -192,6 +207,7 @@ class _Planner:
         for registry, options in self.first.options.items():
             if options.insecure:
                 click.echo(f"warning: TLS certificates are not verified for {registry}", err=True)
+        self.metrics = _metrics(self.flags.metrics_file, metrics_port)
 
     def next(self):
         """The plan of the next run."""
@@ -213,6 +229,17 @@ class _Planner:
         if not self.read:
             self.password, self.read = _password(self.flags.password_stdin, registries), True
         return self.password
+
+
+def _metrics(path, port):
+    """The process's metrics with --metrics-file or --metrics-port (its server listening already)."""
+    if not path and port is None:
+        return None
+    from .metrics import Metrics, MetricsError
+    try:
+        return Metrics(path, port)
+    except MetricsError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _anchor(checkpoint_dir, checkpoint_key):
@@ -245,16 +272,23 @@ def _password(password_stdin, registries):
     return password
 
 
-def _run(plan, quiet):
-    """One run, appended in one transaction, then its problems and summary; returns its status."""
+def _run(plan, quiet, metrics=None):
+    """One run, appended in one transaction, then its problems and summary, and its metrics; returns its
+    status."""
     from .run import RunFailed, run_once
     progress = _Progress(not quiet and sys.stderr.isatty() and bool(plan.targets))
+    started, failed = time.monotonic(), None
     try:
         outcome = run_once(plan, progress)
     except RunFailed as error:
-        raise click.ClickException(str(error)) from None
+        outcome, failed = None, error
     finally:
         progress.close()
+    unwritten = metrics.observe(plan.db_path, time.monotonic() - started, outcome) if metrics else None
+    if failed:
+        for problem in failed.warnings:
+            click.echo(f"warning: {printable(str(problem))}", err=True)
+        raise click.ClickException("; ".join(filter(None, [str(failed), unwritten])))
     result = outcome.result
     for error in result.errors[:20]:
         click.echo(f"{'warning' if error.warning else 'error'}: {printable(str(error))}", err=True)
@@ -263,8 +297,8 @@ def _run(plan, quiet):
                    err=True)
     if not quiet:
         _summary(outcome.run_id, result, outcome.counts, outcome.elapsed)
-    if outcome.unanchored:
-        raise click.ClickException(outcome.unanchored)
+    if outcome.unanchored or unwritten:
+        raise click.ClickException("; ".join(filter(None, [outcome.unanchored, unwritten])))
     return result.status
 
 
@@ -557,7 +591,9 @@ def parse_interval(text):
               help="Time between runs: 30s, 15m, 1h.")
 @click.option("--jitter", default=0.1, show_default=True, type=click.FloatRange(0, 0.5),
               help="Vary each wait by up to this share of the interval, so many watchers spread out.")
-def watch(every, jitter, **flags):
+@click.option("--metrics-port", type=click.IntRange(1, 65535), metavar="N",
+              help="Serve Prometheus metrics at http://127.0.0.1:N/metrics for the watcher's life (loopback only).")
+def watch(every, jitter, metrics_port, **flags):
     """Collect TARGETS on a schedule, forever.
 
     A failed run is recorded and the next one goes ahead. SIGINT or SIGTERM
@@ -565,7 +601,12 @@ def watch(every, jitter, **flags):
     run (recorded as interrupted) and exits 0.
     """
     interval = parse_interval(every)
-    _Watcher(_Planner(flags)).loop(interval, jitter)
+    planned = _Planner(flags, metrics_port)
+    try:
+        _Watcher(planned).loop(interval, jitter)
+    finally:
+        if planned.metrics:
+            planned.metrics.close()
     click.echo("watch: stopped", err=True)
 
 
@@ -590,7 +631,7 @@ class _Watcher:
         while not self.stop.is_set():
             self.running.set()
             try:
-                _run(self.planned.next(), self.planned.quiet)
+                _run(self.planned.next(), self.planned.quiet, self.planned.metrics)
             except KeyboardInterrupt:
                 click.echo("watch: run abandoned", err=True)
                 return
@@ -608,18 +649,21 @@ watch.help += _TARGET_HELP
 
 
 @cli.command()
-@db_option
+@click.argument("db_paths", nargs=-1, metavar="[DB]...", type=click.Path(dir_okay=False))
+@click.option("--db", "db_options", multiple=True, metavar="PATH", type=click.Path(dir_okay=False),
+              help="A ledger file to serve, as DB (repeatable) [default: LEDGER_DB or ledger.db when no DB is given].")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; the default keeps it on this machine.")
 @click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
 @click.option("--sql/--no-sql", default=None,
               help="Allow arbitrary SQL; canned queries run either way [default: on for a loopback --host, "
                    "off otherwise].")
-def serve(db_path, host, port, sql):
-    """Browse the ledger in Datasette, read-only, with its metadata and canned queries."""
+def serve(db_paths, db_options, host, port, sql):
+    """Browse ledgers in Datasette, read-only, each with its metadata and canned queries, and with two or
+    more, queries across them all."""
     from . import serving  # Datasette loads for this command only
 
     try:
-        serving.serve(db_path, host, port, sql)
+        serving.serve([*db_options, *db_paths] or [os.environ.get("LEDGER_DB") or "ledger.db"], host, port, sql)
     except store.StoreError as error:
         raise click.ClickException(str(error)) from None

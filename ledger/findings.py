@@ -10,6 +10,8 @@ from .times import now
 
 REGISTRY = "registry"  # the source of a registry's own tags; a daemon's are 'daemon:NAME', referrers 'referrer'
 WARNING = "NAME_WARNING"  # an errors row that says what a run left out, not that anything failed
+NOTIFY_FAILED = "NOTIFY_FAILED"  # an errors row that says a notification was not delivered: the run is as it was
+_WARNINGS = (WARNING, NOTIFY_FAILED)
 
 
 @dataclass(slots=True)
@@ -109,9 +111,10 @@ class Problem:
 
     @property
     def warning(self):
-        """A name the ledger could not store: said, but the run's status ignores it (a registry that serves
-        one would otherwise make every run partial forever)."""
-        return self.code == WARNING
+        """A name the ledger could not store, or a notification not delivered: said, but the run's status
+        ignores it (a registry that serves such a name, or a chat service that is down, would otherwise
+        make every run partial)."""
+        return self.code in _WARNINGS
 
 
 @dataclass

@@ -20,17 +20,74 @@ WHERE e.kind != 'removed' AND k.source != 'referrer' AND NOT {schema_tag} {where
 ORDER BY k.registry, k.repo, k.tag, k.source
 """
 # A referrer tag (schema/views.sql holds the same rule, ledger/referrers.py the same in Python).
-_SCHEMA_TAG = ("(substr({tag}, 1, 7) IN ('sha256-', 'sha512-') AND length({tag}) IN (71, 75, 76) "
-               "AND NOT substr({tag}, 8, 64) GLOB '*[^0-9a-f]*' AND substr({tag}, 72) IN ('', '.sig', '.att', '.sbom'))")
+SCHEMA_TAG_SQL = ("(substr({tag}, 1, 7) IN ('sha256-', 'sha512-') AND length({tag}) IN (71, 75, 76) "
+                  "AND NOT substr({tag}, 8, 64) GLOB '*[^0-9a-f]*' AND substr({tag}, 72) IN ('', '.sig', '.att', '.sbom'))")
 
 
 def _state_at(where):
-    return _STATE_AT.format(where=where, schema_tag=_SCHEMA_TAG.format(tag="k.tag"))
+    return _STATE_AT.format(where=where, schema_tag=SCHEMA_TAG_SQL.format(tag="k.tag"))
 
 
 # Canned queries whose SQL is said here, for `ledger serve` to put into metadata.yml.
 CANNED = {"state_at": _state_at("AND (k.registry || '/' || k.repo) GLOB coalesce(nullif(:pattern, ''), '*') "
                                 "AND k.source GLOB coalesce(nullif(:source, ''), '*')").strip()}
+
+# The fleet-wide canned queries (metadata.yml's `_memory`): a head, then one SELECT per ledger, with {schema}
+# where it is attached and {ledger} its name as a value, joined by UNION ALL, then a tail. A union sorted
+# as a whole computes every column of every row: fleet_current_tags leaves out current_tags' signed,
+# attested and sbom, which cost more than the rest of the view together (the ledger's own pages and
+# unsigned_current_tags have them).
+_SINCE_DAY = "coalesce(nullif(:since, ''), strftime('%Y-%m-%dT%H:%M:%S.000000Z', 'now', '-1 day'))"
+_UNTIL_NOW = "coalesce(nullif(:until, ''), strftime('%Y-%m-%dT%H:%M:%S.999999Z', 'now'))"
+# digest_usage's lookup (metadata.yml), in one ledger: the digest through its hex prefix index.
+_WANTED = """SELECT d.id FROM {schema}.digests d, given
+                         WHERE substr(hex(d.digest), 1, 12) = upper(substr(given.hex, 1, 12))
+                           AND lower(hex(d.digest)) = given.hex
+                         UNION SELECT id FROM {schema}.digests WHERE digest = :digest"""
+_FLEET = {
+    "fleet_current_tags": ("", """\
+SELECT {ledger} AS ledger, registry, repo, tag, digest, kind, image, created, first_seen, last_changed, source
+FROM {schema}.current_tags
+WHERE (registry || '/' || repo || ':' || tag) GLOB coalesce(nullif(:pattern, ''), '*')""",
+                           "ORDER BY registry, repo, tag, source, ledger"),
+    "fleet_changes": ("", f"""\
+SELECT {{ledger}} AS ledger, observed_at,
+       CASE WHEN kind IN ('moved', 'removed') THEN kind ELSE 'new image' END AS change,
+       registry, repo, tag, digest, prev_digest, kind, run_id, source
+FROM {{schema}}.tag_history
+WHERE observed_at > {_SINCE_DAY}
+  AND observed_at <= {_UNTIL_NOW}
+  AND (registry || '/' || repo || ':' || tag) GLOB coalesce(nullif(:pattern, ''), '*')
+  AND (kind IN ('moved', 'removed') OR first_sighting)
+  AND source != 'referrer' AND NOT {SCHEMA_TAG_SQL.format(tag="tag")}""",
+                      "ORDER BY observed_at DESC, ledger"),
+    "fleet_digest_usage": (
+        "WITH given AS (SELECT lower(CASE WHEN :digest LIKE 'sha256:%' THEN substr(:digest, 8) ELSE :digest END) AS hex)",
+        f"""\
+SELECT {{ledger}} AS ledger, h.registry, h.repo, h.tag, h.source, min(h.observed_at) AS first_seen,
+       max(h.observed_at) AS last_seen,
+       EXISTS (SELECT 1 FROM {{schema}}.current_tags c
+               WHERE (c.registry, c.repo, c.tag, c.source) = (h.registry, h.repo, h.tag, h.source)
+                 AND c.digest IS h.digest AND c.image IS h.image) AS points_there_now
+FROM {{schema}}.tag_history h
+WHERE h.kind != 'removed'
+  AND h.event_id IN (SELECT e.id FROM {{schema}}.event_log e
+                     WHERE e.digest_id IN ({_WANTED})
+                        OR e.image_id IN ({_WANTED}))
+GROUP BY h.registry, h.repo, h.tag, h.source, h.digest, h.image""",
+        "ORDER BY points_there_now DESC, last_seen DESC, ledger"),
+}
+
+
+def fleet_canned(names):
+    """The fleet-wide canned queries' SQL over ledgers attached under these names (`ledger serve a.db b.db`).
+    A name comes from a file name: it goes in as a quoted identifier (the schema) and a quoted string (the
+    `ledger` column), never as it is."""
+    quoted = [{"schema": '"' + name.replace('"', '""') + '"', "ledger": "'" + name.replace("'", "''") + "'"}
+              for name in names]
+    return {query: "\n".join(filter(None, [head, "\nUNION ALL\n".join(each.format(**q) for q in quoted), tail]))
+            for query, (head, each, tail) in _FLEET.items()}
+
 
 # A tag's own events, and the events of the referrers (signatures, attestations, SBOMs, ...) of every
 # digest it has pointed to, in the order they happened.
@@ -52,7 +109,7 @@ ORDER BY event_id
 _GLOB = re.compile(r"[*?\[]")
 
 
-def _pattern_clause(pattern, alias=""):
+def pattern_clause(pattern, alias=""):
     """A glob over `registry/repo` or, with a tag part, `registry/repo:tag` (SQLite GLOB: * ? [...]).
 
     A pattern with no glob characters names one repo (or tag) and is matched by equality, so the
@@ -91,7 +148,7 @@ def _source_clause(source, alias=""):
 def current_tags(db, pattern=None, source=None, unsigned=False):
     """Image tags now, with what their digest is and whether it is signed, attested, with an SBOM. A
     ledger whose views predate referrers (read-only, not yet upgraded by a collect) says NULL there."""
-    where, params = _pattern_clause(pattern)
+    where, params = pattern_clause(pattern)
     also, more = _source_clause(source)
     referred = ("kind, signed, attested, sbom" if _has_column(db, "current_tags", "signed")
                 else "NULL AS kind, NULL AS signed, NULL AS attested, NULL AS sbom")
@@ -106,7 +163,7 @@ def _has_column(db, table, column):
 
 
 def state_at(db, at, pattern=None, source=None):
-    where, params = _pattern_clause(pattern, "k.")
+    where, params = pattern_clause(pattern, "k.")
     also, more = _source_clause(source, "k.")
     return list(db.query(_state_at(f"{where} {also}"), {"at": at, **params, **more}))
 
@@ -127,7 +184,7 @@ def history(db, reference, source=None):
 
 
 def changes(db, since, until=None, pattern=None, source=None):
-    where, params = _pattern_clause(pattern, "")
+    where, params = pattern_clause(pattern, "")
     also, more = _source_clause(source)
     return list(db.query(
         f"SELECT observed_at, kind, registry, repo, tag, prev_digest, digest, run_id, source FROM tag_history "
@@ -158,7 +215,7 @@ def run_problems(rows, summaries=True):
         for problem in row.get("problems", []):
             where = "/".join(filter(None, [problem["registry"], problem["repo"]])) + (
                 f":{problem['tag']}" if problem["tag"] else "")
-            yield f"run {row['id']} {problem['stage']}: {where}: {problem['message']}"
+            yield f"run {row['id']} {problem['stage']}: " + (f"{where}: " if where else "") + problem["message"]
 
 
 def _targets_text(stored):
@@ -168,3 +225,8 @@ def _targets_text(stored):
     except (TypeError, ValueError):
         return str(stored)
     return " ".join(map(str, targets)) if isinstance(targets, list) else str(stored)
+
+
+def tracked_tags(db):
+    """{source: image tags the ledger holds now}, as current_tags counts them."""
+    return dict(db.conn.execute("SELECT source, count(*) FROM current_tags GROUP BY source").fetchall())

@@ -14,7 +14,12 @@ from .terminal import printable
 
 
 class RunFailed(Exception):
-    """A run that could not be recorded, or that ended without its findings: one line, naming the ledger."""
+    """A run that could not be recorded, or that ended without its findings: one line, naming the ledger.
+    `warnings`: the Problems of notifying about it (with --notify), which only stderr can tell."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.warnings = []
 
 
 @dataclass
@@ -28,7 +33,17 @@ class Outcome:
 
 def run_once(plan, progress=None):
     """Collect `plan` (a settings.Plan) and append it as one run. KeyboardInterrupt still closes the run
-    (as failed) before it goes on up."""
+    (as failed) before it goes on up. With notifications, a run that fails before it is appended is
+    still told about (best effort)."""
+    try:
+        return _open_and_run(plan, progress)
+    except RunFailed as error:
+        if plan.notify is not None:
+            error.warnings.extend(plan.notify.failed(str(error)))
+        raise
+
+
+def _open_and_run(plan, progress):
     try:
         db = store.open_db(plan.db_path)
     except store.StoreError as error:
@@ -50,7 +65,7 @@ def _run(db, plan, progress):
         started = time.monotonic()
         result = _collect(db, plan, run_id, known, ledger_repos, progress)
         try:
-            counts = store.append_run(db, run_id, result)
+            counts = store.append_run(db, run_id, result, plan.notify.appended if plan.notify else None)
         except Exception as error:  # the ledger must still say the run happened and failed
             store.finish_failed_run(db, run_id, f"could not append: {error}")
             raise RunFailed(f"{plan.db_path}: run {run_id} could not be appended: {error}") from None

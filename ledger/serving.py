@@ -1,5 +1,7 @@
-"""`ledger serve`: Datasette on a ledger, read-only, with limits that hold when others can reach it."""
+"""`ledger serve`: Datasette on ledgers, read-only, each under its name and with queries across them all,
+with limits that hold when others can reach it."""
 
+import copy
 import html
 import signal
 import sqlite3
@@ -17,7 +19,7 @@ from datasette.database import Database
 from datasette.plugins import pm
 from datasette.utils import tilde_encode
 
-from . import reads, store
+from . import pictures, reads, store
 from .references import is_loopback_host
 from .store import StoreError
 
@@ -34,24 +36,80 @@ VALUE_LIMIT = 32 * 1024 * 1024
 HEAP_LIMIT = 256 * 1024 * 1024
 
 
-def serving_metadata(db_path, sql=True):
-    """metadata.yml keyed to this ledger's database name (the file stem), which Datasette requires.
+# Datasette's own databases: a ledger cannot be served under either name.
+RESERVED_NAMES = ("_internal", "_memory")
+FLEET = "_memory"  # the cross-database name Datasette's `crossdb` uses, and where the fleet's queries are
 
-    The name comes from a file name, so it is URL-encoded as Datasette routes it and HTML-escaped where
-    it goes into the page. `sql` False blocks arbitrary SQL for everyone; canned queries still run."""
+
+def ledger_names(db_paths):
+    """{name: path}: each ledger's database name, its file stem, which is its URL, its metadata's key and
+    its schema in the fleet-wide queries. Two files with one stem are refused, not renamed: a name made up
+    from the order of the arguments would move URLs and the `ledger` column between restarts."""
+    ledgers = {}
+    for path in map(str, db_paths):
+        name = Path(path).stem
+        if name in RESERVED_NAMES:
+            raise StoreError(f"{path}: cannot be served as /{name}, a name Datasette keeps for itself; "
+                             "copy or link it under another name")
+        if name in ledgers:
+            raise StoreError(f"{ledgers[name]} and {path} would both be served as /{name}: "
+                             "copy or link one of them under another name")
+        ledgers[name] = path
+    return ledgers
+
+
+def attach_limit():
+    """How many ledgers one connection can attach: SQLite's SQLITE_MAX_ATTACHED, 10 unless built otherwise
+    (Datasette 0.65's crossdb stops at 10 too)."""
+    with closing(sqlite3.connect(":memory:")) as conn:
+        return conn.getlimit(sqlite3.SQLITE_LIMIT_ATTACHED)
+
+
+def has_fleet(ledgers):
+    """Whether the fleet's database is served: two ledgers or more, all attached to one connection."""
+    return 1 < len(ledgers) <= attach_limit()
+
+
+def serving_metadata(*db_paths, sql=True):
+    """metadata.yml keyed to each ledger's database name (the file stem), which Datasette requires, and with
+    a fleet, the fleet-wide queries made for these ledgers.
+
+    Names come from file names, so each is URL-encoded as Datasette routes it and HTML-escaped where it
+    goes into the page. `sql` False blocks arbitrary SQL for everyone; canned queries still run."""
     metadata = yaml.safe_load(resources.files("ledger").joinpath("metadata.yml").read_text(encoding="utf-8"))
-    name = Path(db_path).stem
-    databases = metadata.get("databases", {})
-    queries = databases.get("ledger", {}).get("queries", {})
+    names = list(ledger_names(db_paths))
+    databases, ledger = metadata["databases"], metadata["databases"].pop("ledger")
+    fleet = databases.pop(FLEET)
     for query, text in reads.CANNED.items():
-        queries[query]["sql"] = text  # said once, in reads.py, for `ledger at` and this query alike
-    if "ledger" in databases:
-        databases[name] = databases.pop("ledger")
-    metadata["description_html"] = metadata.get("description_html", "").replace(
-        'href="/ledger/', f'href="/{html.escape(tilde_encode(name))}/')
+        ledger["queries"][query]["sql"] = text  # said once, in reads.py, for `ledger at` and this query alike
+    databases.update({name: copy.deepcopy(ledger) for name in names})
+    if len(names) == 1:
+        metadata["description_html"] = metadata.get("description_html", "").replace(
+            'href="/ledger/', f'href="/{_href(names[0])}/')
+    else:
+        metadata["description_html"] = _fleet_description(names)
+    if has_fleet(names):
+        for query, text in reads.fleet_canned(names).items():
+            fleet["queries"][query]["sql"] = text
+        databases[FLEET] = fleet
     if not sql:
         metadata["allow_sql"] = False
     return metadata
+
+
+def _href(name):
+    return html.escape(tilde_encode(name))
+
+
+def _fleet_description(names):
+    """The home page's words for several ledgers: each one, and the fleet's queries when they are served."""
+    ledgers = ", ".join(f'<a href="/{_href(name)}">{html.escape(name)}</a>' for name in names)
+    text = f"Append-only, tamper-evident histories of container registry tags, from {len(names)} ledgers: {ledgers}."
+    if has_fleet(names):
+        text += (f' Across them all: <a href="/{FLEET}/fleet_current_tags">current tags</a>, '
+                 f'<a href="/{FLEET}/fleet_changes">moves, removals and new images</a> or '
+                 f'<a href="/{FLEET}/fleet_digest_usage">where a digest is used</a>.')
+    return text
 
 
 @hookimpl
@@ -73,33 +131,63 @@ class _LedgerDatabase(Database):
         return conn
 
 
-def ledger_datasette(db_path, sql=True):
-    """The Datasette `ledger serve` runs, with this module's connection limits as a plugin."""
+class _FleetDatabase(Database):
+    """Datasette's cross-database `_memory`, with every ledger attached under its name, read-only as the store
+    reads it. Datasette's own `crossdb` pastes path and name into `ATTACH "file:{path}?mode=ro" AS [{name}]`:
+    a quote or `]` in a file name breaks it, and a `#` or `?` attaches another file."""
+
+    def __init__(self, datasette, ledgers):
+        super().__init__(datasette, is_memory=True)
+        self.ledgers = ledgers
+
+    def connect(self, write=False):
+        if write:
+            raise StoreError(f"{FLEET}: ledger serve never writes")
+        conn = store.connect_attached(self.ledgers)
+        self._all_file_connections.append(conn)
+        return conn
+
+
+def ledger_datasette(db_paths, sql=True):
+    """The Datasette `ledger serve` runs: each ledger under its name, the fleet's database when there is
+    one, and this module's connection limits as a plugin."""
     plugin = sys.modules[__name__]
     if not pm.is_registered(plugin):
         pm.register(plugin, name=__name__)
-    datasette = Datasette([str(db_path)], metadata=serving_metadata(db_path, sql), settings=SERVE_SETTINGS)
-    name = Path(db_path).stem
-    datasette.remove_database(name)
-    datasette.add_database(_LedgerDatabase(datasette, path=str(db_path), is_mutable=True), name=name)
+    if not pm.is_registered(pictures):
+        pm.register(pictures, name=pictures.__name__)
+    ledgers = ledger_names(db_paths)
+    datasette = Datasette([], metadata=serving_metadata(*db_paths, sql=sql), settings=SERVE_SETTINGS)
+    datasette.remove_database(FLEET)  # the plain `_memory` Datasette adds when it is given no files
+    for name, path in ledgers.items():
+        datasette.add_database(_LedgerDatabase(datasette, path=path, is_mutable=True), name=name)
+    if has_fleet(ledgers):
+        datasette.add_database(_FleetDatabase(datasette, ledgers), name=FLEET)
     return datasette
 
 
-def serve(db_path, host, port, sql=None):
+def serve(db_paths, host, port, sql=None):
     """Serve until SIGINT or SIGTERM. `sql` None: arbitrary SQL only when bound to loopback."""
-    store.open_readonly(db_path).close()  # refuses a missing file or not a ledger, and writes nothing
+    for path in db_paths:
+        store.open_readonly(path).close()  # refuses a missing file or not a ledger, and writes nothing
+    ledgers = ledger_names(db_paths)
     loopback = is_loopback_host(host)
     sql = loopback if sql is None else sql
     if not loopback:
         click.echo(f"warning: listening on {host}, not loopback: the ledger is readable by anyone who can reach "
                    f"port {port}" + ("" if sql else " (arbitrary SQL is off; --sql turns it on)"), err=True)
+    if len(ledgers) > attach_limit():
+        click.echo(f"warning: no fleet-wide queries: they attach every ledger to one SQLite connection, which "
+                   f"takes at most {attach_limit()}, and there are {len(ledgers)}", err=True)
     with closing(sqlite3.connect(":memory:")) as conn:  # the limit is the process's, whichever connection sets it
         conn.execute(f"PRAGMA hard_heap_limit = {HEAP_LIMIT}")
-    datasette = ledger_datasette(db_path, sql)
-    where = f"[{host}]" if ":" in host else host
-    click.echo(f"serving {db_path} at http://{where}:{port}/{tilde_encode(Path(db_path).stem)}", err=True)
+    datasette = ledger_datasette(db_paths, sql)
+    where = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    for name, path in ledgers.items():
+        click.echo(f"serving {path} at {where}/{tilde_encode(name)}", err=True)
+    if has_fleet(ledgers):
+        click.echo(f"queries across all {len(ledgers)} ledgers at {where}/{FLEET}", err=True)
     # uvicorn stops gracefully on either signal, then raises it again: ignored then, the exit status is 0.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     uvicorn.run(datasette.app(), host=host, port=port, log_level="info", lifespan="on")
-

@@ -15,13 +15,16 @@ import re2
 from .auth import Credentials
 from .credentials import CredentialsError, from_docker_config
 from .references import TargetError, canonical_registry, parse_target
-from .limits import CONCURRENCY_RANGE, DEADLINE_RANGE, MAX_TAGS_RANGE, MIN_RPS, REFERRER_MODES, RETRIES_RANGE
+from .limits import (CONCURRENCY_RANGE, DEADLINE_RANGE, MAX_TAGS_RANGE, MIN_RPS, NOTIFY_DEADLINE,
+                     NOTIFY_DEADLINE_RANGE, NOTIFY_ON, REFERRER_MODES, RETRIES_RANGE)
+from .notify import Notifications, NotifyError, kinds
 from .registry import RegistryOptions
 from .semantics import tag_filter
 
 _KEYS = {"targets", "credentials", "username_env", "password_env", "docker_config", "ca_file", "insecure",
          "plain_http", "concurrency", "rps", "retries", "deadline", "max_tags", "include_tags", "exclude_tags", "referrers"}
 _DEFAULT_KEYS = _KEYS - {"targets", "username_env", "password_env"}
+_NOTIFY_KEYS = {"notify", "notify_on", "notify_deadline"}  # top level only: one notification per run
 _OPTION_KEYS = ("ca_file", "insecure", "plain_http", "concurrency", "rps", "retries", "deadline", "max_tags",
                 "include_tags", "exclude_tags", "referrers")
 _TYPES = {"insecure": bool, "plain_http": bool, "concurrency": int, "retries": int, "rps": (int, float),
@@ -71,6 +74,10 @@ class Flags:
     docker_host: str | None
     checkpoint_dir: str | None
     checkpoint_key: str | None
+    notify: tuple
+    notify_on: str | None
+    notify_deadline: float | None
+    metrics_file: str | None
     quiet: bool
 
 
@@ -85,6 +92,7 @@ class Plan:
     options: dict  # registry -> RegistryOptions
     daemon: object = None  # a DaemonClient with --daemon
     anchor: tuple | None = None  # (directory, signer) with --checkpoint-dir
+    notify: Notifications | None = None  # with --notify, or notify in the config file
 
 
 def target_registries(targets):
@@ -118,13 +126,31 @@ def plan(flags, password=lambda registries: None, anchor=None):
         include_tags=flags.include_tags, exclude_tags=flags.exclude_tags, referrers=flags.referrers,
         credentials=credentials_for(registry, username=flags.username, password=password,
                                     docker_config=flags.docker_config)) for registry in registries}
+    file_notify = {}
     if flags.config_path:
-        from_file, file_options = load_config(flags.config_path)
+        from_file, file_options, file_notify = load_config(flags.config_path)
         targets += from_file
         options.update(file_options)
     described = [*flags.targets] + ([f"--config {flags.config_path}"] if flags.config_path else [])
     described += [f"--daemon {daemon.host}"] if daemon else []
-    return Plan(flags.db_path, targets, described, options, daemon, anchor)
+    return Plan(flags.db_path, targets, described, options, daemon, anchor, _notifications(flags, file_notify))
+
+
+def _notifications(flags, from_file):
+    """Where notifications go: the command line's URLs and the file's; the command line's kinds and
+    deadline win over the file's. Every URL is checked now, its ${VAR}s expanded only to check it."""
+    urls = tuple(dict.fromkeys([*flags.notify, *from_file.get("notify", [])]))
+    if not urls:
+        if flags.notify_on or flags.notify_deadline is not None:
+            raise FlagsConflict("--notify-on and --notify-deadline need a --notify URL (or notify in the config file)")
+        return None
+    try:
+        on = kinds([flags.notify_on]) if flags.notify_on else from_file.get("notify_on", frozenset(NOTIFY_ON))
+        deadline = flags.notify_deadline if flags.notify_deadline is not None else from_file.get(
+            "notify_deadline", NOTIFY_DEADLINE)
+        return Notifications(urls, on, float(deadline)).check()
+    except NotifyError as error:
+        raise SettingsError(str(error)) from None
 
 
 def credentials_for(registry, *, username=None, password=None, docker_config=None):
@@ -151,7 +177,7 @@ def check_regex(value, name):
 
 
 def load_config(path):
-    """Read a TOML config: returns (targets, {registry: RegistryOptions})."""
+    """Read a TOML config: returns (targets, {registry: RegistryOptions}, notification settings)."""
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_CONFIG_BYTES + 1)
@@ -167,6 +193,7 @@ def load_config(path):
     except tomllib.TOMLDecodeError as error:
         raise SettingsError(f"{path}: not valid TOML ({error})") from None
     defaults = {k: v for k, v in document.items() if k != "registries"}
+    notify = _notify_settings({key: defaults.pop(key) for key in _NOTIFY_KEYS & set(defaults)}, f"{path}: top level")
     unknown = set(defaults) - _DEFAULT_KEYS
     if unknown:
         raise SettingsError(f"{path}: unknown setting {sorted(unknown)[0]!r}")
@@ -180,6 +207,8 @@ def load_config(path):
         if not isinstance(section, dict):
             raise SettingsError(f"{where} is not a table")
         unknown = set(section) - _KEYS
+        if unknown & _NOTIFY_KEYS:
+            raise SettingsError(f"{where}: {sorted(unknown & _NOTIFY_KEYS)[0]} belongs at the top level")
         if unknown:
             raise SettingsError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
         _check_values(section, where)
@@ -197,7 +226,31 @@ def load_config(path):
                 raise SettingsError(f"{where}: target {name!r} is on another registry ({target.registry})")
             targets.append(target)
         options[registry] = _options(registry, merged, where)
-    return targets, options
+    return targets, options, notify
+
+
+def _notify_settings(table, where):
+    """The file's notify (a list of URLs), notify_on (a list of kinds) and notify_deadline, checked."""
+    urls = table.get("notify", [])
+    if not isinstance(urls, list) or not all(isinstance(url, str) and url for url in urls):
+        raise SettingsError(f"{where}: notify must be a list of URLs")
+    checked = {"notify": urls} if urls else {}
+    if "notify_on" in table:
+        on = table["notify_on"]
+        if not isinstance(on, list) or not all(isinstance(kind, str) for kind in on):
+            raise SettingsError(f"{where}: notify_on must be a list of kinds")
+        try:
+            checked["notify_on"] = kinds(on)
+        except NotifyError as error:
+            raise SettingsError(f"{where}: {str(error).replace('--notify-on', 'notify_on')}") from None
+    if "notify_deadline" in table:
+        deadline, (low, high) = table["notify_deadline"], NOTIFY_DEADLINE_RANGE
+        if not isinstance(deadline, (int, float)) or isinstance(deadline, bool):
+            raise SettingsError(f"{where}: notify_deadline has the wrong type ({type(deadline).__name__})")
+        if not low <= deadline <= high:
+            raise SettingsError(f"{where}: notify_deadline must be from {low} to {high} (not {deadline})")
+        checked["notify_deadline"] = deadline
+    return checked
 
 
 def _check_values(table, where):

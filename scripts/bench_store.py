@@ -1,11 +1,12 @@
 """Store benchmark: build a synthetic ledger through the store's own append API, then time every
-view and canned query on it. Prints the figures.
+view and canned query, and the pictures, on it. Prints the figures.
 
     .venv/bin/python scripts/bench_store.py --events 1000000 --tags 100000
 """
 
 import argparse
 import asyncio
+import datetime
 import hashlib
 import os
 import platform
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from ledger import reads, store
 from ledger.findings import RunResult, Sighting
-from ledger.serving import SERVE_SETTINGS, serving_metadata
+from ledger.serving import SERVE_SETTINGS, ledger_datasette, serving_metadata
 
 
 def digest(*parts):
@@ -145,6 +146,29 @@ def main():
         timed_out = "took too long" in body or "timed out" in body
         verdict = f"HTTP {status}" + (": a query or facet timed out" if timed_out else "")
         print(f"  {label:<34}{took * 1000:8.0f} ms  {verdict}")
+    # The pictures (ledger/pictures.py), in the Datasette `ledger serve` builds (it registers them). Every
+    # event of this ledger is of 2026-01-01: a window from then holds all of them, the chart's worst case.
+    served = ledger_datasette([path])
+    days = str((datetime.date.today() - datetime.date(2026, 1, 1)).days + 1)
+    print("pictures: the whole page as `ledger serve` gives it, best of 3 (target: under 1000 ms):")
+
+    async def picture(url, params):
+        response = await served.client.get(url, params=params)
+        return response.status_code, response.text
+
+    for label, url, params in [
+        ("timeline of one tag", "/ledger/-/timeline", {"tag": f"bench.example/{repo}:{tag}"}),
+        ("timelines of one repo, 30 days", "/ledger/-/timelines", {"pattern": f"bench.example/{repo}"}),
+        (f"timelines of one repo, {days} days", "/ledger/-/timelines", {"pattern": f"bench.example/{repo}",
+                                                                        "days": days}),
+        (f"timelines of team7/*, {days} days", "/ledger/-/timelines", {"pattern": "bench.example/team7/*",
+                                                                       "days": days}),
+        ("timelines of every tag, 30 days", "/ledger/-/timelines", {}),
+        (f"timelines of every tag, {days} days", "/ledger/-/timelines", {"days": days}),
+    ]:
+        took, (status, body) = timed(lambda: asyncio.run(picture(url, params)))
+        drawn = body.count('class="band"')
+        print(f"  {label:<34}{took * 1000:8.0f} ms  HTTP {status}, {drawn} bands")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ import importlib
 
 _WHERE = {
     "append_run": "append",
-    "SCHEMA_VERSION": "database", "Ledger": "database", "StoreError": "database", "connect_readonly": "database",
+    "SCHEMA_VERSION": "database", "Ledger": "database", "StoreError": "database", "connect_attached": "database",
+    "connect_readonly": "database",
     "open_db": "database", "open_readonly": "database",
     "GENESIS": "encoding", "REGISTRY": "encoding", "digest_key": "encoding", "digest_text": "encoding",
     "event_hash": "encoding",

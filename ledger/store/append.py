@@ -9,6 +9,7 @@ from ..findings import Problem
 from ..referrers import REFERRER, schema_tag
 from ..semantics import REMOVED, Observation, classify, removed_keys
 from ..times import now
+from .changes import run_changes
 from .database import StoreError, _transaction
 from .encoding import GENESIS, REGISTRY, _canonical, _hex_prefix, digest_key, digest_text, event_hash
 from .facts import _chunks, _save_images, _save_manifests, stored_facts
@@ -256,9 +257,13 @@ def _append_events(db, run_id, pending, facts):
     return kinds, (last_id, prev) if head or kinds else (None, None), new_images
 
 
-def append_run(db, run_id, result):
+def append_run(db, run_id, result, notify=None):
     """Append one run's findings in a single write transaction; returns the run's counts, and under
-    `run_id` the run they were recorded as (a new one if the run's own row was closed underneath it)."""
+    `run_id` the run they were recorded as (a new one if the run's own row was closed underneath it).
+
+    `notify(RunChanges)` is called inside the transaction, once the events are appended and before the
+    errors rows are written and the run sealed, so that the warnings it returns (a notification that
+    could not be delivered) are errors rows of the run, sealed with it."""
     with _transaction(db.conn, "IMMEDIATE"):
         row_id, note = _row_to_finish(db, run_id)
         _save_manifests(db, row_id, result.manifests)
@@ -267,6 +272,9 @@ def append_run(db, run_id, result):
         if result.status == "ok" and not all(problem.warning for problem in result.errors):
             result.status = "partial"  # a registry's word the bytes contradict (a referrer of another subject)
         kinds, (head_id, head_hash), new_images = _append_events(db, row_id, pending, facts)
+        if notify is not None:
+            events = (head_id - len(kinds) + 1, head_id) if kinds else None
+            result.errors.extend(notify(run_changes(db, row_id, result.status, events, result.errors)))
         for listing in result.coverage:
             db.execute(
                 "INSERT INTO coverage (run_id, source, registry, repo, scope, complete, tags_listed, listed_at, reason) "

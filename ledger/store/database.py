@@ -88,8 +88,28 @@ def connect_readonly(path):
     directory or mount) the file is opened `immutable`: no locks, no side files. That is safe only
     because nothing can be appending there either (a writer needs those files, or a rollback journal,
     in the same directory), and only when no -wal holds writes the file itself lacks."""
+    return _readonly(path, lambda uri: _connect(uri, probe=True))
+
+
+def connect_attached(ledgers):
+    """An in-memory connection with each ledger of `ledgers` ({name: path}) attached under its name, each
+    read as connect_readonly reads it, for queries across ledgers. ATTACH reads the file's schema, so a
+    file it cannot read fails here; the name and the URI are bound as values, never pasted into SQL."""
+    conn = _connect("file::memory:")
     try:
-        return _connect(_uri(path, mode="ro"), probe=True)
+        for name, path in ledgers.items():
+            _readonly(path, lambda uri: conn.execute("ATTACH DATABASE ? AS ?", [uri, name]))
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _readonly(path, open_):
+    """open_(uri) of the file read-only, or `immutable` where its side files cannot be created (see
+    connect_readonly)."""
+    try:
+        return open_(_uri(path, mode="ro"))
     except sqlite3.OperationalError:
         if os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
             raise
@@ -98,7 +118,7 @@ def connect_readonly(path):
         raise StoreError(f"{path}: cannot read it in a read-only directory: {wal} holds writes not yet in the file, "
                          "which SQLite reads only with a -shm file beside it; copy the ledger with its -wal "
                          "to a writable directory")
-    return _connect(_uri(path, mode="ro", immutable=1), probe=True)
+    return open_(_uri(path, mode="ro", immutable=1))
 
 
 def _inspect(conn, path):
