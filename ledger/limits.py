@@ -14,9 +14,8 @@ MAX_TAGS_RANGE = (1, 10_000_000)
 
 REFERRER_MODES = ("auto", "always", "never")  # when to ask the OCI referrers API
 
-# Notifications (ledger/notify.py). A run holds the ledger's write lock while it notifies (the errors rows
-# of a failed delivery are sealed with the run), and other writers wait up to 30 s for it: the bound stays
-# well under that.
+# Notifications (ledger/notify.py), sent once a run is committed. A `watch` waits for them before its
+# next run, and a cron `collect` before it exits: a bound short enough to keep either on its schedule.
 NOTIFY_DEADLINE = 10.0  # seconds for every target of one run's notification together
 NOTIFY_DEADLINE_RANGE = (1, 20)
 NOTIFY_ITEMS = 20  # changes and errors listed in one notification; the rest are counted

@@ -10,6 +10,7 @@ Gauges (`ledger_last_run_*`, tags tracked, rate limits) say the state the last r
 
 import math
 import os
+import sqlite3
 import time
 
 from . import reads, store
@@ -131,6 +132,8 @@ class Metrics:
             return  # no ledger yet (a run that could not open it): the gauge says what it last knew
         try:
             tracked = reads.tracked_tags(db)
+        except sqlite3.Error:
+            return  # busy past its timeout, or damaged: `ledger verify` says which; the gauge keeps what it knew
         finally:
             db.close()
         self.tags.clear()

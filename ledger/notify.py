@@ -24,8 +24,14 @@ from .times import now
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}")
 # A host worth showing: a DNS name with a dot, localhost, an IP address, or a ${VAR}; with a port. Anything
-# else in a URL's host place (a Slack or Discord token, a Pushover key) is shown as "...".
+# else in a URL's host place is shown as "...".
 _ADDRESS = re.compile(r"(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|\[[0-9A-Fa-f:.]+\]|\$\{\w+\})(?::\d{1,5})?")
+# The schemes whose host place holds a server's address. Most of apprise's services keep a token there
+# instead (slack://T/B/C, discord://ID/TOKEN, pbul://o.TOKEN, which looks like a host name): for them only
+# the scheme is shown.
+_HOST_SCHEMES = frozenset({"json", "jsons", "xml", "xmls", "form", "forms", "mailto", "mailtos", "apprise",
+                           "apprises", "ntfy", "ntfys", "gotify", "gotifys", "matrix", "matrixs", "mmost",
+                           "mmosts", "rocket", "rockets", "ncloud", "nclouds", "mastodon", "mastodons"})
 _HTTP_STATUS = re.compile(r"\berror=(\d{3})\b")  # how apprise's plugins log a refused request
 _LINE = 300  # characters of one listed change or error
 
@@ -44,7 +50,7 @@ def shown(url):
         return "..."
     authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
     host = authority.rpartition("@")[2]
-    if not _ADDRESS.fullmatch(host):
+    if scheme.lower() not in _HOST_SCHEMES or not _ADDRESS.fullmatch(host):
         return f"{scheme}://..."
     return f"{scheme}://{host}" + ("/..." if len(rest) > len(authority) else "")
 
@@ -94,7 +100,7 @@ class Notifications:
         return self
 
     def appended(self, changes):
-        """The append hook: notify about a run as the ledger now holds it (store.changes.RunChanges);
+        """Notify about a run as the ledger now holds it (store.changes.RunChanges, read once committed);
         returns the warnings of deliveries that failed."""
         message = _message(changes, self.on)
         return self._send(*message) if message else []

@@ -1,4 +1,5 @@
-"""One run: what the ledger already knows, the sources' collection, the append, the signed head.
+"""One run: what the ledger already knows, the sources' collection, the append, its notification, the
+signed head.
 
 The CLI's `collect` and `watch` are this and a summary; nothing here prints.
 """
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from . import pinning, store
 from .collector import collect
 from .daemon import collect_daemon
+from .findings import RunResult
 from .terminal import printable
 
 
@@ -65,11 +67,12 @@ def _run(db, plan, progress):
         started = time.monotonic()
         result = _collect(db, plan, run_id, known, ledger_repos, progress)
         try:
-            counts = store.append_run(db, run_id, result, plan.notify.appended if plan.notify else None)
+            counts = store.append_run(db, run_id, result)
         except Exception as error:  # the ledger must still say the run happened and failed
             store.finish_failed_run(db, run_id, f"could not append: {error}")
             raise RunFailed(f"{plan.db_path}: run {run_id} could not be appended: {error}") from None
-        unanchored = _write_checkpoint(plan.anchor, db, counts["run_id"])
+        last = _notify(db, plan.notify, counts, result) if plan.notify else counts["run_id"]
+        unanchored = _write_checkpoint(plan.anchor, db, last)
     finally:
         db.close()
     return Outcome(counts["run_id"], result, counts, time.monotonic() - started, unanchored)
@@ -93,6 +96,19 @@ def _collect(db, plan, run_id, known, ledger_repos, progress):
         message = f"failed: {error.__class__.__name__}: {str(error)[:200]}"
         store.finish_failed_run(db, run_id, message)
         raise RunFailed(f"{plan.db_path}: run {run_id} {printable(message)}") from None
+
+
+def _notify(db, notify, counts, result):
+    """Tell about a run once it is committed, so that whoever is told finds it in the ledger. Deliveries
+    that failed are warnings of the run's outcome, and the errors rows of a sealed run of their own
+    (source 'notify'): the run told about is sealed already. Returns the last run appended."""
+    run_id = counts["run_id"]
+    problems = notify.appended(store.run_changes(db, run_id, result.status, counts["events"], result.errors))
+    if not problems:
+        return run_id
+    result.errors.extend(problems)
+    told = store.start_run(db, "notify", [f"the notification of run {run_id}"])
+    return store.append_run(db, told, RunResult(errors=problems))["run_id"]
 
 
 def _write_checkpoint(anchor, db, run_id):

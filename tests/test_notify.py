@@ -20,18 +20,21 @@ from sandbox import free_port
 
 class Receiver:
     """A JSON webhook on a free loopback port: /ok answers 204, /fail 500, /hang holds its answer until
-    the test ends. It keeps every request it read."""
+    the test ends. It keeps every request it read, and with `ledger` set, the runs that ledger held
+    finished when the request came (what someone told would find)."""
 
     def __init__(self):
         self.received = []
         self.release = threading.Event()
+        self.ledger = None
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.received.append({"path": self.path.split("?")[0], "query": self.path.partition("?")[2],
-                                          "headers": dict(self.headers), "json": json.loads(body)})
+                                          "headers": dict(self.headers), "json": json.loads(body),
+                                          "finished": receiver.finished_runs()})
                 if self.path.startswith("/hang"):
                     receiver.release.wait(30)
                 self.send_response(500 if self.path.startswith("/fail") else 204)
@@ -45,6 +48,15 @@ class Receiver:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def finished_runs(self):
+        if self.ledger is None:
+            return None
+        conn = sqlite3.connect(f"file:{self.ledger}?mode=ro", uri=True)
+        try:
+            return [run_id for (run_id,) in conn.execute("SELECT id FROM runs WHERE finished_at IS NOT NULL")]
+        finally:
+            conn.close()
 
     def url(self, path="/ok", prefix=""):
         return f"json://{prefix}127.0.0.1:{self.port}{path}"
@@ -127,21 +139,26 @@ def test_a_receiver_that_fails_or_hangs_is_a_sealed_warning_and_the_run_goes_on(
                                                                                 receiver, tmp_path, path, reason):
     pusher.image(f"{ns}/app", "1", seed=ns)
     metrics = tmp_path / "ledger.prom"
+    receiver.ledger = ledger.path
     started = time.monotonic()
     result = ledger.collect(f"{registry.host}/{ns}/app", "--notify", receiver.url(path), "--notify", receiver.url(),
                             "--notify-deadline", "1", "--metrics-file", str(metrics))
     elapsed = time.monotonic() - started
     assert elapsed < 3.5  # the deadline, not apprise's own 4 s read timeout, ended the wait
-    assert len(receiver.messages()) == 1  # the good target got its message, in parallel
+    [told] = [request for request in receiver.received if request["path"] == "/ok"]  # in parallel
+    assert told["finished"] == [1]  # sent once run 1 was committed: whoever is told finds it
     shown = f"json://127.0.0.1:{receiver.port}/..."
     line = f"warning: notify: {shown} (target 1): not delivered: {reason}"
     assert result.stderr.splitlines() == [line]  # nothing of apprise's own log
-    assert ledger.rows("SELECT status, errors, error_summary FROM runs") == [
-        {"status": "ok", "errors": 0, "error_summary": None}]
-    assert ledger.rows("SELECT stage, code, source, message FROM errors") == [
-        {"stage": "notify", "code": "NOTIFY_FAILED", "source": "notify",
+    assert ledger.rows("SELECT id, source, targets, status, errors, error_summary FROM runs ORDER BY id") == [
+        {"id": 1, "source": "registry", "targets": json.dumps([f"{registry.host}/{ns}/app"]), "status": "ok",
+         "errors": 0, "error_summary": None},
+        {"id": 2, "source": "notify", "targets": json.dumps(["the notification of run 1"]), "status": "ok",
+         "errors": 0, "error_summary": None}]
+    assert ledger.rows("SELECT run_id, stage, code, source, message FROM errors") == [
+        {"run_id": 2, "stage": "notify", "code": "NOTIFY_FAILED", "source": "notify",
          "message": f"{shown} (target 1): not delivered: {reason}"}]
-    ledger("verify")  # the errors row is sealed with the run
+    ledger("verify")  # the errors row is sealed, with a run of its own
     assert f'ledger_errors_total{{severity="warning",stage="notify"}} 1.0' in metrics.read_text()
 
 
@@ -176,7 +193,8 @@ def test_a_watcher_skips_a_target_whose_last_delivery_still_hangs(registry, push
     sent = [message for message in messages() if "not delivered" in message]
     assert len(receiver.received) == len(sent)  # a skipped target was sent nothing
     conn = sqlite3.connect(db)
-    assert {status for (status,) in conn.execute("SELECT status FROM runs")} == {"partial"}  # as it was
+    statuses = dict(conn.execute("SELECT source, group_concat(DISTINCT status) FROM runs GROUP BY source"))
+    assert statuses == {"registry": "partial", "notify": "ok"}  # as they were; deliveries' warnings apart
 
 
 def test_a_secret_from_the_environment_reaches_the_receiver_and_nowhere_else(registry, pusher, ns, receiver,
@@ -261,3 +279,20 @@ def test_bad_notify_settings_are_bad_usage_in_one_line(ledger, tmp_path, args, c
     result = ledger("collect", "127.0.0.1:9/app", *args, expect=2)
     assert message in result.stderr
     assert "Traceback" not in result.output and "token-abc" not in result.output
+
+
+@pytest.mark.parametrize("url,expected", [
+    ("jsons://hooks.example.com/ledger?+X-Token=abc", "jsons://hooks.example.com/..."),
+    ("json://user:pass@127.0.0.1:8080/hook", "json://127.0.0.1:8080/..."),
+    ("mailto://me:app-password@gmail.com", "mailto://gmail.com"),
+    ("pbul://o.gn5kj6nfhv736I7jC3cj3QLRiyhgl98b", "pbul://..."),  # a token that looks like a host name
+    ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#registry", "slack://..."),
+    ("discord://4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js", "discord://..."),
+    ("tgram://123456789:AABx8iXjE5C-vG4SDhf6ARgdFgxYxhuHb4A/-123", "tgram://..."),
+    ("json://secret.token.value/path", "json://secret.token.value/..."),  # json's host is its server
+    ("not a url", "..."),
+    ("${HOOK_URL}", "${HOOK_URL}"),
+])
+def test_a_target_is_shown_by_its_scheme_and_only_a_server_address(url, expected):
+    from ledger.notify import shown
+    assert shown(url) == expected

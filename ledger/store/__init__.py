@@ -2,7 +2,8 @@
 
 database (open, connect, migrate, schema drift), encoding (digests, an event's canonical content and
 hash), facts (manifests as stored, what the ledger knows), runs (a run's lifecycle and locks), append
-(classify and chain a run's events), verification (verify).
+(classify and chain a run's events), changes (what a run appended, for its notification),
+verification (verify).
 
 Each name loads its module when first used: a read command opens the file and never imports the
 classification, manifest parsing or verification code.
@@ -12,6 +13,7 @@ import importlib
 
 _WHERE = {
     "append_run": "append",
+    "run_changes": "changes",
     "SCHEMA_VERSION": "database", "Ledger": "database", "StoreError": "database", "connect_attached": "database",
     "connect_readonly": "database",
     "open_db": "database", "open_readonly": "database",
@@ -23,7 +25,7 @@ _WHERE = {
     "finish_failed_run": "runs", "start_run": "runs",
     "verify": "verification",
 }
-_MODULES = {"append", "database", "encoding", "facts", "runs", "verification"}
+_MODULES = {"append", "changes", "database", "encoding", "facts", "runs", "verification"}
 
 __all__ = sorted(_WHERE)
 

@@ -9,7 +9,6 @@ from ..findings import Problem
 from ..referrers import REFERRER, schema_tag
 from ..semantics import REMOVED, Observation, classify, removed_keys
 from ..times import now
-from .changes import run_changes
 from .database import StoreError, _transaction
 from .encoding import GENESIS, REGISTRY, _canonical, _hex_prefix, digest_key, digest_text, event_hash
 from .facts import _chunks, _save_images, _save_manifests, stored_facts
@@ -257,13 +256,10 @@ def _append_events(db, run_id, pending, facts):
     return kinds, (last_id, prev) if head or kinds else (None, None), new_images
 
 
-def append_run(db, run_id, result, notify=None):
-    """Append one run's findings in a single write transaction; returns the run's counts, and under
-    `run_id` the run they were recorded as (a new one if the run's own row was closed underneath it).
-
-    `notify(RunChanges)` is called inside the transaction, once the events are appended and before the
-    errors rows are written and the run sealed, so that the warnings it returns (a notification that
-    could not be delivered) are errors rows of the run, sealed with it."""
+def append_run(db, run_id, result):
+    """Append one run's findings in a single write transaction; returns the run's counts, under `run_id`
+    the run they were recorded as (a new one if the run's own row was closed underneath it), and under
+    `events` the (first, last) ids of the events it appended, or None."""
     with _transaction(db.conn, "IMMEDIATE"):
         row_id, note = _row_to_finish(db, run_id)
         _save_manifests(db, row_id, result.manifests)
@@ -272,9 +268,6 @@ def append_run(db, run_id, result, notify=None):
         if result.status == "ok" and not all(problem.warning for problem in result.errors):
             result.status = "partial"  # a registry's word the bytes contradict (a referrer of another subject)
         kinds, (head_id, head_hash), new_images = _append_events(db, row_id, pending, facts)
-        if notify is not None:
-            events = (head_id - len(kinds) + 1, head_id) if kinds else None
-            result.errors.extend(notify(run_changes(db, row_id, result.status, events, result.errors)))
         for listing in result.coverage:
             db.execute(
                 "INSERT INTO coverage (run_id, source, registry, repo, scope, complete, tags_listed, listed_at, reason) "
@@ -294,6 +287,7 @@ def append_run(db, run_id, result, notify=None):
         counts["repos_listed"] = sum(1 for listing in result.coverage if listing.complete)
         counts["errors"] = sum(1 for error in result.errors if not error.warning)  # warnings are rows, not failures
         counts["run_id"] = row_id
+        counts["events"] = (head_id - len(kinds) + 1, head_id) if kinds else None  # one writer: ids in a row
         summary = "; ".join(([note] if note else []) +
                             sorted({str(e) for e in result.errors if not e.warning})[:5]) or None
         db.execute(
