@@ -20,6 +20,7 @@ import hashlib
 import html
 import json
 import math
+import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -30,7 +31,10 @@ from datasette.utils import sqlite_timelimit, tilde_decode
 from datasette.utils.asgi import NotFound, Response
 from markupsafe import Markup
 
+from .findings import REGISTRY
 from .reads import SCHEMA_TAG_SQL, pattern_clause
+from .referrers import REFERRER
+from .references import TargetError, parse_target, storable_repo, storable_tag
 
 LANES = 50  # tags drawn on the timelines page; more would not be readable
 TAG_EVENTS = 1000  # events drawn per lane of one tag's timeline
@@ -64,16 +68,19 @@ class TagName:
 
 @dataclass(frozen=True)
 class Change:
-    """One event of a tag key."""
+    """One event of a tag key; `name` is what it pointed to, as its source tells images apart (shown)."""
     at: datetime
     kind: str  # added, moved, updated or removed
     digest: str | None
     image: str | None
+    name: str | None
 
-    @property
-    def name(self):
-        """What the tag pointed to: the manifest digest, else (a Docker host's image) the image ID."""
-        return self.digest or self.image
+
+def shown(digest, image, source):
+    """What a key pointed to, as the store tells its images apart (store.append._shown, notify's lines): a
+    registry's tag by its manifest digest, a Docker host's copy by its image ID, since the same image
+    carries other digests there as it is pushed, pulled back or retagged."""
+    return (digest or image) if source in (REGISTRY, REFERRER) else (image or digest)
 
 
 @dataclass(frozen=True)
@@ -122,7 +129,22 @@ class Overview:
 
 
 def _moment(text):
-    return datetime.fromisoformat(text)
+    """A time as the ledger writes it (UTC ISO 8601); anything else is text the pictures cannot place."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ValueError(f"{text!r} is not a UTC time")
+    return moment
+
+
+def _day(text):
+    """A UTC day (an observed_at's first ten characters)."""
+    try:
+        return date.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{text!r} is not a day") from None
 
 
 def _stamp(moment):
@@ -144,22 +166,23 @@ ORDER BY e.observed_at DESC, e.id DESC LIMIT :limit
 """
 
 
-def _changes(conn, key, since, limit, op=">="):
+def _changes(conn, key, source, since, limit, op=">="):
     """A key's newest changes from `since` on (`op` "<": the last one before it), oldest first."""
     rows = conn.execute(_CHANGES.format(op=op), {"key": key, "since": since, "limit": limit}).fetchall()
-    return [Change(_moment(at), kind, digest, image) for at, kind, digest, image in reversed(rows)]
+    return [Change(_moment(at), kind, digest, image, shown(digest, image, source))
+            for at, kind, digest, image in reversed(rows)]
 
 
 def _lane(conn, key, name, source, since, limit, carry_in):
     """A key's lane: its newest `limit` changes from `since`, and (`carry_in`) the state before."""
-    changes = _changes(conn, key, since, limit + 1)
+    changes = _changes(conn, key, source, since, limit + 1)
     left_off = 0
     if len(changes) > limit:
         changes = changes[1:]
         left_off = conn.execute("SELECT count(*) FROM event_log WHERE key_id = ? AND observed_at >= ?",
                                 [key, since]).fetchone()[0] - limit
     elif carry_in:
-        changes = _changes(conn, key, since, 1, op="<") + changes
+        changes = _changes(conn, key, source, since, 1, op="<") + changes
     return Lane(name, source, changes, left_off)
 
 
@@ -185,7 +208,7 @@ def read_timeline(conn, name):
         return None
     lanes = [_lane(conn, key, name, source, "", TAG_EVENTS, carry_in=False) for key, source in keys]
     referrers, left_off = [], False
-    registry = [lane for lane in lanes if lane.source == "registry" and lane.changes]
+    registry = [lane for lane in lanes if lane.source == REGISTRY and lane.changes]
     if registry and "subject" in {row[1] for row in conn.execute("PRAGMA table_info(referrers)")}:
         subjects = sorted({change.digest for change in registry[0].changes if change.digest})
         rows = conn.execute(_REFERRERS, {
@@ -258,7 +281,7 @@ def read_overview(conn, pattern, since):
     else:
         rows = conn.execute(_PER_DAY.format(events=_BY_KEY.format(where=where)), params).fetchall()
         counted_since = None
-    days = [DayCount(date.fromisoformat(day), moved, removed, new) for day, moved, removed, new, _, _ in rows]
+    days = [DayCount(_day(day), moved, removed, new) for day, moved, removed, new, _, _ in rows]
     return Overview(lanes, matched, days, counted_since)
 
 
@@ -342,8 +365,9 @@ class Band:
 
 
 def bands(changes, end):
-    """The stretches of time a key pointed to one digest: a move starts a new band, a removal ends one,
-    and an update (the same image, more facts) keeps it unless it names another digest."""
+    """The stretches of time a key pointed to one image (by its name: a digest, a Docker host's image ID): a
+    move starts a new band, a removal ends one, and an update (the same image, more facts) keeps it unless
+    it names another."""
     found, start, name = [], None, None
     for change in changes:
         if change.kind == "updated" and start is not None and change.name == name:
@@ -361,6 +385,8 @@ def bands(changes, end):
 _STEPS = [timedelta(seconds=s) for s in (1, 5, 15, 30)] + [timedelta(minutes=m) for m in (1, 5, 15, 30)] + [
     timedelta(hours=h) for h in (1, 3, 6, 12)] + [timedelta(days=d) for d in (1, 2, 7, 14)]
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# Steps of a longer axis, in months: up to 10,000 years, so any span datetime holds has one.
+_MONTHS = (1, 3, 6) + tuple(12 * years for years in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000))
 
 
 def ticks(start, end, most=8):
@@ -376,7 +402,7 @@ def ticks(start, end, most=8):
                 found.append((moment, moment.strftime(label)))
                 moment += step
             return found
-    months = next(m for m in (1, 3, 6, 12, 24, 60, 120, 240, 600, 1200) if span.days / (30.44 * m) <= most)
+    months = next(m for m in _MONTHS if span.days / (30.44 * m) <= most)
     index = start.year * 12 + start.month - 1
     index += -index % months
     found = []
@@ -403,14 +429,14 @@ def _svg(height, title, body):
                   f'<title>{_e(title)}</title>{body}</svg>')
 
 
-def _band(band, scale, y, height, links):
-    """One band, linking to where its digest is used, its label inside when it fits."""
+def _band(band, scale, y, height, links, what):
+    """One band, linking to where its digest (`what`: or image ID) is used, its label inside when it fits."""
     x1, x2 = scale.x(band.start), scale.x(band.end)
     width = round(max(x2 - x1, 2.0), 1)
     colour = colour_of(band.name or "")
     until = "now" if band.current else _when(band.end)
-    tip = (f"{band.name or 'no digest'}\nfrom {_when(band.start)} to {until} ({_span(band.end - band.start)})"
-           "\nclick: where this digest is used")
+    tip = (f"{band.name or 'no ' + what}\nfrom {_when(band.start)} to {until} ({_span(band.end - band.start)})"
+           f"\nclick: where this {what} is used")
     text = ""
     if width > 96:
         text = (f'<text x="{x1 + 6}" y="{y + height / 2 + 4}" fill="{_ink_on(colour)}" '
@@ -447,7 +473,8 @@ def _lane_drawing(lane, scale, now, y, height, links):
     unmarked)."""
     parts = [f'<rect x="{scale.left}" y="{y}" width="{round(scale.right - scale.left, 1)}" height="{height}" '
              f'fill="{LANE_BACKGROUND}"/>']
-    parts += [_band(band, scale, y, height, links) for band in bands(lane.changes, now)]
+    what = "digest" if lane.source == REGISTRY else "image ID"
+    parts += [_band(band, scale, y, height, links, what) for band in bands(lane.changes, now)]
     previous = None
     for change in lane.changes:
         if change.at >= scale.start:
@@ -513,23 +540,25 @@ def draw_timeline(timeline, now, links):
     for lane in timeline.lanes:
         parts.append(f'<text x="{scale.left - 8}" y="{y + height / 2 + 4}" text-anchor="end" fill="{INK}">'
                      f'{_e(lane.source)}</text>')
-        if lane.source == "registry" and timeline.referrers:
+        if lane.source == REGISTRY and timeline.referrers:
             parts.append(_referrer_markers(timeline.referrers, scale, y - 13))
         parts.append(_lane_drawing(lane, scale, last, y, height, links))
         y += height + 34
     parts.append(_axis(scale, y - 22))
     y += 14
     names = list(dict.fromkeys(band.name for lane in timeline.lanes for band in bands(lane.changes, last)))
-    parts.append(f'<text x="10" y="{y}" font-weight="bold" fill="{INK}">Digests</text>')
-    shown = names[:32]
-    for index, name in enumerate(shown):
+    hosts = any(lane.source != REGISTRY for lane in timeline.lanes)
+    parts.append(f'<text x="10" y="{y}" font-weight="bold" fill="{INK}">'
+                 f'{"Digests and image IDs" if hosts else "Digests"}</text>')
+    listed = names[:32]
+    for index, name in enumerate(listed):
         x, row_y = 10 + (index % 4) * 270, y + 12 + (index // 4) * 22
         parts.append(f'<a href="{_e(links.digest(name or ""))}"><title>{_e(name or "no digest")}</title>'
                      f'<rect class="swatch" x="{x}" y="{row_y}" width="14" height="14" fill="{colour_of(name or "")}"/>'
                      f'<text x="{x + 20}" y="{row_y + 11}" fill="{INK}">{_e(short(name))}</text></a>')
-    y += 12 + math.ceil(len(shown) / 4) * 22
-    if len(names) > len(shown):
-        parts.append(f'<text x="10" y="{y + 6}" fill="{MUTED}">and {len(names) - len(shown)} more digests</text>')
+    y += 12 + math.ceil(len(listed) / 4) * 22
+    if len(names) > len(listed):
+        parts.append(f'<text x="10" y="{y + 6}" fill="{MUTED}">and {len(names) - len(listed)} more</text>')
         y += 20
     parts.append(_marker_legend(10, y + 14))
     return _svg(y + 30, f"Timeline of {timeline.name}", "".join(parts))
@@ -589,12 +618,12 @@ def draw_overview(overview, title, start, end, now, links):
     parts.append(_axis(scale, 190))
     y, height = 232, 18
     for lane in overview.lanes:
-        label = str(lane.name) + ("" if lane.source == "registry" else f" [{lane.source}]")
-        shown = label if len(label) <= 46 else "…" + label[-45:]
+        label = str(lane.name) + ("" if lane.source == REGISTRY else f" [{lane.source}]")
+        cut = label if len(label) <= 46 else "…" + label[-45:]
         tip = label + (f"\nthe latest {LANE_EVENTS} changes are drawn, {lane.left_off} before them are not"
                        if lane.left_off else "")
         parts.append(f'<a href="{_e(links.timeline(lane.name))}"><title>{_e(tip)}</title>'
-                     f'<text x="{scale.left - 8}" y="{y + 13}" text-anchor="end" fill="{INK}">{_e(shown)}</text></a>')
+                     f'<text x="{scale.left - 8}" y="{y + 13}" text-anchor="end" fill="{INK}">{_e(cut)}</text></a>')
         parts.append(_lane_drawing(lane, scale, now, y, height, links))
         y += height + 6
     if overview.lanes:
@@ -671,13 +700,44 @@ async def _page(datasette, request, db, status, **context):
 
 
 def _parse_tag(text):
-    """REGISTRY/REPO:TAG as a link writes it: the host is before the first slash (it may hold a port), the
-    tag after the last colon (tags and repository names never hold one)."""
-    registry, slash, rest = text.strip().partition("/")
-    repo, colon, tag = rest.rpartition(":")
-    if not (registry and slash and repo and colon and tag):
+    """REGISTRY/REPO:TAG as `ledger history` reads it (references.parse_target, as reads.history: `nginx:latest`
+    is docker.io/library/nginx:latest), else as a link writes a name the ledger holds that no target can
+    spell (a hostile registry's `evil/"><b>x`): the host before the first slash, the tag after the last
+    colon. A TargetError says why it is no tag."""
+    try:
+        target = parse_target(text)
+    except TargetError:
+        registry, slash, rest = text.strip().partition("/")
+        repo, _, tag = rest.rpartition(":")
+        if registry and slash and storable_repo(repo) and storable_tag(tag):
+            return TagName(registry, repo, tag)
+        raise
+    if target.repo is None or target.tag is None:
+        raise TargetError(f"{text.strip()!r} names no tag")
+    return TagName(target.registry, target.repo, target.tag)
+
+
+def _whole_number(text, low, high):
+    """A whole number from low to high in ASCII digits, else None: str.isdigit takes '²' (which int refuses)
+    and int takes other scripts' digits and `1_000`; no more digits than `high` has, so none is too long."""
+    if not re.fullmatch(f"[0-9]{{1,{len(str(high))}}}", text):
         return None
-    return TagName(registry, repo, tag)
+    number = int(text)
+    return number if low <= number <= high else None
+
+
+# What reading or drawing a ledger may raise: no ledger tables, SQLite's errors (a read over the time limit,
+# a damaged file), and the ledger's own text that is no time or date (a file edited by hand, or broken).
+_FAILURES = (NotALedger, sqlite3.DatabaseError, ValueError, OverflowError)
+
+
+def _failure(error, db, what):
+    """The status and the one line a page says for one of _FAILURES: never a traceback."""
+    if isinstance(error, NotALedger):
+        return 404, f"{db.name} is not a ledger."
+    if isinstance(error, sqlite3.DatabaseError):
+        return 500, f"Reading {what} failed: {error}"
+    return 500, f"The ledger {db.name} holds a time {what} cannot draw: {error}"
 
 
 async def timeline_page(datasette, request):
@@ -685,32 +745,36 @@ async def timeline_page(datasette, request):
     links = Links(datasette.urls.database(db.name))
     text = request.args.get("tag", "")
     context = {"page": "timeline", "tag": text, "action": f"{links.database}/-/timeline", "title": "Tag timeline"}
-    name = _parse_tag(text)
-    if name is None:
+    if not text.strip():
         return await _page(datasette, request, db, 400, **context, message=(
-            "Give a tag as REGISTRY/REPO:TAG, e.g. ghcr.io/acme/app:prod." if text else
             "Which tag? Give it as REGISTRY/REPO:TAG; every tag cell of the ledger's tables links here."))
     try:
+        name = _parse_tag(text)
+    except TargetError as error:
+        return await _page(datasette, request, db, 400, **context,
+                           message=f"Give a tag as REGISTRY/REPO:TAG, e.g. ghcr.io/acme/app:prod: {error}")
+    now = datetime.now(timezone.utc)
+    try:
         timeline = await _read(datasette, db, read_timeline, name)
-    except NotALedger:
-        return await _page(datasette, request, db, 404, **context, message=f"{db.name} is not a ledger.")
-    except sqlite3.OperationalError as error:
-        return await _page(datasette, request, db, 500, **context, message=f"Reading the timeline failed: {error}")
+        picture = None if timeline is None else draw_timeline(timeline, now, links)
+    except _FAILURES as error:
+        status, message = _failure(error, db, "the timeline")
+        return await _page(datasette, request, db, status, **context, message=message)
     repo = f"{name.registry}/{name.repo}"
     see_also = [(f"every tag of {repo}", links.timelines(repo)),
                 ("its history as a table", f"{links.database}/history_of_tag?{urlencode({'ref': str(name)})}")]
     if timeline is None:
         return await _page(datasette, request, db, 404, **context, see_also=see_also,
                            message=f"The ledger {db.name} has never seen the tag {name}.")
-    now = datetime.now(timezone.utc)
     notes = [f"{lane.source}: the latest {TAG_EVENTS} events are drawn; {lane.left_off} older ones are not."
              for lane in timeline.lanes if lane.left_off]
     if timeline.referrers_left_off:
         notes.append(f"The latest {REFERRER_EVENTS} signature, attestation and SBOM changes are drawn.")
-    notes.append("Each band is a digest the tag pointed to (click it for where else it is used); marks above the "
-                 "bands are signatures, attestations and SBOMs of those digests, added or removed.")
-    return await _page(datasette, request, db, 200, **{**context, "title": f"Timeline of {name}"}, notes=notes,
-                       picture=draw_timeline(timeline, now, links), see_also=see_also)
+    hosts = " (on a Docker host, an image ID)" if any(lane.source != REGISTRY for lane in timeline.lanes) else ""
+    notes.append(f"Each band is a digest the tag pointed to{hosts}: click it for where else it is used. Marks above "
+                 "the bands are signatures, attestations and SBOMs of those digests, added or removed.")
+    return await _page(datasette, request, db, 200, **{**context, "tag": str(name), "title": f"Timeline of {name}"},
+                       notes=notes, picture=picture, see_also=see_also)
 
 
 async def timelines_page(datasette, request):
@@ -720,20 +784,20 @@ async def timelines_page(datasette, request):
     days_text = request.args.get("days", "").strip() or str(DEFAULT_DAYS)
     context = {"page": "timelines", "pattern": pattern, "days": days_text, "action": f"{links.database}/-/timelines",
                "title": "Tag timelines"}
-    if not days_text.isdigit() or not 1 <= int(days_text) <= MOST_DAYS:
+    days = _whole_number(days_text, 1, MOST_DAYS)
+    if days is None:
         return await _page(datasette, request, db, 400, **context,
                            message=f"days is a whole number of days from 1 to {MOST_DAYS}.")
-    days = int(days_text)
     now = datetime.now(timezone.utc)
     first = now.date() - timedelta(days=days - 1)  # whole UTC days, today the last: each bar a whole day
     start = datetime(first.year, first.month, first.day, tzinfo=timezone.utc)
+    title = f"{pattern or 'Every tag'}, " + (f"the last {days} days" if days > 1 else "today") + " (UTC)"
     try:
         overview = await _read(datasette, db, read_overview, pattern, start)
-    except NotALedger:
-        return await _page(datasette, request, db, 404, **context, message=f"{db.name} is not a ledger.")
-    except sqlite3.OperationalError as error:
-        return await _page(datasette, request, db, 500, **context, message=f"Reading the timelines failed: {error}")
-    title = f"{pattern or 'Every tag'}, " + (f"the last {days} days" if days > 1 else "today") + " (UTC)"
+        picture = draw_overview(overview, title, start, start + timedelta(days=days), now, links)
+    except _FAILURES as error:
+        status, message = _failure(error, db, "the timelines")
+        return await _page(datasette, request, db, status, **context, message=message)
     notes = []
     if not overview.matched:
         notes.append(f"No tag matches {pattern or '*'} in these {days} days.")
@@ -743,8 +807,7 @@ async def timelines_page(datasette, request):
     if overview.counted_since is not None:
         notes.append(f"More than {COUNTED:,} changes match: the chart counts the newest of them, from about "
                      f"{_when(overview.counted_since)}; the days before are left blank.")
-    return await _page(datasette, request, db, 200, **{**context, "title": title}, notes=notes,
-                       picture=draw_overview(overview, title, start, start + timedelta(days=days), now, links))
+    return await _page(datasette, request, db, 200, **{**context, "title": title}, notes=notes, picture=picture)
 
 
 @hookimpl

@@ -44,6 +44,35 @@ _WANTED = """SELECT d.id FROM {schema}.digests d, given
                          WHERE substr(hex(d.digest), 1, 12) = upper(substr(given.hex, 1, 12))
                            AND lower(hex(d.digest)) = given.hex
                          UNION SELECT id FROM {schema}.digests WHERE digest = :digest"""
+# A first sighting that is an image (or an index of them), as the new_images view says: no signature,
+# SBOM, chart or other artifact. Daemon keys hold images.
+_NEW_IMAGE = """(EXISTS (SELECT 1 FROM {schema}.digests f
+                     WHERE f.id IN (e.digest_id, e.image_id) AND f.first_event_id = e.id)
+             AND (k.source GLOB 'daemon:*'
+                  OR coalesce((SELECT coalesce(m.artifact_kind, m.kind) FROM {schema}.digest_names d
+                               JOIN {schema}.manifests m ON m.digest = d.digest WHERE d.id = e.digest_id),
+                              'image') IN ('image', 'index', 'legacy')))"""
+# fleet_changes, in one ledger: the ids of the window's changes as a JSON list, at most a page of them, so
+# that the union sorts a page per ledger (Datasette shows a query's first 1,000 rows, max_returned_rows, and
+# says when there were more). Fewer than a page are found whole through the keys changed since the window
+# began (a key's latest event is in the window when any of its events is) and their index, so an empty
+# window reads no event; more, and the newest page of them (by id, as appended) is read from event_log
+# newest first, as the window queries read it, which stops once it has them. A key's time is tested before
+# its name's GLOB, which costs more: SQLite tests the terms in the order written.
+_PAGE_ROWS = 1001
+_CHANGES = f"""SELECT e.id FROM {{schema}}.{{tables}}
+                         WHERE {{keys}} e.observed_at > {_SINCE_DAY} AND e.observed_at <= {_UNTIL_NOW}
+                           AND (k.registry || '/' || k.repo || ':' || k.tag) GLOB coalesce(nullif(:pattern, ''), '*')
+                           AND k.source != 'referrer' AND NOT {SCHEMA_TAG_SQL.format(tag="k.tag")}
+                           AND (e.kind IN ('moved', 'removed') OR {_NEW_IMAGE})"""
+_FEW_CHANGES = f"""(SELECT CASE WHEN count(*) < {_PAGE_ROWS} THEN json_group_array(id) END FROM (
+                         {_CHANGES.format(schema="{schema}", tables="tag_keys k CROSS JOIN {schema}.event_log e "
+                                          "ON e.key_id = k.id", keys=f"k.observed_at > {_SINCE_DAY} AND")}
+                         LIMIT {_PAGE_ROWS}))"""
+_PAGE_OF_CHANGES = f"""(SELECT json_group_array(id) FROM (
+                         {_CHANGES.format(schema="{schema}", tables="event_log e NOT INDEXED CROSS JOIN "
+                                          "{schema}.tag_keys k ON k.id = e.key_id", keys="")}
+                         ORDER BY e.id DESC LIMIT {_PAGE_ROWS}))"""
 _FLEET = {
     "fleet_current_tags": ("", """\
 SELECT {ledger} AS ledger, registry, repo, tag, digest, kind, image, created, first_seen, last_changed, source
@@ -55,11 +84,7 @@ SELECT {{ledger}} AS ledger, observed_at,
        CASE WHEN kind IN ('moved', 'removed') THEN kind ELSE 'new image' END AS change,
        registry, repo, tag, digest, prev_digest, kind, run_id, source
 FROM {{schema}}.tag_history
-WHERE observed_at > {_SINCE_DAY}
-  AND observed_at <= {_UNTIL_NOW}
-  AND (registry || '/' || repo || ':' || tag) GLOB coalesce(nullif(:pattern, ''), '*')
-  AND (kind IN ('moved', 'removed') OR first_sighting)
-  AND source != 'referrer' AND NOT {SCHEMA_TAG_SQL.format(tag="tag")}""",
+WHERE event_id IN (SELECT value FROM json_each(coalesce({_FEW_CHANGES}, {_PAGE_OF_CHANGES})))""",
                       "ORDER BY observed_at DESC, ledger"),
     "fleet_digest_usage": (
         "WITH given AS (SELECT lower(CASE WHEN :digest LIKE 'sha256:%' THEN substr(:digest, 8) ELSE :digest END) AS hex)",

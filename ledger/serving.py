@@ -3,6 +3,7 @@ with limits that hold when others can reach it."""
 
 import copy
 import html
+import os
 import signal
 import sqlite3
 import sys
@@ -18,6 +19,7 @@ from datasette.app import Datasette
 from datasette.database import Database
 from datasette.plugins import pm
 from datasette.utils import tilde_encode
+from datasette.views.base import DatasetteError
 
 from . import pictures, reads, store
 from .references import is_loopback_host
@@ -126,7 +128,7 @@ class _LedgerDatabase(Database):
     def connect(self, write=False):
         if write:
             raise StoreError(f"{self.path}: ledger serve never writes")
-        conn = store.connect_readonly(self.path)
+        conn = _opened(store.connect_readonly, self.path, [self.path])
         self._all_file_connections.append(conn)
         return conn
 
@@ -143,9 +145,23 @@ class _FleetDatabase(Database):
     def connect(self, write=False):
         if write:
             raise StoreError(f"{FLEET}: ledger serve never writes")
-        conn = store.connect_attached(self.ledgers)
+        conn = _opened(store.connect_attached, self.ledgers, list(self.ledgers.values()))
         self._all_file_connections.append(conn)
         return conn
+
+
+def _opened(connect, what, paths):
+    """connect(what), or, when a file served has gone (moved or deleted while served), an error page naming it:
+    Datasette opens a connection per thread and database as it needs one, and SQLite says only `unable to
+    open database file`."""
+    try:
+        return connect(what)
+    except (sqlite3.Error, StoreError):
+        gone = [path for path in paths if not os.path.exists(path)]
+        if not gone:
+            raise
+        raise DatasetteError(f"{', '.join(gone)}: the file is gone (moved or deleted since ledger serve started); "
+                             "put it back, or restart ledger serve without it", title="A ledger file is gone") from None
 
 
 def ledger_datasette(db_paths, sql=True):

@@ -1,20 +1,27 @@
 """`ledger serve a.db b.db`: several ledgers at once, each under its name with its own metadata and canned
 queries, and the fleet-wide queries across them all (Datasette's `_memory` with every ledger attached)."""
 
+import asyncio
+import hashlib
 import html
 import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import requests
 from datasette.utils import tilde_encode
+from datasette.views.base import DatasetteError
 
 from ledger import store
-from ledger.serving import attach_limit
+from ledger.findings import RunResult, Sighting
+from ledger.serving import attach_limit, ledger_datasette
+from ledger.times import format_instant
 from sandbox import free_port
+from test_artifacts import cosign_signature, helm_chart, push
 from test_readonly import UNPRIVILEGED, fingerprint
 from test_serve import answering
 
@@ -149,6 +156,90 @@ def test_the_fleet_queries_read_every_ledger_with_its_name(fleet, serving):
     assert served.get("/_memory/fleet_digest_usage.json") == []
     page = requests.get(f"{served.base}/_memory/fleet_changes").text
     assert all(f'name="{param}"' in page for param in ("since", "until", "pattern"))  # its form, whatever the names
+
+
+def test_fleet_changes_says_new_image_of_what_the_new_images_view_holds(registry, pusher, ns, tmp_path, serving):
+    """A Helm chart or a signature first seen under a plain tag is a new digest, not a new image: as the
+    new_images view, the timelines chart and notifications say."""
+    host = registry.host
+    image = pusher.image(f"{ns}/app", "1", seed=ns)[0]
+    push(pusher, f"{ns}/app", "signature", cosign_signature(image))
+    push(pusher, f"{ns}/charts/mychart", "0.1.0", helm_chart())
+    charts, apps = str(tmp_path / "charts.db"), str(tmp_path / "apps.db")
+    collect(charts, f"{host}/{ns}/app", f"{host}/{ns}/charts/mychart")
+    collect(apps, f"{host}/{ns}/app")
+    served = serving(charts, apps)
+    assert {(r["tag"], r["kind"]) for r in served.get("/charts/new_digests.json")} == {
+        ("1", "image"), ("signature", "signature"), ("0.1.0", "helm-chart")}
+    changes = served.get("/_memory/fleet_changes.json")
+    assert sorted((r["ledger"], r["tag"], r["change"], r["digest"]) for r in changes) == [
+        ("apps", "1", "new image", image), ("charts", "1", "new image", image)]
+    for name in ("apps", "charts"):
+        assert {(r["tag"], r["digest"]) for r in served.get(f"/{name}/new_images.json")} == {("1", image)}
+
+
+def busy_and_quiet(directory):
+    """`busy`: 1,500 tags added two hours ago and three of them moved an hour ago (more changes than a page
+    of fleet_changes); `quiet`: two tags added two hours ago. Appended through the store's own API."""
+    now = datetime.now(timezone.utc)
+    added, moved = (format_instant(now - timedelta(hours=hours)) for hours in (2, 1))
+    runs = {"busy": [(added, [f"v{n}" for n in range(1500)], "1"), (moved, ["v0", "v1", "v2"], "2")],
+            "quiet": [(added, ["a", "b"], "1")]}
+    paths = {}
+    for name, appends in runs.items():
+        paths[name] = str(directory / f"{name}.db")
+        db = store.open_db(paths[name])
+        for at, tags, version in appends:
+            seen = [Sighting("r.example", name, tag, at, "sha256:" + hashlib.sha256(f"{name}{tag}{version}".encode())
+                             .hexdigest(), "application/vnd.oci.image.manifest.v1+json") for tag in tags]
+            store.append_run(db, store.start_run(db, "registry", [f"r.example/{name}"]), RunResult(observations=seen))
+        db.close()
+    return {**paths, "added": added, "moved": moved}
+
+
+def test_fleet_changes_reads_a_page_per_ledger_newest_first(tmp_path):
+    """A window of more changes than Datasette shows: its newest page, said to be cut short; a narrower one,
+    every change in it."""
+    ledgers = busy_and_quiet(tmp_path)
+    datasette = ledger_datasette([ledgers["busy"], ledgers["quiet"]])
+
+    def changes(**params):
+        async def get():
+            response = await datasette.client.get("/_memory/fleet_changes.json", params={"_shape": "objects",
+                                                                                        **params})
+            assert response.status_code == 200, response.text
+            return response.json()
+        return asyncio.run(get())
+
+    page = changes()
+    assert (len(page["rows"]), page["truncated"]) == (1000, True)
+    assert sorted((r["ledger"], r["tag"], r["change"]) for r in page["rows"][:3]) == [
+        ("busy", tag, "moved") for tag in ("v0", "v1", "v2")]
+    assert {r["observed_at"] for r in page["rows"][3:]} == {ledgers["added"]}
+    narrow = changes(since=ledgers["added"])
+    assert (sorted((r["ledger"], r["tag"], r["change"]) for r in narrow["rows"]), narrow["truncated"]) == (
+        [("busy", tag, "moved") for tag in ("v0", "v1", "v2")], False)
+    quiet = changes(pattern="r.example/quiet:*")
+    assert sorted((r["ledger"], r["tag"], r["change"]) for r in quiet["rows"]) == [
+        ("quiet", "a", "new image"), ("quiet", "b", "new image")]
+    assert changes(since=ledgers["moved"])["rows"] == []
+
+
+def test_a_ledger_file_gone_while_served_is_an_error_page_naming_it(tmp_path):
+    """Datasette opens connections as its threads need them: one to a file deleted since, the fleet's
+    included, says which file, not SQLite's `unable to open database file`."""
+    kept, gone = empty_ledgers(tmp_path, "kept", HOSTILE)
+    datasette = ledger_datasette([kept, gone])
+    for path in (gone, f"{gone}-wal", f"{gone}-shm"):
+        if os.path.exists(path):
+            os.remove(path)
+    response = asyncio.run(datasette.client.get("/_memory/fleet_current_tags"))
+    assert response.status_code == 500
+    assert f"{gone}: the file is gone (moved or deleted since ledger serve started)" in html.unescape(response.text)
+    assert gone not in response.text and "unable to open database file" not in response.text  # escaped
+    with pytest.raises(DatasetteError, match="the file is gone") as raised:
+        datasette.databases["_memory"].connect()
+    assert raised.value.message.startswith(f"{gone}: ")
 
 
 def test_a_missing_ledger_among_several_is_one_line_before_anything_is_served(fleet, tmp_path):
