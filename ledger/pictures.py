@@ -32,7 +32,7 @@ from datasette.utils.asgi import NotFound, Response
 from markupsafe import Markup
 
 from .findings import REGISTRY
-from .reads import SCHEMA_TAG_SQL, pattern_clause
+from .reads import NEW_IMAGE_SQL, SCHEMA_TAG_SQL, pattern_clause
 from .referrers import REFERRER
 from .references import TargetError, parse_target, storable_repo, storable_tag
 
@@ -227,16 +227,9 @@ def _keys_where(pattern):
             f"AND (k.kind != 'removed' OR k.observed_at >= :since) {clause}"), params
 
 
-# A first sighting that is an image, as the new_images view says: not a signature, SBOM or other artifact.
-_NEW_IMAGE = """CASE
-    WHEN e.kind = 'removed' THEN 0
-    WHEN NOT EXISTS (SELECT 1 FROM digests f WHERE f.id IN (e.digest_id, e.image_id) AND f.first_event_id = e.id)
-        THEN 0
-    WHEN k.source GLOB 'daemon:*' THEN 1
-    ELSE coalesce((SELECT coalesce(m.artifact_kind, m.kind) FROM digest_names d JOIN manifests m ON m.digest = d.digest
-                   WHERE d.id = e.digest_id), 'image') IN ('image', 'index', 'legacy') END"""
 _PER_DAY = f"""
-SELECT substr(e.observed_at, 1, 10) AS day, sum(e.kind = 'moved'), sum(e.kind = 'removed'), sum({_NEW_IMAGE}),
+SELECT substr(e.observed_at, 1, 10) AS day, sum(e.kind = 'moved'), sum(e.kind = 'removed'),
+       sum({NEW_IMAGE_SQL.format(schema='main')}),
        count(*), min(e.observed_at)
 FROM {{events}}
 GROUP BY day

@@ -44,9 +44,10 @@ _WANTED = """SELECT d.id FROM {schema}.digests d, given
                          WHERE substr(hex(d.digest), 1, 12) = upper(substr(given.hex, 1, 12))
                            AND lower(hex(d.digest)) = given.hex
                          UNION SELECT id FROM {schema}.digests WHERE digest = :digest"""
-# A first sighting that is an image (or an index of them), as the new_images view says: no signature,
-# SBOM, chart or other artifact. Daemon keys hold images.
-_NEW_IMAGE = """(EXISTS (SELECT 1 FROM {schema}.digests f
+# Whether event `e` of key `k` is a first sighting that is an image (or an index of them), as the
+# new_images view says: no signature, SBOM, chart or other artifact. Daemon keys hold images. For the
+# window queries here and the pictures' chart, which read events rather than the view.
+NEW_IMAGE_SQL = """(EXISTS (SELECT 1 FROM {schema}.digests f
                      WHERE f.id IN (e.digest_id, e.image_id) AND f.first_event_id = e.id)
              AND (k.source GLOB 'daemon:*'
                   OR coalesce((SELECT coalesce(m.artifact_kind, m.kind) FROM {schema}.digest_names d
@@ -64,7 +65,7 @@ _CHANGES = f"""SELECT e.id FROM {{schema}}.{{tables}}
                          WHERE {{keys}} e.observed_at > {_SINCE_DAY} AND e.observed_at <= {_UNTIL_NOW}
                            AND (k.registry || '/' || k.repo || ':' || k.tag) GLOB coalesce(nullif(:pattern, ''), '*')
                            AND k.source != 'referrer' AND NOT {SCHEMA_TAG_SQL.format(tag="k.tag")}
-                           AND (e.kind IN ('moved', 'removed') OR {_NEW_IMAGE})"""
+                           AND (e.kind IN ('moved', 'removed') OR {NEW_IMAGE_SQL})"""
 _FEW_CHANGES = f"""(SELECT CASE WHEN count(*) < {_PAGE_ROWS} THEN json_group_array(id) END FROM (
                          {_CHANGES.format(schema="{schema}", tables="tag_keys k CROSS JOIN {schema}.event_log e "
                                           "ON e.key_id = k.id", keys=f"k.observed_at > {_SINCE_DAY} AND")}
