@@ -18,7 +18,7 @@ from . import __version__, reads, store
 from .limits import (CONCURRENCY_RANGE, DEADLINE_RANGE, DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, DEFAULT_RETRIES,
                      MAX_TAGS, MAX_TAGS_RANGE, MIN_RPS, NOTIFY_DEADLINE, NOTIFY_DEADLINE_RANGE, NOTIFY_KINDS, NOTIFY_ON,
                      REFERRER_MODES, RETRIES_RANGE)
-from .terminal import printable, table
+from .terminal import printable, short_digest, table
 from .times import parse_when
 
 # Only what --help and the reading commands need is imported here: collecting imports the network code
@@ -470,7 +470,7 @@ def _emit(rows, columns, as_json=False, as_csv=False, full=False, empty="nothing
     elif rows:
         def cell(column, value):
             if column in _SHORT and value and not full:
-                return str(value)[:19]
+                return short_digest(str(value))
             if column in _FLAGS and value is not None:
                 return "yes" if value else "-"
             return printable(value) if isinstance(value, str) else value

@@ -6,9 +6,11 @@ into events and appends it. Nothing here does I/O.
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .referrers import REFERRER
 from .times import now
 
 REGISTRY = "registry"  # the source of a registry's own tags; a daemon's are 'daemon:NAME', referrers 'referrer'
+BY_DIGEST = (REGISTRY, REFERRER)  # sources whose keys are told apart by digest, with facts from manifests
 WARNING = "NAME_WARNING"  # an errors row that says what a run left out, not that anything failed
 NOTIFY_FAILED = "NOTIFY_FAILED"  # an errors row that says a notification was not delivered: the run is as it was
 _WARNINGS = (WARNING, NOTIFY_FAILED)
@@ -60,6 +62,13 @@ class ImageFacts:
     architecture: str | None = None
     os: str | None = None
     labels: str | None = None  # JSON object
+
+
+def identity(digest, image, source):
+    """What a key points to, as its source tells images apart (the store's first sightings, notifications,
+    timelines): a registry's tag or a referrer by its manifest digest; a Docker daemon's by its image ID,
+    whatever digests it carries as it is pushed, pulled back or retagged."""
+    return (digest or image) if source in BY_DIGEST else (image or digest)
 
 
 class SourceError(Exception):

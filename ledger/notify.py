@@ -16,9 +16,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .findings import NOTIFY_FAILED, REGISTRY, Problem
+from .findings import NOTIFY_FAILED, REGISTRY, Problem, identity
 from .limits import NOTIFY_ITEMS, NOTIFY_KINDS
-from .terminal import printable
+from .terminal import printable, short_digest
 from .times import now
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -149,24 +149,15 @@ def _message(changes, on):
 
 
 def _change_line(change, on):
-    registry = change.source == REGISTRY  # a registry's tag is told by its digest, a daemon's copy by its image ID
-
     def told(digest, image):
-        return _short((digest or image) if registry else (image or digest))
-    key = f"{change.registry}/{change.repo}:{change.tag}" + ("" if registry else f" [{change.source}]")
+        name = identity(digest, image, change.source)  # a daemon's copy is told by its image ID
+        return short_digest(name) if name else "-"
+    key = f"{change.registry}/{change.repo}:{change.tag}" + ("" if change.source == REGISTRY else f" [{change.source}]")
     before, after = told(change.prev_digest, change.prev_image), told(change.digest, change.image)
     what = {"moved": f"{before} -> {after}", "removed": f"was {after}"}.get(change.kind, after)
     label = change.kind if change.kind in on else "new image"
     also = " (new image)" if label != "new image" and change.new_image and "new_images" in on else ""
     return printable(f"{label} {key} {what}{also}")[:_LINE]
-
-
-def _short(digest):
-    """sha256: and the first 12 hex digits, as the terminal shows digests."""
-    if not digest:
-        return "-"
-    algorithm, _, encoded = digest.partition(":")
-    return f"{algorithm}:{encoded[:12]}" if encoded else digest[:19]
 
 
 def _problem(where, message):

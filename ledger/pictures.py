@@ -31,9 +31,8 @@ from datasette.utils import sqlite_timelimit, tilde_decode
 from datasette.utils.asgi import NotFound, Response
 from markupsafe import Markup
 
-from .findings import REGISTRY
+from .findings import REGISTRY, identity
 from .reads import NEW_IMAGE_SQL, SCHEMA_TAG_SQL, pattern_clause
-from .referrers import REFERRER
 from .references import TargetError, parse_target, storable_repo, storable_tag
 
 LANES = 50  # tags drawn on the timelines page; more would not be readable
@@ -74,13 +73,6 @@ class Change:
     digest: str | None
     image: str | None
     name: str | None
-
-
-def shown(digest, image, source):
-    """What a key pointed to, as the store tells its images apart (store.append._shown, notify's lines): a
-    registry's tag by its manifest digest, a Docker host's copy by its image ID, since the same image
-    carries other digests there as it is pushed, pulled back or retagged."""
-    return (digest or image) if source in (REGISTRY, REFERRER) else (image or digest)
 
 
 @dataclass(frozen=True)
@@ -169,7 +161,7 @@ ORDER BY e.observed_at DESC, e.id DESC LIMIT :limit
 def _changes(conn, key, source, since, limit, op=">="):
     """A key's newest changes from `since` on (`op` "<": the last one before it), oldest first."""
     rows = conn.execute(_CHANGES.format(op=op), {"key": key, "since": since, "limit": limit}).fetchall()
-    return [Change(_moment(at), kind, digest, image, shown(digest, image, source))
+    return [Change(_moment(at), kind, digest, image, identity(digest, image, source))
             for at, kind, digest, image in reversed(rows)]
 
 

@@ -24,6 +24,13 @@ def printable(text):
     return _CONTROL.sub(_escape, text)
 
 
+def short_digest(digest):
+    """The algorithm and the first 12 hex digits (`sha256:1a2b3c4d5e6f`): a digest as people are shown it,
+    in tables and in notifications; anything else, its first 19 characters."""
+    algorithm, colon, encoded = digest.partition(":")
+    return f"{algorithm}:{encoded[:12]}" if colon else digest[:19]
+
+
 def table(rows, headers):
     """Rows as aligned columns under their headers and a rule (the "simple" layout of tabulate, which
     took a tenth of a read command's start to import): numbers right-aligned, everything else left,

@@ -5,7 +5,7 @@ import collections
 import json
 
 from .. import seals
-from ..findings import Problem
+from ..findings import BY_DIGEST, Problem, identity
 from ..referrers import REFERRER, schema_tag
 from ..semantics import REMOVED, Observation, classify, removed_keys
 from ..times import now
@@ -14,7 +14,6 @@ from .encoding import GENESIS, REGISTRY, _canonical, _hex_prefix, digest_key, di
 from .facts import _chunks, _save_images, _save_manifests, stored_facts
 from .runs import _end_run, _row_to_finish
 
-_BY_DIGEST = (REGISTRY, REFERRER)  # sources whose keys are told apart by digest, with facts from manifests
 
 
 def _known_facts(db, digests):
@@ -89,12 +88,12 @@ def _classify_all(db, result):
     listings = result.coverage + result.referrer_listings
     repos |= {(listing.registry, listing.repo, listing.source) for listing in listings if listing.complete}
     states = _states(db, repos)
-    facts = _known_facts(db, [seen.digest for seen in result.observations if seen.digest and seen.source in _BY_DIGEST]
+    facts = _known_facts(db, [seen.digest for seen in result.observations if seen.digest and seen.source in BY_DIGEST]
                          + [row.digest for key, row in states.items() if key[3] == REFERRER and row.digest])
     pending = []
     for seen in result.observations:
         key = (seen.registry, seen.repo, seen.tag, seen.source)
-        if seen.source in _BY_DIGEST:
+        if seen.source in BY_DIGEST:
             derived = facts.get(seen.digest)
             known = derived and _observed(derived)
             obs = known or Observation(digest=seen.digest, media_type=seen.media_type)
@@ -107,7 +106,7 @@ def _classify_all(db, result):
         if row is not None and row.observed_at > seen.observed_at:
             continue  # a newer observation is already in the ledger (a concurrent run)
         state = _as_observation(row) if row is not None and row.kind != REMOVED else None
-        kind = classify(state, obs, by_image=seen.source not in _BY_DIGEST)
+        kind = classify(state, obs, by_image=seen.source not in BY_DIGEST)
         if kind is None or (known is None and kind not in ("added", "moved")):
             continue  # an incomplete observation (a fetch failed) never downgrades what is known
         pending.append((seen.observed_at, key, kind, obs, row))
@@ -147,7 +146,7 @@ def _image_event(key, obs, facts):
     """Whether an event shows an image (for the count of new images): not a referrer, not a referrer tag,
     not an artifact such as a signature or a Helm chart."""
     registry, repo, tag, source = key
-    if source not in _BY_DIGEST:
+    if source not in BY_DIGEST:
         return True
     derived = facts.get(obs.digest)
     return source == REGISTRY and not schema_tag(tag) and not (derived and derived.get("artifact_kind"))
@@ -211,12 +210,6 @@ def _media_type_ids(db, pending):
     return ids
 
 
-def _shown(digest, image, source):
-    """What an event shows as an image, for first sightings: a registry tag (or referrer) is its manifest
-    digest; a Docker daemon's is its image ID, whatever digests it carries (pushed, re-pushed, retagged)."""
-    return (digest or image) if source in _BY_DIGEST else (image or digest)
-
-
 def _append_events(db, run_id, pending, facts):
     """Hash-chain and insert this run's events; keep tag_keys' state and digests' first sightings."""
     head = db.execute("SELECT id, hash FROM event_log ORDER BY id DESC LIMIT 1").fetchone()
@@ -240,7 +233,7 @@ def _append_events(db, run_id, pending, facts):
                        digests.id(obs.image), media_types.get(obs.media_type), obs.created, obs.author, obs.size,
                        bytes.fromhex(prev)))
         if kind != REMOVED and (obs.digest or obs.image):
-            if digests.seen(_shown(obs.digest, obs.image, source), last_id) and _image_event(key, obs, facts):
+            if digests.seen(identity(obs.digest, obs.image, source), last_id) and _image_event(key, obs, facts):
                 new_images += 1
         began = observed_at if kind == "added" else states.get(key_id, (None,) * 4)[3]
         states[key_id] = (last_id, kind, observed_at, began)

@@ -9,10 +9,10 @@ import sqlite3
 import zlib
 
 from .. import seals
+from ..findings import identity
 from ..manifests import created_before_7
 from ..referrers import REFERRER
 from ..semantics import REMOVED
-from .append import _shown
 from .database import SCHEMA_VERSION, StoreError, _db_file, _schema_drift, _transaction, connect_readonly
 from .encoding import GENESIS, _canonical, digest_text, event_hash
 from .facts import _MANIFEST_COLUMNS, stored_facts
@@ -125,7 +125,7 @@ def _verify_range(path, low, high):
             if source == REFERRER and digest != tag:
                 return count, last_id, prev, (f"event {event_id}: a referrer's event shows {digest}, not the "
                                               f"referrer {tag} its key names"), derived
-            derived.see(event_id, kind, observed_at, key_id, _shown(digest_id, image_id, source), prev_event_id)
+            derived.see(event_id, kind, observed_at, key_id, identity(digest_id, image_id, source), prev_event_id)
             last_id = event_id
             count += 1
         return count, last_id, prev, None, derived
