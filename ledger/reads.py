@@ -83,7 +83,7 @@ WHERE (registry || '/' || repo || ':' || tag) GLOB coalesce(nullif(:pattern, '')
     "fleet_changes": ("", f"""\
 SELECT {{ledger}} AS ledger, observed_at,
        CASE WHEN kind IN ('moved', 'removed') THEN kind ELSE 'new image' END AS change,
-       registry, repo, tag, digest, prev_digest, kind, run_id, source
+       registry, repo, tag, digest, prev_digest, image, prev_image, kind, run_id, source
 FROM {{schema}}.tag_history
 WHERE event_id IN (SELECT value FROM json_each(coalesce({_FEW_CHANGES}, {_PAGE_OF_CHANGES})))""",
                       "ORDER BY observed_at DESC, ledger"),
