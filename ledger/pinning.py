@@ -128,8 +128,9 @@ def _check_copy(directory, latest):
     runs = sorted((int(path.name[4:-11]), path) for path in directory.glob("run-*.checkpoint")
                   if _RUN_FILE.fullmatch(path.name))
     if not runs or _read(runs[-1][1]) != _read(latest):
-        raise PinError(f"{latest} is a file, not a link to a run's checkpoint, and no run-*.checkpoint "
-                       "holds its bytes: move it aside (nothing in the directory is overwritten)")
+        newest = f" ({runs[-1][1].name})" if runs else ""
+        raise PinError(f"{latest} is a file, not a link, and the newest run's checkpoint{newest} does not hold its "
+                       "bytes: move it aside (nothing in the directory is overwritten)")
 
 
 def _read(path):
