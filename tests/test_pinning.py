@@ -234,7 +234,8 @@ def test_a_ledger_rolled_back_or_rewritten_under_its_checkpoint_dir_is_refused_a
 
     result = ledger("collect", "-q", target, *anchored, "--notify", receiver.url(), expect=1)
     [line] = result.output.splitlines()
-    assert line.startswith(f"Error: {anchors}: run ") and "its checkpoint is refused: the ledger does not extend" in line
+    assert line.startswith(f"Error: {anchors}: run ")
+    assert "its checkpoint is refused: the ledger does not extend" in line
     assert "latest.checkpoint:" in line
     assert snapshot(anchors) == kept  # not one byte, not one link changed
     [refusal] = ledger.rows("SELECT r.id, r.status, r.source, e.stage, e.source AS error_source, e.message "
@@ -244,7 +245,8 @@ def test_a_ledger_rolled_back_or_rewritten_under_its_checkpoint_dir_is_refused_a
     assert refusal["message"] == line.removeprefix("Error: ")
     told, message = receiver.messages()  # the run's move, then the refusal
     assert told["title"].startswith(f"registry ledger: run {refusal['id'] - 1} ok: 1 moved")
-    assert message["type"] == "failure" and message["title"] == f"registry ledger: run {refusal['id']} failed: 1 error"
+    assert message["type"] == "failure"
+    assert message["title"] == f"registry ledger: run {refusal['id']} failed: 1 error"
     assert "its checkpoint is refused" in message["message"]
     ledger("verify")  # the refusal is a sealed run like any other
     failed = ledger("verify", "--expect", str(anchors), "--key", keyed + ".pub", expect=1)
