@@ -118,8 +118,10 @@ def collect_options(command):
                      help="The daemon's API with --daemon: unix:///path or tcp://HOST:PORT "
                           "[default: $DOCKER_HOST or unix:///var/run/docker.sock]."),
         click.option("--checkpoint-dir", type=click.Path(file_okay=False), metavar="DIR",
-                     help="After every run, write the signed head to DIR/run-ID.checkpoint and "
-                          "DIR/latest.checkpoint (keep DIR elsewhere: a git repo, a bucket)."),
+                     help="After every run, write the signed head to a new DIR/run-ID.checkpoint and link "
+                          "DIR/latest.checkpoint to it, once it extends the checkpoints there: a rolled-back or "
+                          "rewritten ledger is refused, exit 1, and no file is overwritten (keep DIR elsewhere: "
+                          "a git repo, a bucket)."),
         click.option("--checkpoint-key", envvar="LEDGER_CHECKPOINT_KEY", type=click.Path(dir_okay=False),
                      metavar="FILE", help="The signer key for --checkpoint-dir (env LEDGER_CHECKPOINT_KEY)."),
         click.option("--notify", multiple=True, metavar="URL",
@@ -322,7 +324,8 @@ def _summary(run_id, result, counts, elapsed):
               help="A checkpoint file, a directory of them, or EVENT_ID:HASH the ledger must still contain "
                    "and extend (repeatable).")
 @click.option("--key", "public_key", metavar="PUBLIC",
-              help="The verifier key (file or text) that must have signed the --expect checkpoints.")
+              help="The verifier key (file or text) that must have signed the --expect checkpoints (needed with "
+                   "checkpoint files).")
 def verify(db_path, as_json, expect, public_key):
     """Recompute the hash chain and every seal; print the head to pin elsewhere.
 
@@ -374,13 +377,18 @@ def _verifier(key):
         raise
 
 
-def _pins(expect, public_key):
+def _pins(expect, public_key, option="--expect"):
+    """The pins to check; a checkpoint file counts only with --key, as anyone can write one."""
     from . import checkpoint, pinning
+    unsigned = next((text for text in expect if not pinning.is_event_pin(text)), None)
+    if unsigned is not None and not public_key:
+        raise click.UsageError(f"{option} {printable(unsigned)}: a checkpoint needs --key PUBLIC, the verifier key "
+                               "that must have signed it (anyone can write an unsigned one); EVENT_ID:HASH needs none")
     try:
         verifier = _verifier(public_key) if public_key else None
         return pinning.read_pins(expect, verifier)
     except (checkpoint.CheckpointError, pinning.PinError) as error:  # a pin that cannot be trusted fails verify
-        raise click.ClickException(f"--expect: {error}") from None
+        raise click.ClickException(f"{option}: {error}") from None
 
 
 @cli.command(name="checkpoint")
@@ -394,7 +402,10 @@ def _pins(expect, public_key):
 def checkpoint_command(db_path, key_path, new_key, name):
     """Print the ledger's head as a signed checkpoint (the signed-note format of
     Go's checksum database and CT witnesses): keep it elsewhere, and
-    `ledger verify --expect FILE --key FILE.pub` proves the ledger still holds it."""
+    `ledger verify --expect FILE --key FILE.pub` proves the ledger still holds it.
+
+    The ledger is verified first, as `ledger verify` does: one that fails
+    is not signed (exit 1)."""
     from . import checkpoint, pinning
     try:
         if new_key:
@@ -405,7 +416,11 @@ def checkpoint_command(db_path, key_path, new_key, name):
         signer = checkpoint.load_signer(key_path)
     except checkpoint.CheckpointError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(pinning.signed_head(_open(db_path, readonly=True), signer), nl=False)
+    try:
+        signed = pinning.signed_head(_open(db_path, readonly=True), signer)
+    except (pinning.PinError, store.StoreError) as error:
+        raise click.ClickException(f"{db_path}: {printable(str(error))}") from None
+    click.echo(signed, nl=False)
 
 
 @cli.command()
@@ -414,7 +429,8 @@ def checkpoint_command(db_path, key_path, new_key, name):
               help="Prove the tree of OLD extends to NEW instead: checkpoint files or event counts.")
 @click.option("--size", type=click.IntRange(1),
               help="Prove inclusion in the tree of the first SIZE events [default: all].")
-@click.option("--key", "public_key", metavar="PUBLIC", help="The verifier key the checkpoint files must be signed by.")
+@click.option("--key", "public_key", metavar="PUBLIC",
+              help="The verifier key the checkpoint files must be signed by (needed with checkpoint files).")
 @db_option
 def prove(event_id, consistency, size, public_key, db_path):
     """Print an RFC 9162 Merkle proof as JSON: that EVENT_ID is in the ledger's
@@ -440,7 +456,7 @@ def _tree(value, public_key):
     tree of that size must still have."""
     if value.isascii() and value.isdigit():
         return int(value), None
-    pin = _pins([value], public_key)[0]
+    pin = _pins([value], public_key, "--consistency")[0]
     return pin.size, pin.root
 
 

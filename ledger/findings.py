@@ -13,6 +13,7 @@ REGISTRY = "registry"  # the source of a registry's own tags; a daemon's are 'da
 BY_DIGEST = (REGISTRY, REFERRER)  # sources whose keys are told apart by digest, with facts from manifests
 WARNING = "NAME_WARNING"  # an errors row that says what a run left out, not that anything failed
 NOTIFY_FAILED = "NOTIFY_FAILED"  # an errors row that says a notification was not delivered: the run is as it was
+CHECKPOINT_FAILED = "CHECKPOINT_FAILED"  # no signed head written after a run: refused, or the write failed
 _WARNINGS = (WARNING, NOTIFY_FAILED)
 
 

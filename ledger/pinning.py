@@ -7,6 +7,8 @@ extension line naming the last run seal, so it pins the run records as well as t
 """
 
 import base64
+import contextlib
+import fcntl
 import os
 import re
 import tempfile
@@ -16,7 +18,11 @@ from pathlib import Path
 from . import checkpoint as notes
 from . import merkle, store
 from .checkpoint import CheckpointError
+from .store.database import _transaction
 
+LATEST = "latest.checkpoint"
+_MAX_ID = 2**63 - 1
+_RUN_FILE = re.compile(r"run-[0-9]{8,19}\.checkpoint")
 SEAL_LINE = re.compile(r"seal ([1-9][0-9]{0,17}) ([A-Za-z0-9+/]{43}=)")
 _PIN = re.compile(r"([1-9][0-9]{0,17}):([0-9a-f]{64})")
 
@@ -31,31 +37,133 @@ def leaves(db, size=None):
     return [row[0] for row in db.execute(query, [size] if size is not None else [])]
 
 
-def head(db, origin):
-    """The ledger's current tree head as an unsigned Checkpoint."""
-    hashes = leaves(db)
-    seal = db.execute("SELECT id, hash FROM run_seals ORDER BY id DESC LIMIT 1").fetchone()
+def head(db, origin, verified=None):
+    """The ledger's tree head as an unsigned Checkpoint, its events and last seal read in one snapshot (read
+    apart, a run appended in between would give the tree a seal line of another tree). With `verified`, a
+    store.verify report, it is the head that was verified: runs appended since are left out, and a
+    verified event or seal changed since is a PinError."""
+    last_seal = (verified.seal[0] if verified.seal else 0) if verified else _MAX_ID
+    with _snapshot(db):
+        hashes = leaves(db, verified.events if verified else None)
+        seal = db.execute("SELECT id, hash FROM run_seals WHERE id <= ? ORDER BY id DESC LIMIT 1",
+                          [last_seal]).fetchone()
+    if verified and ((hashes[-1].hex() if hashes else None, seal[1] if seal else None)
+                     != (verified.head_hash, verified.seal[2] if verified.seal else None)):
+        raise PinError("the ledger changed while it was verified (its head or last seal differs): verify it")
     extensions = (f"seal {seal[0]} {base64.b64encode(seal[1]).decode()}",) if seal else ()
     return notes.Checkpoint(origin, len(hashes), merkle.root(hashes), extensions)
 
 
 def signed_head(db, signer):
-    return notes.sign(head(db, signer.name), signer)
+    """The signed head of a ledger that verifies (`ledger verify`'s checks, then the head it verified): a
+    checkpoint vouches for the history it pins, so a ledger that fails them is a PinError."""
+    report = store.verify(db)
+    if not report.ok:
+        raise PinError(f"TAMPERED: {report.problems[0]}; a ledger that does not verify is not signed")
+    return notes.sign(head(db, signer.name, verified=report), signer)
+
+
+@contextlib.contextmanager
+def _snapshot(db):
+    """Every read inside sees one snapshot of the ledger (the outer one's, when nested)."""
+    if db.conn.in_transaction:
+        yield
+        return
+    with _transaction(db.conn):
+        yield
 
 
 def write_checkpoint(directory, db, signer, run_id):
-    """Write this ledger's signed head as DIR/run-RUN.checkpoint and DIR/latest.checkpoint, each
-    atomically (a reader never sees half a file). Returns the run's file."""
+    """Write this ledger's signed head as DIR/run-RUN.checkpoint, once it is checked to extend the
+    checkpoints already in DIR, then point DIR/latest.checkpoint (a symlink) at it. Returns the run's file.
+
+    No checkpoint file is ever overwritten: a run's file is written aside and hard-linked into place
+    (whole, and only if that name is free), and latest.checkpoint is a link, replaced atomically, whose
+    target keeps its bytes. A head that does not extend the checkpoints there (the ledger was rolled back
+    or rewritten since) is a PinError and DIR is left as it was: its files are the evidence. The
+    directory is locked meanwhile, so two writers' checks and links follow one another."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    text = signed_head(db, signer)
-    target = directory / f"run-{run_id:08d}.checkpoint"
-    for path in (target, directory / "latest.checkpoint"):
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=".checkpoint-")
+    with _locked(directory):
+        previous = _previous(directory, signer.verifier)
+        with _snapshot(db):  # the head written and the check that it extends the previous one: one snapshot
+            checkpoint = head(db, signer.name)
+            broken = check_pins(db, previous)
+        if broken:
+            raise PinError(f"the ledger does not extend the checkpoints already there, so it was rolled back or "
+                           f"rewritten since: {broken}")
+        target = directory / f"run-{run_id:08d}.checkpoint"
+        _create(target, notes.sign(checkpoint, signer))
+        _link_latest(directory, target.name)
+    return target
+
+
+@contextlib.contextmanager
+def _locked(directory):
+    handle = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)
+
+
+def _previous(directory, verifier):
+    """The pins a new checkpoint in `directory` must hold: the one latest.checkpoint links to, which was
+    checked to extend every one before it when it was written, so it stands for them all; in a directory
+    without that link (written before links were, or by hand), every checkpoint in it."""
+    latest = directory / LATEST
+    if latest.is_symlink() and _RUN_FILE.fullmatch(os.readlink(latest)):
+        if not latest.exists():
+            raise PinError(f"{latest} links to {os.readlink(latest)}, which is gone: checkpoints were deleted")
+        return [_checkpoint_pin(latest, verifier, verifier.name)]
+    if latest.exists() and not latest.is_symlink():
+        _check_copy(directory, latest)
+    return read_pins([str(directory)], verifier, verifier.name) if any(directory.glob("*.checkpoint")) else []
+
+
+def _check_copy(directory, latest):
+    """A latest.checkpoint that is a file of its own (as written before it was a link) is replaced by the
+    link only when the newest run's checkpoint holds the same bytes: else it is evidence of its own."""
+    runs = sorted((int(path.name[4:-11]), path) for path in directory.glob("run-*.checkpoint")
+                  if _RUN_FILE.fullmatch(path.name))
+    if not runs or _read(runs[-1][1]) != _read(latest):
+        newest = f" ({runs[-1][1].name})" if runs else ""
+        raise PinError(f"{latest} is a file, not a link, and the newest run's checkpoint{newest} does not hold its "
+                       "bytes: move it aside (nothing in the directory is overwritten)")
+
+
+def _read(path):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(notes.MAX_NOTE_BYTES + 1)
+    except OSError as error:
+        raise PinError(f"{path}: cannot read ({error.strerror})") from None
+
+
+def _create(path, text):
+    """Write `path` whole (a reader never sees half of it), and only if no file has that name."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".checkpoint-")
+    try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
             out.write(text)
-        os.replace(temporary, path)
-    return target
+            out.flush()
+            os.fsync(out.fileno())
+        os.link(temporary, path)
+    except FileExistsError:
+        raise PinError(f"{path} already exists: a checkpoint file is never overwritten") from None
+    finally:
+        os.unlink(temporary)
+
+
+def _link_latest(directory, name):
+    """Point latest.checkpoint at `name` (relative, so the directory can be copied or moved): a new link
+    renamed over the old one, so a reader always finds a whole link."""
+    temporary = directory / ".latest.tmp"  # not *.checkpoint: never read as a pin; one writer at a time
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    os.symlink(name, temporary)
+    os.replace(temporary, directory / LATEST)
 
 
 @dataclass(frozen=True)
@@ -71,9 +179,14 @@ class Pin:
     seal_hash: bytes | None = None
 
 
+def is_event_pin(text):
+    """EVENT_ID:HASH: a pin that needs no key (anything else names checkpoint files, which do)."""
+    return _PIN.fullmatch(text.strip()) is not None
+
+
 def read_pins(expected, verifier=None, origin=None):
-    """Pins from EVENT_ID:HASH texts, checkpoint files and directories of them (`*.checkpoint`).
-    With a verifier, a checkpoint counts only if its signature checks."""
+    """Pins from EVENT_ID:HASH texts, checkpoint files and directories of them (`*.checkpoint`). A
+    checkpoint counts only when `verifier`'s signature on it checks: anyone can write an unsigned one."""
     pins = []
     for text in expected:
         match = _PIN.fullmatch(text.strip())
@@ -89,13 +202,15 @@ def read_pins(expected, verifier=None, origin=None):
 
 
 def _checkpoint_pin(path, verifier, origin):
+    if verifier is None:
+        raise PinError(f"{path}: a checkpoint needs the verifier key that must have signed it")
     try:
         with open(path, "rb") as handle:
             raw = handle.read(notes.MAX_NOTE_BYTES + 1)
     except OSError as error:
         raise PinError(f"{path}: cannot read ({error.strerror}); give a checkpoint file or EVENT_ID:HASH") from None
     try:
-        found = notes.verify(raw, verifier, origin) if verifier else notes.parse(raw)[0]
+        found = notes.verify(raw, verifier, origin)
     except CheckpointError as error:
         raise PinError(f"{path}: {error}") from None
     seal = next((SEAL_LINE.fullmatch(line) for line in found.extensions if SEAL_LINE.fullmatch(line)), None)

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from . import pinning, store
 from .collector import collect
 from .daemon import collect_daemon
-from .findings import RunResult
+from .findings import CHECKPOINT_FAILED, Problem, RunResult
 from .terminal import printable
+from .times import now
 
 
 class RunFailed(Exception):
@@ -72,7 +73,7 @@ def _run(db, plan, progress):
             store.finish_failed_run(db, run_id, f"could not append: {error}")
             raise RunFailed(f"{plan.db_path}: run {run_id} could not be appended: {error}") from None
         last = _notify(db, plan.notify, counts, result) if plan.notify else counts["run_id"]
-        unanchored = _write_checkpoint(plan.anchor, db, last)
+        unanchored = _write_checkpoint(plan, db, last)
     finally:
         db.close()
     return Outcome(counts["run_id"], result, counts, time.monotonic() - started, unanchored)
@@ -111,13 +112,26 @@ def _notify(db, notify, counts, result):
     return store.append_run(db, told, RunResult(errors=problems))["run_id"]
 
 
-def _write_checkpoint(anchor, db, run_id):
-    """Write the signed head after a run; the run is appended either way. Returns a problem, or None."""
-    if anchor is None:
+def _write_checkpoint(plan, db, run_id):
+    """Write the signed head after a run; the run is appended either way. A checkpoint refused (the
+    ledger does not extend the ones already written: it was rolled back or rewritten) or not written is
+    the errors row of a failed run of its own (source 'checkpoint': the run before it is sealed already),
+    told like any failed run. Returns the problem, or None."""
+    if plan.anchor is None:
         return None
+    directory, signer = plan.anchor
     try:
-        pinning.write_checkpoint(anchor[0], db, anchor[1], run_id)
+        pinning.write_checkpoint(directory, db, signer, run_id)
+        return None
+    except pinning.PinError as error:
+        message = f"{directory}: run {run_id} is appended, but its checkpoint is refused: {error}"
     except OSError as error:
-        return f"{anchor[0]}: run {run_id} is appended, but its checkpoint could not be written ({error.strerror})"
-    return None
-
+        message = f"{directory}: run {run_id} is appended, but its checkpoint could not be written ({error.strerror})"
+    message = printable(message)
+    result = RunResult(errors=[Problem(at=now(), registry="", stage="checkpoint", message=message,
+                                       code=CHECKPOINT_FAILED, source="checkpoint")], status="failed")
+    refused = store.start_run(db, "checkpoint", [f"the checkpoint of run {run_id}"])
+    counts = store.append_run(db, refused, result)
+    if plan.notify:
+        _notify(db, plan.notify, counts, result)
+    return message

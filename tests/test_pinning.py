@@ -2,12 +2,14 @@
 
 import base64
 import json
+import os
 import shutil
 import sqlite3
 
 import pytest
 
 from ledger import checkpoint, merkle, seals, store
+from test_notify import Receiver
 from test_verify import tamper
 
 
@@ -194,3 +196,129 @@ def test_a_proof_against_a_rewritten_ledger_or_a_tree_it_lacks_is_refused(regist
     rechain(ledger.path)
     result = ledger("prove", "--consistency", str(pinned), "3", "--key", keyed + ".pub", expect=1)
     assert "the ledger's tree of 3 events is not the pinned one" in result.output
+
+
+@pytest.fixture
+def receiver():
+    running = Receiver()
+    yield running
+    running.stop()
+
+
+def snapshot(directory):
+    """Every entry of a directory as it is on disk: a file's bytes, a link's target."""
+    return {path.name: ("link", os.readlink(path)) if path.is_symlink() else path.read_bytes()
+            for path in sorted(directory.iterdir())}
+
+
+@pytest.mark.parametrize("undo", ["rollback", "rewrite"])
+def test_a_ledger_rolled_back_or_rewritten_under_its_checkpoint_dir_is_refused_and_the_evidence_kept(
+        registry, pusher, ledger, ns, keyed, tmp_path, receiver, undo):
+    anchors, target = tmp_path / "anchors", f"{registry.host}/{ns}/app"
+    anchored = ["--checkpoint-dir", str(anchors), "--checkpoint-key", keyed]
+    pusher.image(f"{ns}/app", "1", seed=ns)
+    ledger.collect(target, *anchored)
+    older = tmp_path / "older.db"
+    shutil.copy(ledger.path, older)
+    pusher.image(f"{ns}/app", "1", seed=ns + "moved")
+    ledger.collect(target, *anchored)
+    assert os.readlink(anchors / "latest.checkpoint") == "run-00000002.checkpoint"
+    kept = snapshot(anchors)
+    if undo == "rollback":
+        shutil.copy(older, ledger.path)  # run 2 cut: the next run is numbered 2 again
+    else:
+        tamper(ledger.path, "UPDATE event_log SET created = '1999-01-01T00:00:00Z' WHERE id = 1")
+        rechain(ledger.path)
+    ledger("verify")  # the file alone holds together
+    pusher.image(f"{ns}/app", "1", seed=ns + "again")
+
+    result = ledger("collect", "-q", target, *anchored, "--notify", receiver.url(), expect=1)
+    [line] = result.output.splitlines()
+    assert line.startswith(f"Error: {anchors}: run ")
+    assert "its checkpoint is refused: the ledger does not extend" in line
+    assert "latest.checkpoint:" in line
+    assert snapshot(anchors) == kept  # not one byte, not one link changed
+    [refusal] = ledger.rows("SELECT r.id, r.status, r.source, e.stage, e.source AS error_source, e.message "
+                            "FROM runs r JOIN errors e ON e.run_id = r.id")
+    assert (refusal["status"], refusal["source"], refusal["stage"], refusal["error_source"]) == (
+        "failed", "checkpoint", "checkpoint", "checkpoint")
+    assert refusal["message"] == line.removeprefix("Error: ")
+    told, message = receiver.messages()  # the run's move, then the refusal
+    assert told["title"].startswith(f"registry ledger: run {refusal['id'] - 1} ok: 1 moved")
+    assert message["type"] == "failure"
+    assert message["title"] == f"registry ledger: run {refusal['id']} failed: 1 error"
+    assert "its checkpoint is refused" in message["message"]
+    ledger("verify")  # the refusal is a sealed run like any other
+    failed = ledger("verify", "--expect", str(anchors), "--key", keyed + ".pub", expect=1)
+    assert "events no longer hash to the pinned root" in failed.output
+    ledger.collect(target, *anchored, expect=1)  # and stays refused, run after run
+    assert snapshot(anchors) == kept
+
+
+def test_checkpoints_are_never_overwritten_and_latest_is_a_link(registry, pusher, ledger, ns, keyed, tmp_path):
+    anchors, target = tmp_path / "anchors", f"{registry.host}/{ns}/app"
+    anchored = ["--checkpoint-dir", str(anchors), "--checkpoint-key", keyed]
+    pusher.image(f"{ns}/app", "1", seed=ns)
+    ledger.collect(target, *anchored)
+    first = (anchors / "run-00000001.checkpoint").read_bytes()
+    (anchors / "run-00000002.checkpoint").write_text("planted\n")  # the name the next run would take
+    result = ledger("collect", "-q", target, *anchored, expect=1)
+    assert "run-00000002.checkpoint already exists: a checkpoint file is never overwritten" in result.output
+    assert (anchors / "run-00000002.checkpoint").read_text() == "planted\n"
+    assert os.readlink(anchors / "latest.checkpoint") == "run-00000001.checkpoint"
+    (anchors / "run-00000002.checkpoint").unlink()
+    ledger.collect(target, *anchored)  # run 3's head extends run 1's: written, and latest follows
+    assert os.readlink(anchors / "latest.checkpoint") == "run-00000004.checkpoint"
+    assert (anchors / "run-00000001.checkpoint").read_bytes() == first
+    assert sorted(path.name for path in anchors.iterdir()) == [
+        "latest.checkpoint", "run-00000001.checkpoint", "run-00000004.checkpoint"]
+
+
+def test_a_checkpoint_dir_of_another_key_or_with_an_unknown_latest_file_is_refused(registry, pusher, ledger, ns,
+                                                                                   keyed, tmp_path):
+    anchors, target = tmp_path / "anchors", f"{registry.host}/{ns}/app"
+    pusher.image(f"{ns}/app", "1", seed=ns)
+    ledger.collect(target, "--checkpoint-dir", str(anchors), "--checkpoint-key", keyed)
+    other = str(tmp_path / "other.key")
+    ledger("checkpoint", "--new-key", other, "--name", "ledger.example/audit")
+    kept = snapshot(anchors)
+    result = ledger("collect", "-q", target, "--checkpoint-dir", str(anchors), "--checkpoint-key", other, expect=1)
+    assert "latest.checkpoint: the checkpoint is signed by another key named ledger.example/audit" in result.output
+    assert snapshot(anchors) == kept
+
+    legacy = tmp_path / "legacy"  # as written before latest was a link: a copy of the newest run's
+    legacy.mkdir()
+    shutil.copy(anchors / "run-00000001.checkpoint", legacy / "run-00000001.checkpoint")
+    shutil.copy(anchors / "run-00000001.checkpoint", legacy / "latest.checkpoint")
+    ledger.collect(target, "--checkpoint-dir", str(legacy), "--checkpoint-key", keyed)
+    assert os.readlink(legacy / "latest.checkpoint") == "run-00000004.checkpoint"
+    (legacy / "latest.checkpoint").unlink()
+    shutil.copy(legacy / "run-00000001.checkpoint", legacy / "latest.checkpoint")  # not the newest run's
+    kept = snapshot(legacy)
+    result = ledger("collect", "-q", target, "--checkpoint-dir", str(legacy), "--checkpoint-key", keyed, expect=1)
+    assert "latest.checkpoint is a file, not a link, and the newest run's checkpoint (run-00000004.checkpoint) does " \
+           "not hold its bytes: move it aside" in result.output
+    assert snapshot(legacy) == kept
+
+
+def test_a_checkpoint_without_its_key_pins_nothing_and_is_refused(registry, pusher, ledger, ns, keyed, tmp_path):
+    collect_twice(ledger, registry, pusher, ns)
+    pinned = tmp_path / "head.checkpoint"
+    pinned.write_text(ledger("checkpoint", "--key", keyed).output)
+    for args in (["verify", "--expect", str(pinned)], ["verify", "--expect", str(tmp_path)],
+                 ["prove", "--consistency", str(pinned), "3"], ["prove", "--consistency", "1", str(pinned)]):
+        result = ledger(*args, expect=2)
+        assert "a checkpoint needs --key PUBLIC" in result.output, args
+        assert "Error: " + ("--expect" if args[0] == "verify" else "--consistency") in result.output
+    head = ledger.rows("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1")[0]
+    assert "1 pin hold" in ledger("verify", "--expect", f"{head['id']}:{head['hash']}").output  # needs no key
+    assert json.loads(ledger("prove", "--consistency", "1", "3").output)["new_size"] == 3
+
+
+def test_a_ledger_that_does_not_verify_is_not_signed(registry, pusher, ledger, ns, keyed):
+    collect_twice(ledger, registry, pusher, ns)
+    tamper(ledger.path, "UPDATE event_log SET created = '1999-01-01T00:00:00Z' WHERE id = 2")
+    result = ledger("checkpoint", "--key", keyed, expect=1)
+    assert result.output == (f"Error: {ledger.path}: TAMPERED: event 2: content does not match its hash (the row was "
+                             "edited, or an event before it was replaced); a ledger that does not verify is not "
+                             "signed\n")
