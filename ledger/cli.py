@@ -65,7 +65,16 @@ def _answer(db, rows, pattern, columns, as_json, as_csv, full, empty):
 @click.version_option(__version__, prog_name="ledger")
 def cli():
     """An append-only, tamper-evident history of what every tag in your
-    container registries pointed to, and when."""
+    container registries pointed to, and when.
+
+    \b
+    Exit status:
+      0  ok (an empty answer about a name the ledger holds included)
+      1  failed: collect's run failed; a read names nothing the ledger
+         ever held, or there is no ledger; verify found tampering
+      2  bad usage
+      3  partial: collect's run read some targets, and others failed
+    """
 
 
 class _Progress:
@@ -196,8 +205,11 @@ def collect_command(**flags):
 
 
 collect_command.help += _TARGET_HELP + """
-    Exits 0 when the run is ok, 3 when it is partial (some repos or tags
-    failed; nothing false was recorded), 1 when it failed.
+    Exits 0 when the run is ok, 3 when it is partial (some targets failed;
+    nothing false was recorded), 1 when it failed (no target gave anything),
+    2 on bad usage. A repository that does not exist (and the ledger never
+    held) and a glob that matches nothing (unless --allow-empty) are failed
+    targets.
 """
 
 
@@ -520,7 +532,7 @@ def _when(text, db=None):
 def tags(pattern, db_path, source, unsigned, as_json, as_csv, full):
     """What every image tag points to now, and whether it is signed, attested, with an SBOM; PATTERN globs
     `registry/repo` or `registry/repo:tag`. Signature, attestation, SBOM and referrer tags are not listed:
-    see `ledger history` and the current_referrers view."""
+    see `ledger history` and the current_referrers view. Exits 1 when PATTERN names nothing the ledger ever held."""
     db = _open(db_path, readonly=True)
     rows = reads.current_tags(db, pattern, source, unsigned)
     _answer(db, rows, pattern,
@@ -535,7 +547,7 @@ def tags(pattern, db_path, source, unsigned, as_json, as_csv, full):
 @output_options
 def history(reference, db_path, source, as_json, as_csv, full):
     """Every event of one tag (REGISTRY/REPO:TAG), oldest first, with its signatures', attestations' and
-    SBOMs' comings and goings (WHAT) for every digest it pointed to."""
+    SBOMs' comings and goings (WHAT) for every digest it pointed to. Exits 1 when the ledger never held the tag."""
     db = _open(db_path, readonly=True)
     try:
         rows = reads.history(db, reference, source)
@@ -553,7 +565,8 @@ def history(reference, db_path, source, as_json, as_csv, full):
 @source_option
 @output_options
 def at(time, pattern, db_path, source, as_json, as_csv, full):
-    """What every tag pointed to at TIME: '2026-11-20T14:00:00Z', '2 days ago', a date, or a run id."""
+    """What every tag pointed to at TIME: '2026-11-20T14:00:00Z', '2 days ago', a date, or a run id. Exits 1
+    when PATTERN names nothing the ledger ever held."""
     db = _open(db_path, readonly=True)
     rows = reads.state_at(db, _when(time, db), pattern, source)
     _answer(db, rows, pattern, ["registry", "repo", "tag", "digest", "image", "since", "run_id"], as_json, as_csv,
@@ -568,7 +581,8 @@ def at(time, pattern, db_path, source, as_json, as_csv, full):
 @source_option
 @output_options
 def changes(since, until, pattern, db_path, source, as_json, as_csv, full):
-    """Tags added, moved, updated and removed in a window."""
+    """Tags added, moved, updated and removed in a window. Exits 1 when PATTERN names nothing the ledger ever
+    held."""
     db = _open(db_path, readonly=True)
     rows = reads.changes(db, _when(since, db), _when(until, db) if until else None, pattern, source)
     _answer(db, rows, pattern, ["observed_at", "kind", "registry", "repo", "tag", "prev_digest", "digest", "run_id"],
