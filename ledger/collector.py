@@ -256,7 +256,7 @@ class _Work:
                 self.catalog = set(self.client.fetch_catalog())
             except ListingTruncated as error:
                 self.catalog = set(error.items)
-            except SourceError:
+            except Exception:  # whatever the catalog answered, the missing repository's own error stands
                 self.catalog = set()
         return self.catalog or set()
 
