@@ -40,6 +40,19 @@ def test_a_name_with_nothing_close_in_the_catalog_suggests_nothing(registry, led
     assert "no such repository" in result.output and "did you mean" not in result.output
 
 
+@pytest.mark.parametrize("answer", [(500, [("Content-Type", "text/plain")], b"down"),
+                                    (200, [("Content-Type", "application/json")], b'{"repositories": [1, {"x": '),
+                                    (200, [("Content-Type", "application/json")], b'{"repositories": ["../../x"]}')])
+def test_a_catalog_that_cannot_suggest_leaves_the_missing_repository_its_own_error(pusher, proxy, ledger, ns, answer):
+    pusher.image(f"{ns}/app", "1", seed=ns)
+    proxy.alter_response = lambda method, path, *rest: answer if "/_catalog" in path else None
+    result = ledger("collect", "--retries", "0", f"{proxy.host}/{ns}/ap", expect=1)
+    assert f"error: {proxy.host}/{ns}/ap: no such repository" in result.output
+    assert "did you mean" not in result.output and "../../x" not in result.output
+    assert ledger.rows("SELECT code FROM errors") == [{"code": "NAME_UNKNOWN"}]
+    assert proxy.counts["catalog"] == 1
+
+
 def test_a_repository_the_ledger_held_that_is_gone_is_still_removed_not_an_error(registry, pusher, ledger, ns):
     pusher.image(f"{ns}/gone", "1", seed=ns)
     pusher.image(f"{ns}/gone", "2", seed=ns + "2")
