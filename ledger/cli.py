@@ -38,18 +38,43 @@ source_option = click.option(
 
 
 def _open(path, readonly=False):
-    """The ledger at PATH: read-only for the reading commands (never created or written), else to append to."""
+    """The ledger at PATH: read-only for the reading commands (never created or written), else to append to.
+    A reader given no file says how to make one, or where to point instead."""
     try:
         return store.open_readonly(path) if readonly else store.open_db(path)
     except store.StoreError as error:
-        raise click.ClickException(str(error)) from None
+        missing = readonly and not os.path.lexists(path)
+        raise click.ClickException(str(error) + (
+            " (make one with `ledger collect TARGET`, or name another with --db PATH or LEDGER_DB)" if missing
+            else "")) from None
+
+
+def _answer(db, rows, pattern, columns, as_json, as_csv, full, empty):
+    """A read command's rows; none, for a name the ledger never held, is that name's error (after an empty
+    JSON list or CSV header, so a script still reads what it expects)."""
+    unheld = reads.unheld(db, pattern) if pattern and not rows else None
+    if unheld is None:
+        _emit(rows, columns, as_json, as_csv, full, empty=empty)
+        return
+    if as_json or as_csv:
+        _emit(rows, columns, as_json, as_csv, full)
+    raise click.ClickException(unheld)  # exit 1, as grep's when nothing matches
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ledger")
 def cli():
     """An append-only, tamper-evident history of what every tag in your
-    container registries pointed to, and when."""
+    container registries pointed to, and when.
+
+    \b
+    Exit status:
+      0  ok (an empty answer about a name the ledger holds included)
+      1  failed: collect's run failed; a read names nothing the ledger
+         ever held, or there is no ledger; verify found tampering
+      2  bad usage
+      3  partial: collect's run read some targets, and others failed
+    """
 
 
 class _Progress:
@@ -96,6 +121,8 @@ def collect_options(command):
                                        "removes nothing."),
         click.option("--include-tags", metavar="REGEX", help="Only tags this regex matches (searched; anchor with ^ $)."),
         click.option("--exclude-tags", metavar="REGEX", help="Skip tags this regex matches."),
+        click.option("--allow-empty", is_flag=True,
+                     help="A glob (or a registry's catalog) that matches no repository is expected: not an error."),
         click.option("--referrers", type=click.Choice(REFERRER_MODES), default="auto", show_default=True,
                      help="Ask the OCI referrers API for each digest's signatures, attestations and SBOMs: "
                           "auto (where the registry serves it), always (an error where it does not), never "
@@ -180,8 +207,11 @@ def collect_command(**flags):
 
 
 collect_command.help += _TARGET_HELP + """
-    Exits 0 when the run is ok, 3 when it is partial (some repos or tags
-    failed; nothing false was recorded), 1 when it failed.
+    Exits 0 when the run is ok, 3 when it is partial (some targets failed;
+    nothing false was recorded), 1 when it failed (no target gave anything),
+    2 on bad usage. A repository that does not exist (and the ledger never
+    held) and a glob that matches nothing (unless --allow-empty) are failed
+    targets.
 """
 
 
@@ -518,10 +548,12 @@ def _when(text, db=None):
 def tags(pattern, db_path, source, unsigned, as_json, as_csv, full):
     """What every image tag points to now, and whether it is signed, attested, with an SBOM; PATTERN globs
     `registry/repo` or `registry/repo:tag`. Signature, attestation, SBOM and referrer tags are not listed:
-    see `ledger history` and the current_referrers view."""
-    rows = reads.current_tags(_open(db_path, readonly=True), pattern, source, unsigned)
-    _emit(rows, ["registry", "repo", "tag", "digest", "kind", "created", "last_changed", "signed", "attested", "sbom"],
-          as_json, as_csv, full, empty="no tags")
+    see `ledger history` and the current_referrers view. Exits 1 when PATTERN names nothing the ledger ever held."""
+    db = _open(db_path, readonly=True)
+    rows = reads.current_tags(db, pattern, source, unsigned)
+    _answer(db, rows, pattern,
+            ["registry", "repo", "tag", "digest", "kind", "created", "last_changed", "signed", "attested", "sbom"],
+            as_json, as_csv, full, empty="no tags")
 
 
 @cli.command()
@@ -531,13 +563,15 @@ def tags(pattern, db_path, source, unsigned, as_json, as_csv, full):
 @output_options
 def history(reference, db_path, source, as_json, as_csv, full):
     """Every event of one tag (REGISTRY/REPO:TAG), oldest first, with its signatures', attestations' and
-    SBOMs' comings and goings (WHAT) for every digest it pointed to."""
+    SBOMs' comings and goings (WHAT) for every digest it pointed to. Exits 1 when the ledger never held the tag."""
+    db = _open(db_path, readonly=True)
     try:
-        rows = reads.history(_open(db_path, readonly=True), reference, source)
+        rows = reads.history(db, reference, source)
     except ValueError as error:  # references.TargetError is one
         raise click.BadParameter(str(error), param_hint="REFERENCE") from None
-    _emit(rows, ["event_id", "observed_at", "kind", "what", "prev_digest", "digest", "subject", "created", "run_id"],
-          as_json, as_csv, full, empty=f"no events for {reference}")
+    _answer(db, rows, reference,
+            ["event_id", "observed_at", "kind", "what", "prev_digest", "digest", "subject", "created", "run_id"],
+            as_json, as_csv, full, empty=f"no events for {reference}")
 
 
 @cli.command()
@@ -547,11 +581,12 @@ def history(reference, db_path, source, as_json, as_csv, full):
 @source_option
 @output_options
 def at(time, pattern, db_path, source, as_json, as_csv, full):
-    """What every tag pointed to at TIME: '2026-11-20T14:00:00Z', '2 days ago', a date, or a run id."""
+    """What every tag pointed to at TIME: '2026-11-20T14:00:00Z', '2 days ago', a date, or a run id. Exits 1
+    when PATTERN names nothing the ledger ever held."""
     db = _open(db_path, readonly=True)
     rows = reads.state_at(db, _when(time, db), pattern, source)
-    _emit(rows, ["registry", "repo", "tag", "digest", "image", "since", "run_id"], as_json, as_csv, full,
-          empty="no tags at that time")
+    _answer(db, rows, pattern, ["registry", "repo", "tag", "digest", "image", "since", "run_id"], as_json, as_csv,
+            full, empty="no tags at that time")
 
 
 @cli.command()
@@ -562,11 +597,12 @@ def at(time, pattern, db_path, source, as_json, as_csv, full):
 @source_option
 @output_options
 def changes(since, until, pattern, db_path, source, as_json, as_csv, full):
-    """Tags added, moved, updated and removed in a window."""
+    """Tags added, moved, updated and removed in a window. Exits 1 when PATTERN names nothing the ledger ever
+    held."""
     db = _open(db_path, readonly=True)
     rows = reads.changes(db, _when(since, db), _when(until, db) if until else None, pattern, source)
-    _emit(rows, ["observed_at", "kind", "registry", "repo", "tag", "prev_digest", "digest", "run_id"], as_json,
-          as_csv, full, empty="no changes")
+    _answer(db, rows, pattern, ["observed_at", "kind", "registry", "repo", "tag", "prev_digest", "digest", "run_id"],
+            as_json, as_csv, full, empty="no changes")
 
 
 @cli.command()

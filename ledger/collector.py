@@ -18,20 +18,25 @@ from .references import DOCKER_HUB, storable_repo, storable_tag
 from .referrers import REFERRER, UNSERVED, ReferrerScope, cosign_tags, fallback_tag, schema_tag
 from .registry import ListingTruncated, RegistryClient, RegistryError, RegistryOptions
 from .semantics import Scope
+from .suggest import closest, did_you_mean
 from .times import now
 
 
 _NAMED_WARNINGS = 20  # per listing; the rest are counted in one more row
 
 
-def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progress=None, children_of=None):
+def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progress=None, children_of=None,
+            seen=None):
     """Collect every target into a RunResult for the store to classify and append.
 
     `options` maps a registry to its RegistryOptions. `ledger_repos` maps a
     registry to the repos the ledger holds live tags for, so that a repo gone
     from the catalog is listed (and its removal proven). `children_of(digest)`
     gives a known index's children (None for anything else): their referrers
-    are followed too.
+    are followed too. `seen(registry, repo)` says whether the ledger ever held
+    a key of that repository [default: whether it holds a live one]: a named
+    repository the registry does not know is a deletion if so, else a failed
+    target.
     """
     result = RunResult()
     by_registry = defaultdict(list)
@@ -44,8 +49,10 @@ def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progr
         try:
             client.fetch_ping()
             reached += 1
-            work = _Work(registry, group, client, set(known_digests), (ledger_repos or {}).get(registry, set()),
-                         result, progress, children_of or (lambda _digest: None))
+            live = (ledger_repos or {}).get(registry, set())
+            work = _Work(registry, group, client, set(known_digests), live, result, progress,
+                         children_of or (lambda _digest: None),
+                         (lambda repo: seen(registry, repo)) if seen else live.__contains__)
             with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="ledger") as pool:
                 work.run(pool)
         except SourceError as error:
@@ -81,9 +88,13 @@ class _Discovery:
 class _Work:
     """The jobs of one registry in one run."""
 
-    def __init__(self, registry, targets, client, known, ledger_repos, result, progress, children_of):
+    def __init__(self, registry, targets, client, known, ledger_repos, result, progress, children_of, seen):
         self.registry = registry
         self.targets = targets
+        self.named = {target.repo for target in targets if target.repo is not None}
+        self.seen = seen
+        self.unknown = []  # (repo, scope) named, never held by the ledger, and unknown to the registry
+        self.catalog = None  # the catalog's names, once read (for globs, or to suggest a name)
         self.client = client
         self.known = known
         self.ledger_repos = ledger_repos
@@ -134,6 +145,7 @@ class _Work:
                 future.cancel()  # an interrupted run stops asking at once
             raise
         self._referrer_coverage()
+        self._unknown_repos()
 
     def _unexpected(self, fetch, args, error):
         stage = {self.client.fetch_tags: "tags", self.client.fetch_head: "head", self.client.fetch_manifest: "manifest",
@@ -188,14 +200,19 @@ class _Work:
         globs = [target for target in self.targets if target.repo is None]
         if not globs:
             return scopes
+        truncated = False
         try:
             catalog = set(self._catalog(globs))
         except ListingTruncated as error:
             record(self.result, error)
-            catalog = set(error.items)
+            catalog, truncated = set(error.items), True
         except SourceError as error:
             record(self.result, error)
             return scopes
+        self.catalog = catalog
+        if not truncated:
+            for target in globs:
+                self._unmatched(target, catalog)
         matched = {repo for repo in catalog if any(target.matches(repo) for target in globs)}
         stored = {repo for repo in matched if storable_repo(repo)}
         self._warn_names("catalog", "catalog lists a repository name that cannot be stored safely, not recorded:",
@@ -206,6 +223,42 @@ class _Work:
             if any(target.matches(repo) for target in globs):
                 scopes[repo] = every  # gone from the catalog: its tag list proves the removal
         return scopes
+
+    def _unmatched(self, target, catalog):
+        """A glob (or a whole registry) that matches nothing watches nothing: an error unless --allow-empty
+        says that is expected. A repository only the ledger still holds is a match (its removal is proven)."""
+        if self.client.options.allow_empty or any(map(target.matches, catalog | self.ledger_repos)):
+            return
+        listed = f"the catalog lists {len(catalog)} repositor{'y' if len(catalog) == 1 else 'ies'}"
+        record(self.result, RegistryError(
+            f"target {target.text} matches no repository ({listed} and the ledger holds none that matches); "
+            "--allow-empty if that is expected", registry=self.registry, stage="catalog", code="NO_MATCH"))
+
+    def _unknown_repos(self):
+        """Each named repository the registry does not know and the ledger never held: a failed target (a typo,
+        most likely), with the catalog's closest names when the registry offers a catalog."""
+        if not self.unknown:
+            return
+        names = sorted(repo for repo in self._suggestible() if storable_repo(repo))
+        for repo, scope in self.unknown:
+            offered = did_you_mean([f"{self.registry}/{name}" for name in closest(repo, names)])
+            reason = "no such repository: the registry answers 404 NAME_UNKNOWN"
+            record(self.result, RegistryError(f"{reason} and the ledger never held it{offered}",
+                                              registry=self.registry, stage="tags", repo=repo, status=404,
+                                              code="NAME_UNKNOWN"))
+            self._covered(repo, scope, reason=reason)
+
+    def _suggestible(self):
+        """The catalog's names, read for the globs or now; none where the registry offers no catalog (or has
+        stopped answering): a suggestion is never worth another error."""
+        if self.catalog is None and self.registry != DOCKER_HUB and not (self.client.exhausted or self.client.stalled):
+            try:
+                self.catalog = set(self.client.fetch_catalog())
+            except ListingTruncated as error:
+                self.catalog = set(error.items)
+            except Exception:  # whatever the catalog answered, the missing repository's own error stands
+                self.catalog = set()
+        return self.catalog or set()
 
     def _catalog(self, globs):
         if self.registry != DOCKER_HUB:
@@ -460,6 +513,9 @@ class _Work:
             self._skip((fetch, args, context))
             return []
         if fetch == self.client.fetch_tags and error.status == 404 and error.code == "NAME_UNKNOWN":
+            if args[0] in self.named and not self.seen(args[0]):
+                self.unknown.append((args[0], context["scope"]))  # reported once the run's work is done
+                return []
             return self._on_tags(args, context, [])  # the repository is gone: a complete, empty listing
         if fetch == self.client.fetch_referrers:
             return self._referrers_failed(args, error)

@@ -4,6 +4,7 @@ import json
 import re
 
 from .references import TargetError, parse_target
+from .suggest import closest, did_you_mean
 
 # For each tag key, its latest event observed at or before :at (empty: now): one index seek per key,
 # because a key's events never go back in time. Image tags only. `ledger at` narrows it by its
@@ -164,6 +165,47 @@ def _exact(pattern):
         return parse_target(pattern)
     except TargetError:
         return None
+
+
+def unheld(db, pattern):
+    """Why PATTERN (or a REFERENCE) found nothing, when the ledger never held a key it names: 'NAME is not in
+    the ledger', with the closest names it holds. None when it holds one: then an empty answer is the answer
+    (every tag removed, nothing at that time, no change in the window)."""
+    where, params = pattern_clause(pattern)
+    if db.execute(f"SELECT 1 FROM tag_keys WHERE 1 {where} LIMIT 1", params).fetchone():
+        return None
+    return f"{pattern} is not in the ledger" + did_you_mean(_closest_held(db, pattern))
+
+
+def _closest_held(db, pattern):
+    """The names the ledger holds most like PATTERN: a tag of the same repository, else the same repository
+    on another registry (one left out reads as Docker Hub), else the closest repository names."""
+    repos = {f"{registry}/{repo}": (registry, repo) for registry, repo in
+             db.execute("SELECT DISTINCT registry, repo FROM tag_keys").fetchall()}
+    target = _exact(pattern)
+    if target is None:  # a glob: its repository part against the names held
+        with_tag = ":" in pattern.rsplit("/", 1)[-1]
+        return closest(pattern.rsplit(":", 1)[0] if with_tag else pattern, repos)
+    if target.repo is None:  # a registry
+        return closest(target.registry, {registry for registry, _ in repos.values()})
+    name = f"{target.registry}/{target.repo}"
+    if target.tag is not None and name in repos:
+        tags = [tag for (tag,) in db.execute(
+            f"SELECT tag FROM tag_keys WHERE registry = ? AND repo = ? AND source != 'referrer' "
+            f"AND NOT {SCHEMA_TAG_SQL.format(tag='tag')}", [target.registry, target.repo])]
+        return [f"{name}:{tag}" for tag in closest(target.tag, tags)] or [f"one of the tags `ledger tags {name}` lists"]
+    here = [repo for registry, repo in repos.values() if registry == target.registry]
+    found = (sorted(held for held, (_, repo) in repos.items() if repo == target.repo)
+             or [f"{target.registry}/{repo}" for repo in closest(target.repo, here)] or closest(name, repos))
+    return [_with_tag(db, held, repos[held], target.tag) for held in found[:3]]
+
+
+def _with_tag(db, name, key, tag):
+    """`name:tag` when the ledger holds that tag there, else the repository's name alone."""
+    if tag is not None and db.execute("SELECT 1 FROM tag_keys WHERE registry = ? AND repo = ? AND tag = ? LIMIT 1",
+                                      [*key, tag]).fetchone():
+        return f"{name}:{tag}"
+    return name
 
 
 def _source_clause(source, alias=""):

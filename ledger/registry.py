@@ -59,6 +59,7 @@ class RegistryOptions:
     include_tags: str | None = None
     exclude_tags: str | None = None
     referrers: str = "auto"  # auto | always | never: when to ask the OCI referrers API
+    allow_empty: bool = False  # a glob (or a catalog) that matches no repository is expected, not an error
 
 
 class RegistryError(SourceError):

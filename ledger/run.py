@@ -84,7 +84,8 @@ def _collect(db, plan, run_id, known, ledger_repos, progress):
     try:
         indexes = store.known_indexes(db) if plan.targets else set()
         result = collect(plan.targets, known, ledger_repos, options=plan.options, progress=progress,
-                         children_of=lambda digest: store.children_of(db, digest) if digest in indexes else []
+                         children_of=lambda digest: store.children_of(db, digest) if digest in indexes else [],
+                         seen=lambda registry, repo: store.held_repo(db, registry, repo, store.REGISTRY)
                          ) if plan.targets else None
         if plan.daemon:
             local = collect_daemon(plan.daemon, store.known_images(db), store.live_repos(db, plan.daemon.source))

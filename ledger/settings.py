@@ -22,13 +22,14 @@ from .registry import RegistryOptions
 from .semantics import tag_filter
 
 _KEYS = {"targets", "credentials", "username_env", "password_env", "docker_config", "ca_file", "insecure",
-         "plain_http", "concurrency", "rps", "retries", "deadline", "max_tags", "include_tags", "exclude_tags", "referrers"}
+         "plain_http", "concurrency", "rps", "retries", "deadline", "max_tags", "include_tags", "exclude_tags", "referrers",
+         "allow_empty"}
 _DEFAULT_KEYS = _KEYS - {"targets", "username_env", "password_env"}
 _NOTIFY_KEYS = {"notify", "notify_on", "notify_deadline"}  # top level only: one notification per run
 _OPTION_KEYS = ("ca_file", "insecure", "plain_http", "concurrency", "rps", "retries", "deadline", "max_tags",
-                "include_tags", "exclude_tags", "referrers")
+                "include_tags", "exclude_tags", "referrers", "allow_empty")
 _TYPES = {"insecure": bool, "plain_http": bool, "concurrency": int, "retries": int, "rps": (int, float),
-          "deadline": (int, float), "max_tags": int}
+          "deadline": (int, float), "max_tags": int, "allow_empty": bool}
 MAX_CONFIG_BYTES = 1024 * 1024
 
 # The config file is held to the CLI's own ranges.
@@ -64,6 +65,7 @@ class Flags:
     include_tags: str | None
     exclude_tags: str | None
     referrers: str
+    allow_empty: bool
     plain_http: bool
     ca_file: str | None
     insecure: bool
@@ -124,6 +126,7 @@ def plan(flags, password=lambda registries: None, anchor=None):
         plain_http=flags.plain_http, ca_file=flags.ca_file, insecure=flags.insecure, concurrency=flags.concurrency,
         rps=flags.rps, retries=flags.retries, deadline=flags.deadline, max_tags=flags.max_tags,
         include_tags=flags.include_tags, exclude_tags=flags.exclude_tags, referrers=flags.referrers,
+        allow_empty=flags.allow_empty,
         credentials=credentials_for(registry, username=flags.username, password=password,
                                     docker_config=flags.docker_config)) for registry in registries}
     file_notify = {}

@@ -32,3 +32,18 @@ def test_every_view_and_table_is_in_the_readme():
     for name in ("runs", "events", "manifests", "platforms", "coverage", "errors", "current_tags", "tag_history",
                  "replaced_tags", "new_images", "removed_tags"):
         assert f"`{name}`" in README
+
+
+def test_the_exit_statuses_are_the_same_in_the_readme_and_the_help():
+    """One table of exit statuses in the README, the same codes in `ledger --help`, and the codes the CLI
+    uses among them."""
+    from click.testing import CliRunner
+
+    from ledger import cli as module
+
+    section = README.split("### Exit status", 1)[1].split("\n#", 1)[0]
+    documented = {int(line.split("**")[1]) for line in section.splitlines() if line.startswith("| **")}
+    shown = CliRunner().invoke(cli, ["--help"]).output.split("Exit status:", 1)[1].split("Options:", 1)[0]
+    helped = {int(line.split()[0]) for line in shown.splitlines() if line[:6].strip().isdigit()}
+    assert documented == helped == {0, 1, 2, 3}
+    assert {module.EXIT_FAILED, module.EXIT_PARTIAL, 2} <= documented

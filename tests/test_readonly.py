@@ -135,7 +135,9 @@ def test_unread_writes_in_a_read_only_directory_are_a_clear_error(tmp_path):
 def test_a_missing_ledger_is_an_error_and_is_not_created(tmp_path, command):
     result = subprocess.run([sys.executable, "-m", "ledger", *command, "--db", "typo.db"], capture_output=True,
                             text=True, cwd=tmp_path)
-    assert result.returncode == 1 and result.stderr.strip() == "Error: no ledger at typo.db"
+    assert result.returncode == 1 and result.stderr.strip() == (
+        "Error: no ledger at typo.db (make one with `ledger collect TARGET`, or name another with --db PATH or "
+        "LEDGER_DB)")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -184,7 +184,8 @@ def test_a_named_tag_that_does_not_exist_is_an_error_and_a_partial_run(registry,
     assert f"{ns}/app:nosuchtag: tag nosuchtag is not in {ns}/app's tag list" in result.output
     assert ledger.rows("SELECT repo, tag, stage, code FROM errors ORDER BY repo") == [
         {"repo": f"{ns}/app", "tag": "nosuchtag", "stage": "tags", "code": "TAG_UNKNOWN"},
-        {"repo": f"{ns}/gone", "tag": "1", "stage": "tags", "code": "TAG_UNKNOWN"}]
+        {"repo": f"{ns}/gone", "tag": None, "stage": "tags", "code": "NAME_UNKNOWN"}]  # no such repository
+    assert f"{ns}/gone: no such repository" in result.output
     assert ledger.rows("SELECT status FROM runs") == [{"status": "partial"}]
 
 

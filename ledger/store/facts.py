@@ -60,6 +60,13 @@ def live_repos(db, source):
                       [source]).fetchall()
 
 
+def held_repo(db, registry, repo, source):
+    """Whether the ledger ever held a key of this repository, of `source` (live or removed since): a named
+    repository the registry no longer knows is then a deletion, not a typo."""
+    return db.execute("SELECT 1 FROM tag_keys WHERE registry = ? AND repo = ? AND source = ? LIMIT 1",
+                      [registry, repo, source]).fetchone() is not None
+
+
 def stored_facts(row):
     """A manifests row (media_type, kind, body, config_body) as facts derived again from its bytes, or None
     when it has none or they do not hold (edited): then nothing is taken from it."""
