@@ -16,6 +16,7 @@ from pathlib import Path
 from . import checkpoint as notes
 from . import merkle, store
 from .checkpoint import CheckpointError
+from .paths import read_bytes
 
 SEAL_LINE = re.compile(r"seal ([1-9][0-9]{0,17}) ([A-Za-z0-9+/]{43}=)")
 _PIN = re.compile(r"([1-9][0-9]{0,17}):([0-9a-f]{64})")
@@ -90,8 +91,7 @@ def read_pins(expected, verifier=None, origin=None):
 
 def _checkpoint_pin(path, verifier, origin):
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(notes.MAX_NOTE_BYTES + 1)
+        raw = read_bytes(path, notes.MAX_NOTE_BYTES)
     except OSError as error:
         raise PinError(f"{path}: cannot read ({error.strerror}); give a checkpoint file or EVENT_ID:HASH") from None
     try:

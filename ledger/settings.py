@@ -18,6 +18,7 @@ from .references import TargetError, canonical_registry, parse_target
 from .limits import (CONCURRENCY_RANGE, DEADLINE_RANGE, MAX_TAGS_RANGE, MIN_RPS, NOTIFY_DEADLINE,
                      NOTIFY_DEADLINE_RANGE, NOTIFY_ON, REFERRER_MODES, RETRIES_RANGE)
 from .notify import Notifications, NotifyError, kinds
+from .paths import PathError, check_file, read_bytes
 from .registry import RegistryOptions
 from .semantics import tag_filter
 
@@ -179,8 +180,7 @@ def check_regex(value, name):
 def load_config(path):
     """Read a TOML config: returns (targets, {registry: RegistryOptions}, notification settings)."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        raw = read_bytes(path, MAX_CONFIG_BYTES)
         if len(raw) > MAX_CONFIG_BYTES:
             raise SettingsError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a config file")
         document = tomllib.loads(raw.decode("utf-8"))
@@ -266,6 +266,16 @@ def _check_values(table, where):
         if low is not None and not low <= value <= high:  # written so that nan is refused too
             bounds = f"at least {low}" if high == math.inf else f"from {low} to {high}"
             raise SettingsError(f"{where}: {key} must be {bounds} (not {value})")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SettingsError(f"{where}: {key} must be a finite number (not {value})")
+    for key in ("ca_file", "docker_config"):
+        if key in table:
+            if not isinstance(table[key], str):
+                raise SettingsError(f"{where}: {key} has the wrong type ({type(table[key]).__name__})")
+            try:
+                check_file(table[key])
+            except PathError as error:
+                raise SettingsError(f"{where}: {key}: {error}") from None
     for key in ("include_tags", "exclude_tags"):
         check_regex(table.get(key), f"{where}: {key}")
     if "referrers" in table and table["referrers"] not in REFERRER_MODES:

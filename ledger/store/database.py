@@ -8,6 +8,7 @@ import sqlite3
 import urllib.parse
 from importlib import resources
 
+from ..paths import PathError, check_file
 from .encoding import _CANONICAL, digest_key
 
 SCHEMA_VERSION = 8
@@ -71,8 +72,17 @@ def _connect(uri, probe=False):
     return conn
 
 
+def _regular(path):
+    """Refuse what is not a regular file before SQLite opens it: it would wait forever on a FIFO."""
+    try:
+        check_file(path)
+    except PathError as error:
+        raise StoreError(f"{error}, so not a ledger") from None
+
+
 def _opened(path, connect):
     """connect(), with SQLite's refusal said in one line naming the file."""
+    _regular(path)
     try:
         return connect()
     except sqlite3.OperationalError as error:
@@ -130,6 +140,7 @@ def connect_attached(ledgers):
 def _readonly(path, open_):
     """open_(uri) of the file read-only, or `immutable` where its side files cannot be created (see
     connect_readonly)."""
+    _regular(path)
     try:
         return open_(_uri(path, mode="ro"))
     except sqlite3.OperationalError:
