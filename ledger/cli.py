@@ -16,8 +16,8 @@ import click
 
 from . import __version__, reads, store
 from .limits import (CONCURRENCY_RANGE, DEADLINE_RANGE, DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, DEFAULT_RETRIES,
-                     MAX_TAGS, MAX_TAGS_RANGE, MIN_RPS, NOTIFY_DEADLINE, NOTIFY_DEADLINE_RANGE, NOTIFY_KINDS, NOTIFY_ON,
-                     REFERRER_MODES, RETRIES_RANGE)
+                     MAX_TAGS, MAX_TAGS_RANGE, NOTIFY_DEADLINE, NOTIFY_DEADLINE_RANGE, NOTIFY_KINDS, NOTIFY_ON,
+                     REFERRER_MODES, RETRIES_RANGE, RPS_RANGE)
 from .params import DirectoryPath, FilePath, Float, Int, TreeSize
 from .terminal import printable, short_digest, table
 from .times import parse_when
@@ -85,7 +85,7 @@ def collect_options(command):
                      help="A TOML file of registries with their own targets, credentials, TLS and limits."),
         click.option("--concurrency", default=DEFAULT_CONCURRENCY, show_default=True, type=click.IntRange(*CONCURRENCY_RANGE),
                      help="Requests in flight at once, per registry."),
-        click.option("--rps", type=Float(min=MIN_RPS), metavar="N",
+        click.option("--rps", type=Float(*RPS_RANGE), metavar="N",
                      help="At most N requests per second, per registry."),
         click.option("--retries", default=DEFAULT_RETRIES, show_default=True, type=click.IntRange(*RETRIES_RANGE),
                      help="Retries on connection errors, 5xx and 429, with backoff."),
