@@ -57,7 +57,8 @@ FIFOS = [
                  id="prove--consistency"),
     pytest.param(["checkpoint", "--key", "fifo", "--db", "ledger.db"], {}, "--key", id="checkpoint--key"),
     pytest.param(["checkpoint", "--new-key", "fifo"], {}, "--new-key", id="checkpoint--new-key"),
-    *[pytest.param(["collect", "r.example/a", "--db", "new.db", option, "fifo", *more], {}, option, id=f"collect{option}")
+    *[pytest.param(["collect", "r.example/a", "--db", "new.db", option, "fifo", *more], {}, option,
+                   id=f"collect{option}")
       for option, more in [("--config", []), ("--docker-config", []), ("--metrics-file", []), ("--ca-file", []),
                            ("--checkpoint-key", ["--checkpoint-dir", "checkpoints"]),
                            ("--checkpoint-dir", ["--checkpoint-key", "ledger.db"])]],
