@@ -28,6 +28,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from .paths import read_bytes
+
 MAX_NOTE_BYTES = 64 * 1024  # read at most this + 1 bytes of a checkpoint file
 MAX_SIGNATURES = 100  # as Go's note.Open; the spec asks verifiers to accept at least 16
 MAX_SIZE = 2**63 - 1  # Go's and transparency-dev's tree sizes are 64-bit
@@ -208,8 +210,7 @@ def _create(path: Path, text: str, private: bool) -> None:
 
 def _read_key(path: str | os.PathLike) -> str:
     try:
-        with open(path, "rb") as file:
-            raw = file.read(_KEY_FILE_BYTES + 1)
+        raw = read_bytes(path, _KEY_FILE_BYTES)
     except OSError as error:
         raise CheckpointError(f"cannot read the key file {path}: {error.strerror}") from None
     if len(raw) > _KEY_FILE_BYTES:

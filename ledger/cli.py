@@ -16,8 +16,9 @@ import click
 
 from . import __version__, reads, store
 from .limits import (CONCURRENCY_RANGE, DEADLINE_RANGE, DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, DEFAULT_RETRIES,
-                     MAX_TAGS, MAX_TAGS_RANGE, MIN_RPS, NOTIFY_DEADLINE, NOTIFY_DEADLINE_RANGE, NOTIFY_KINDS, NOTIFY_ON,
-                     REFERRER_MODES, RETRIES_RANGE)
+                     MAX_TAGS, MAX_TAGS_RANGE, NOTIFY_DEADLINE, NOTIFY_DEADLINE_RANGE, NOTIFY_KINDS, NOTIFY_ON,
+                     REFERRER_MODES, RETRIES_RANGE, RPS_RANGE)
+from .params import DirectoryPath, FilePath, Float, Int, TreeSize
 from .terminal import printable, short_digest, table
 from .times import parse_when
 
@@ -29,7 +30,7 @@ EXIT_FAILED, EXIT_PARTIAL = 1, 3
 
 db_option = click.option(
     "--db", "db_path", default="ledger.db", show_default=True, envvar="LEDGER_DB", metavar="PATH",
-    type=click.Path(dir_okay=False), help="The ledger file (env LEDGER_DB).")
+    type=FilePath(), help="The ledger file (env LEDGER_DB).")
 
 
 source_option = click.option(
@@ -105,16 +106,16 @@ def collect_options(command):
     for option in reversed([
         click.argument("targets", nargs=-1),
         db_option,
-        click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
+        click.option("--config", "config_path", type=FilePath(), metavar="FILE",
                      help="A TOML file of registries with their own targets, credentials, TLS and limits."),
         click.option("--concurrency", default=DEFAULT_CONCURRENCY, show_default=True, type=click.IntRange(*CONCURRENCY_RANGE),
                      help="Requests in flight at once, per registry."),
-        click.option("--rps", type=click.FloatRange(min=MIN_RPS), metavar="N",
+        click.option("--rps", type=Float(*RPS_RANGE), metavar="N",
                      help="At most N requests per second, per registry."),
         click.option("--retries", default=DEFAULT_RETRIES, show_default=True, type=click.IntRange(*RETRIES_RANGE),
                      help="Retries on connection errors, 5xx and 429, with backoff."),
         click.option("--deadline", default=DEFAULT_DEADLINE, show_default=True,
-                     type=click.FloatRange(*DEADLINE_RANGE), metavar="SECONDS",
+                     type=Float(*DEADLINE_RANGE), metavar="SECONDS",
                      help="Give up on one request (connect to last byte) after this long."),
         click.option("--max-tags", default=MAX_TAGS, show_default=True, type=click.IntRange(*MAX_TAGS_RANGE),
                      metavar="N", help="Most tags listed per repository; past it the listing is incomplete and "
@@ -129,14 +130,14 @@ def collect_options(command):
                           "(the referrers tag schema and cosign's tags alone, which cost no request)."),
         click.option("--plain-http", is_flag=True,
                      help="Use plain HTTP for every registry (localhost and 127.0.0.0/8 always may)."),
-        click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), metavar="PEM",
+        click.option("--ca-file", type=FilePath(exists=True), metavar="PEM",
                      help="Trust this CA bundle for TLS."),
         click.option("--insecure", is_flag=True, help="Skip TLS certificate verification (not recommended)."),
         click.option("--username", envvar="LEDGER_USERNAME", metavar="USER",
                      help="User name for the registries named here (env LEDGER_USERNAME)."),
         click.option("--password-stdin", is_flag=True,
                      help="Read the password or token from standard input (or set LEDGER_PASSWORD)."),
-        click.option("--docker-config", type=click.Path(dir_okay=False), metavar="FILE",
+        click.option("--docker-config", type=FilePath(), metavar="FILE",
                      help="Docker config to read credentials from [default: $DOCKER_CONFIG/config.json or "
                           "~/.docker/config.json]."),
         click.option("--daemon", is_flag=True,
@@ -144,12 +145,12 @@ def collect_options(command):
         click.option("--docker-host", metavar="URL",
                      help="The daemon's API with --daemon: unix:///path or tcp://HOST:PORT "
                           "[default: $DOCKER_HOST or unix:///var/run/docker.sock]."),
-        click.option("--checkpoint-dir", type=click.Path(file_okay=False), metavar="DIR",
+        click.option("--checkpoint-dir", type=DirectoryPath(), metavar="DIR",
                      help="After every run, write the signed head to a new DIR/run-ID.checkpoint and link "
                           "DIR/latest.checkpoint to it, once it extends the checkpoints there: a rolled-back or "
                           "rewritten ledger is refused, exit 1, and no file is overwritten (keep DIR elsewhere: "
                           "a git repo, a bucket)."),
-        click.option("--checkpoint-key", envvar="LEDGER_CHECKPOINT_KEY", type=click.Path(dir_okay=False),
+        click.option("--checkpoint-key", envvar="LEDGER_CHECKPOINT_KEY", type=FilePath(),
                      metavar="FILE", help="The signer key for --checkpoint-dir (env LEDGER_CHECKPOINT_KEY)."),
         click.option("--notify", multiple=True, metavar="URL",
                      help="Send a message about each run that changed something or failed to this apprise URL "
@@ -158,10 +159,10 @@ def collect_options(command):
         click.option("--notify-on", metavar="KINDS",
                      help=f"What is worth a message, comma-separated: {', '.join(NOTIFY_KINDS)} "
                           f"[default: {','.join(NOTIFY_ON)}]."),
-        click.option("--notify-deadline", type=click.FloatRange(*NOTIFY_DEADLINE_RANGE), metavar="SECONDS",
+        click.option("--notify-deadline", type=Float(*NOTIFY_DEADLINE_RANGE), metavar="SECONDS",
                      help=f"Give up on a run's notifications after this long, every URL together "
                           f"[default: {NOTIFY_DEADLINE:g}]."),
-        click.option("--metrics-file", type=click.Path(dir_okay=False), metavar="PATH",
+        click.option("--metrics-file", type=FilePath(), metavar="PATH",
                      help="After every run, write Prometheus metrics to PATH, atomically (name it *.prom for "
                           "node_exporter's textfile collector)."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary; errors only."),
@@ -408,7 +409,7 @@ def _verifier(key):
 
 
 def _pins(expect, public_key, option="--expect"):
-    """The pins to check; a checkpoint file counts only with --key, as anyone can write one."""
+    """The pins `option` gives; a checkpoint file counts only with --key, as anyone can write one."""
     from . import checkpoint, pinning
     unsigned = next((text for text in expect if not pinning.is_event_pin(text)), None)
     if unsigned is not None and not public_key:
@@ -416,6 +417,9 @@ def _pins(expect, public_key, option="--expect"):
                                "that must have signed it (anyone can write an unsigned one); EVENT_ID:HASH needs none")
     try:
         verifier = _verifier(public_key) if public_key else None
+    except checkpoint.CheckpointError as error:
+        raise click.ClickException(f"--key: {error}") from None
+    try:
         return pinning.read_pins(expect, verifier)
     except (checkpoint.CheckpointError, pinning.PinError) as error:  # a pin that cannot be trusted fails verify
         raise click.ClickException(f"{option}: {error}") from None
@@ -423,9 +427,9 @@ def _pins(expect, public_key, option="--expect"):
 
 @cli.command(name="checkpoint")
 @db_option
-@click.option("--key", "key_path", envvar="LEDGER_CHECKPOINT_KEY", type=click.Path(dir_okay=False), metavar="FILE",
+@click.option("--key", "key_path", envvar="LEDGER_CHECKPOINT_KEY", type=FilePath(), metavar="FILE",
               help="The Ed25519 signer key to sign with (env LEDGER_CHECKPOINT_KEY).")
-@click.option("--new-key", "new_key", type=click.Path(dir_okay=False), metavar="FILE",
+@click.option("--new-key", "new_key", type=FilePath(), metavar="FILE",
               help="Make a signer key in FILE (mode 0600) and its verifier key in FILE.pub, print the verifier.")
 @click.option("--name", default=lambda: f"registry-ledger/{socket.gethostname()}", show_default="registry-ledger/HOST",
               help="With --new-key: the key's name, which is the checkpoints' origin (no spaces or '+').")
@@ -454,10 +458,10 @@ def checkpoint_command(db_path, key_path, new_key, name):
 
 
 @cli.command()
-@click.argument("event_id", type=click.IntRange(1), required=False)
-@click.option("--consistency", nargs=2, metavar="OLD NEW",
+@click.argument("event_id", type=Int(1), required=False)
+@click.option("--consistency", nargs=2, type=TreeSize(), metavar="OLD NEW",
               help="Prove the tree of OLD extends to NEW instead: checkpoint files or event counts.")
-@click.option("--size", type=click.IntRange(1),
+@click.option("--size", type=Int(1),
               help="Prove inclusion in the tree of the first SIZE events [default: all].")
 @click.option("--key", "public_key", metavar="PUBLIC",
               help="The verifier key the checkpoint files must be signed by (needed with checkpoint files).")
@@ -482,10 +486,10 @@ def prove(event_id, consistency, size, public_key, db_path):
 
 
 def _tree(value, public_key):
-    """A tree given as a size, or by a checkpoint file: then (size, the root it pins), which the ledger's
-    tree of that size must still have."""
-    if value.isascii() and value.isdigit():
-        return int(value), None
+    """A tree given as a size, or by a checkpoint file (params.TreeSize): then (size, the root it pins), which
+    the ledger's tree of that size must still have."""
+    if isinstance(value, int):
+        return value, None
     pin = _pins([value], public_key, "--consistency")[0]
     return pin.size, pin.root
 
@@ -607,7 +611,7 @@ def changes(since, until, pattern, db_path, source, as_json, as_csv, full):
 
 @cli.command()
 @db_option
-@click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(1), help="How many runs, newest first.")
+@click.option("-n", "--limit", default=20, show_default=True, type=Int(1), help="How many runs, newest first.")
 @click.option("--errors", "with_errors", is_flag=True, help="Also list each run's errors.")
 @output_options
 def runs(db_path, limit, with_errors, as_json, as_csv, full):
@@ -634,14 +638,14 @@ def parse_interval(text):
     try:
         return seconds(text)
     except ValueError as error:
-        raise click.BadParameter(str(error)) from None
+        raise click.BadParameter(str(error), param_hint="'--every'") from None
 
 
 @cli.command()
 @collect_options
 @click.option("--every", default="15m", show_default=True, metavar="INTERVAL",
               help="Time between runs: 30s, 15m, 1h.")
-@click.option("--jitter", default=0.1, show_default=True, type=click.FloatRange(0, 0.5),
+@click.option("--jitter", default=0.1, show_default=True, type=Float(0, 0.5),
               help="Vary each wait by up to this share of the interval, so many watchers spread out.")
 @click.option("--metrics-port", type=click.IntRange(1, 65535), metavar="N",
               help="Serve Prometheus metrics at http://127.0.0.1:N/metrics for the watcher's life (loopback only).")
@@ -701,8 +705,8 @@ watch.help += _TARGET_HELP
 
 
 @cli.command()
-@click.argument("db_paths", nargs=-1, metavar="[DB]...", type=click.Path(dir_okay=False))
-@click.option("--db", "db_options", multiple=True, metavar="PATH", type=click.Path(dir_okay=False),
+@click.argument("db_paths", nargs=-1, metavar="[DB]...", type=FilePath())
+@click.option("--db", "db_options", multiple=True, metavar="PATH", type=FilePath(),
               help="A ledger file to serve, as DB (repeatable) [default: LEDGER_DB or ledger.db when no DB is given].")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; the default keeps it on this machine.")

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from .auth import Credentials
+from .paths import read_bytes
 from .references import DOCKER_HUB, canonical_registry
 from .wire import WireError, loads
 
@@ -43,8 +44,7 @@ def from_docker_config(registry, path=None):
     if not path.exists():
         return None
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        raw = read_bytes(path, MAX_CONFIG_BYTES)
         if len(raw) > MAX_CONFIG_BYTES:
             raise CredentialsError(f"{path}: the Docker config is larger than {MAX_CONFIG_BYTES} bytes")
         config = loads(raw, "the Docker config")

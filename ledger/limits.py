@@ -8,7 +8,7 @@ DEFAULT_RETRIES = 4
 
 CONCURRENCY_RANGE = (1, 256)
 RETRIES_RANGE = (0, 10)
-MIN_RPS = 0.1
+RPS_RANGE = (0.1, 100_000)  # requests per second, per registry
 DEADLINE_RANGE = (1, 86400)  # seconds for one request
 MAX_TAGS_RANGE = (1, 10_000_000)
 

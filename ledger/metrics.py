@@ -14,6 +14,7 @@ import sqlite3
 import time
 
 from . import reads, store
+from .paths import read_bytes
 
 STATUSES = ("ok", "partial", "failed")
 KINDS = ("added", "moved", "updated", "removed")
@@ -81,8 +82,7 @@ class Metrics:
                     "ledger_requests_total": (self.requests, {"kind"}),
                     "ledger_errors_total": (self.errors, {"stage", "severity"})}
         try:
-            with open(path, "rb") as handle:
-                text = handle.read(MAX_FILE_BYTES + 1)
+            text = read_bytes(path, MAX_FILE_BYTES)
             if len(text) > MAX_FILE_BYTES:
                 return
             samples = [sample for family in text_string_to_metric_families(text.decode("utf-8"))

@@ -32,6 +32,13 @@ _ADDRESS = re.compile(r"(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|\[[0-9A-F
 _HOST_SCHEMES = frozenset({"json", "jsons", "xml", "xmls", "form", "forms", "mailto", "mailtos", "apprise",
                            "apprises", "ntfy", "ntfys", "gotify", "gotifys", "matrix", "matrixs", "mmost",
                            "mmosts", "rocket", "rockets", "ncloud", "nclouds", "mastodon", "mastodons"})
+# Messages carry text a registry chose (its error messages, repository and tag names), and chat services read
+# messages as markup: @everyone, @here, @channel and @room notify a whole channel; <!channel>, <!here>, <@id>,
+# <@&id>, <#id> and <at> are Slack's, Discord's and Teams' mentions, and <url> and <url|text> Slack's links;
+# [text](url) is Markdown's, which shows other words than where it goes. So a zero-width space follows every
+# @, every < becomes a lookalike (each of those begins with one), and `](` is broken by a zero-width space:
+# the words still read, and nothing in them is a mention or a link.
+_INERT = str.maketrans({"@": "@\u200b", "<": "\u2039"})
 _HTTP_STATUS = re.compile(r"\berror=(\d{3})\b")  # how apprise's plugins log a refused request
 _LINE = 300  # characters of one listed change or error
 
@@ -113,9 +120,14 @@ class Notifications:
 
     def _send(self, title, body, kind):
         try:
-            return _deliver(self.urls, title, body, kind, self.deadline)
+            return _deliver(self.urls, inert(title), inert(body), kind, self.deadline)
         except Exception as error:  # a notification never costs the run it tells about
             return [_problem("every target", f"not sent ({error.__class__.__name__})")]
+
+
+def inert(text):
+    """`text` with no mention and no link in it, as people still read it (see _INERT)."""
+    return text.translate(_INERT).replace("](", "]\u200b(")
 
 
 def _message(changes, on):

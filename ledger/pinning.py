@@ -18,6 +18,7 @@ from pathlib import Path
 from . import checkpoint as notes
 from . import merkle, store
 from .checkpoint import CheckpointError
+from .paths import read_bytes
 from .store.database import _transaction
 
 LATEST = "latest.checkpoint"
@@ -135,10 +136,9 @@ def _check_copy(directory, latest):
 
 def _read(path):
     try:
-        with open(path, "rb") as handle:
-            return handle.read(notes.MAX_NOTE_BYTES + 1)
+        return read_bytes(path, notes.MAX_NOTE_BYTES)  # a FIFO planted in the directory never blocks
     except OSError as error:
-        raise PinError(f"{path}: cannot read ({error.strerror})") from None
+        raise PinError(f"{path}: cannot read ({error.strerror or error})") from None
 
 
 def _create(path, text):
@@ -205,8 +205,7 @@ def _checkpoint_pin(path, verifier, origin):
     if verifier is None:
         raise PinError(f"{path}: a checkpoint needs the verifier key that must have signed it")
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(notes.MAX_NOTE_BYTES + 1)
+        raw = read_bytes(path, notes.MAX_NOTE_BYTES)
     except OSError as error:
         raise PinError(f"{path}: cannot read ({error.strerror}); give a checkpoint file or EVENT_ID:HASH") from None
     try:

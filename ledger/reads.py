@@ -107,11 +107,12 @@ GROUP BY h.registry, h.repo, h.tag, h.source, h.digest, h.image""",
 
 
 def fleet_canned(names):
-    """The fleet-wide canned queries' SQL over ledgers attached under these names (`ledger serve a.db b.db`).
-    A name comes from a file name: it goes in as a quoted identifier (the schema) and a quoted string (the
-    `ledger` column), never as it is."""
-    quoted = [{"schema": '"' + name.replace('"', '""') + '"', "ledger": "'" + name.replace("'", "''") + "'"}
-              for name in names]
+    """The fleet-wide canned queries' SQL over ledgers attached by these names (`ledger serve a.db b.db`), each
+    as its store.schema_names() schema. A name comes from a file name: its schema goes in as a quoted
+    identifier and the name as a quoted string (the `ledger` column), never as they are."""
+    from .store import schema_names
+    quoted = [{"schema": '"' + schema.replace('"', '""') + '"', "ledger": "'" + name.replace("'", "''") + "'"}
+              for name, schema in schema_names(names).items()]
     return {query: "\n".join(filter(None, [head, "\nUNION ALL\n".join(each.format(**q) for q in quoted), tail]))
             for query, (head, each, tail) in _FLEET.items()}
 

@@ -5,7 +5,6 @@ credentials to the Docker config and its helpers.
 """
 
 import json
-import math
 import os
 import tomllib
 from dataclasses import dataclass
@@ -15,9 +14,10 @@ import re2
 from .auth import Credentials
 from .credentials import CredentialsError, from_docker_config
 from .references import TargetError, canonical_registry, parse_target
-from .limits import (CONCURRENCY_RANGE, DEADLINE_RANGE, MAX_TAGS_RANGE, MIN_RPS, NOTIFY_DEADLINE,
-                     NOTIFY_DEADLINE_RANGE, NOTIFY_ON, REFERRER_MODES, RETRIES_RANGE)
+from .limits import (CONCURRENCY_RANGE, DEADLINE_RANGE, MAX_TAGS_RANGE, NOTIFY_DEADLINE, NOTIFY_DEADLINE_RANGE,
+                     NOTIFY_ON, REFERRER_MODES, RETRIES_RANGE, RPS_RANGE)
 from .notify import Notifications, NotifyError, kinds
+from .paths import PathError, check_file, read_bytes
 from .registry import RegistryOptions
 from .semantics import tag_filter
 
@@ -33,7 +33,7 @@ _TYPES = {"insecure": bool, "plain_http": bool, "concurrency": int, "retries": i
 MAX_CONFIG_BYTES = 1024 * 1024
 
 # The config file is held to the CLI's own ranges.
-_RANGES = {"concurrency": CONCURRENCY_RANGE, "retries": RETRIES_RANGE, "rps": (MIN_RPS, math.inf),
+_RANGES = {"concurrency": CONCURRENCY_RANGE, "retries": RETRIES_RANGE, "rps": RPS_RANGE,
            "deadline": DEADLINE_RANGE, "max_tags": MAX_TAGS_RANGE}
 
 
@@ -182,8 +182,7 @@ def check_regex(value, name):
 def load_config(path):
     """Read a TOML config: returns (targets, {registry: RegistryOptions}, notification settings)."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        raw = read_bytes(path, MAX_CONFIG_BYTES)
         if len(raw) > MAX_CONFIG_BYTES:
             raise SettingsError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a config file")
         document = tomllib.loads(raw.decode("utf-8"))
@@ -267,8 +266,15 @@ def _check_values(table, where):
             raise SettingsError(f"{where}: {key} has the wrong type ({type(value).__name__})")
         low, high = _RANGES.get(key, (None, None))
         if low is not None and not low <= value <= high:  # written so that nan is refused too
-            bounds = f"at least {low}" if high == math.inf else f"from {low} to {high}"
-            raise SettingsError(f"{where}: {key} must be {bounds} (not {value})")
+            raise SettingsError(f"{where}: {key} must be from {low} to {high} (not {value})")
+    for key in ("ca_file", "docker_config"):
+        if key in table:
+            if not isinstance(table[key], str):
+                raise SettingsError(f"{where}: {key} has the wrong type ({type(table[key]).__name__})")
+            try:
+                check_file(table[key])
+            except PathError as error:
+                raise SettingsError(f"{where}: {key}: {error}") from None
     for key in ("include_tags", "exclude_tags"):
         check_regex(table.get(key), f"{where}: {key}")
     if "referrers" in table and table["referrers"] not in REFERRER_MODES:

@@ -77,12 +77,18 @@ _LONG_UNITS = {"sec": "s", "second": "s", "min": "m", "minute": "m", "hour": "h"
 _INTERVAL = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", re.ASCII)
 
 
+MAX_INTERVAL = 366 * 86400  # a year: longer waits are a typo, and past threading's limit they raise
+
+
 def parse_interval(text):
-    """`90`, `30s`, `15m`, `1h`, `1d` -> seconds (more than 0); ValueError otherwise."""
+    """`90`, `30s`, `15m`, `1h`, `1d` -> seconds (more than 0, at most MAX_INTERVAL); ValueError otherwise."""
     match = _INTERVAL.fullmatch(text or "")
     if not match or float(match.group(1)) <= 0:
         raise ValueError(f"{text!r} is not an interval like 30s, 15m, 1h")
-    return float(match.group(1)) * _SECONDS[match.group(2) or "s"]
+    seconds = float(match.group(1)) * _SECONDS[match.group(2) or "s"]
+    if seconds > MAX_INTERVAL:
+        raise ValueError(f"{text!r} is longer than a year ({MAX_INTERVAL // 86400}d)")
+    return seconds
 
 
 def parse_when(text):

@@ -318,3 +318,29 @@ def test_with_no_db_given_it_serves_ledger_db_or_LEDGER_DB(tmp_path, env, args, 
     result = subprocess.run([sys.executable, "-m", "ledger", "serve", *args], capture_output=True, text=True,
                             cwd=tmp_path, env={**os.environ, "LEDGER_DB": "", **env}, timeout=60)
     assert (result.returncode, result.stderr) == (1, f"Error: no ledger at {expect}\n")
+
+
+def test_ledgers_named_as_sqlite_names_its_own_schemas_are_served_under_their_names(tmp_path, serving):
+    """`main` and `temp` are the connection's own schemas, and schema names are case-insensitive: such
+    ledgers are attached under aliases, and still served, and named in the `ledger` column, as their stems."""
+    names = ["main", "temp", "other", "Other", "sqlite_master"]
+    paths = []
+    for name in names:
+        paths.append(str(tmp_path / f"{name}.db"))
+        db = store.open_db(paths[-1])
+        seen = [Sighting("r.example", name, "1", format_instant(datetime.now(timezone.utc)),
+                         "sha256:" + hashlib.sha256(name.encode()).hexdigest(),
+                         "application/vnd.oci.image.manifest.v1+json")]
+        store.append_run(db, store.start_run(db, "registry", [f"r.example/{name}"]), RunResult(observations=seen))
+        db.close()
+    assert store.schema_names(names) == store.schema_names(list(reversed(names)))  # not the arguments' order
+    served = serving(*paths)
+    for path in ["/", *(f"/{name}" for name in names), "/main/-/timelines", "/_memory"]:
+        assert requests.get(f"{served.base}{path}", timeout=30).status_code == 200, path
+    for name in names:
+        assert [(row["repo"], row["tag"]) for row in served.get(f"/{name}/current_tags.json")] == [(name, "1")]
+    fleet_rows = served.get("/_memory/fleet_current_tags.json")
+    assert sorted((row["ledger"], row["repo"]) for row in fleet_rows) == sorted((name, name) for name in names)
+    usage = served.get("/_memory/fleet_digest_usage.json", digest=hashlib.sha256(b"temp").hexdigest())
+    assert [(row["ledger"], row["points_there_now"]) for row in usage] == [("temp", 1)]
+    assert {row["ledger"] for row in served.get("/_memory/fleet_changes.json")} == set(names)

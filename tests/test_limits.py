@@ -150,16 +150,16 @@ concurrency = 2
     ("[registries.\"a.io\"]\nexclude_tags = '(?<=v)1'\n", "[registries.\"a.io\"]: exclude_tags: invalid regular expression"),
     ("x = 1\n", "unknown setting 'x'"),
     ("concurrency = 2\n", "no [registries"),
-    ("[registries.\"a.io\"]\nrps = 0.001\n", "[registries.\"a.io\"]: rps must be at least 0.1 (not 0.001)"),
+    ("[registries.\"a.io\"]\nrps = 0.001\n", "[registries.\"a.io\"]: rps must be from 0.1 to 100000 (not 0.001)"),
     ("[registries.\"a.io\"]\nretries = -1\n", "[registries.\"a.io\"]: retries must be from 0 to 10 (not -1)"),
     ("[registries.\"a.io\"]\ndeadline = 0\n", "[registries.\"a.io\"]: deadline must be from 1 to 86400 (not 0)"),
     ("max_tags = 0\n[registries.\"a.io\"]\n", "top level: max_tags must be from 1 to 10000000 (not 0)"),
     ("a = " + "[" * 5000 + "]" * 5000 + "\n", "not valid TOML"),
     ("retries = 1000000\n[registries.\"a.io\"]\n", "top level: retries must be from 0 to 10 (not 1000000)"),
     ("[registries.\"a.io\"]\nconcurrency = 0\n", "concurrency must be from 1 to 256 (not 0)"),
-    ("[registries.\"a.io\"]\nrps = nan\n", "rps must be at least 0.1 (not nan)"),
+    ("[registries.\"a.io\"]\nrps = nan\n", "rps must be from 0.1 to 100000 (not nan)"),
     ("[registries.\"a.io\"]\nrps = true\n", "rps has the wrong type (bool)"),
-    ("[registries.\"a\\u001b[2J.io\"]\nrps = 0\n", "[registries.\"a\\u001b[2J.io\"]: rps must be at least 0.1"),
+    ("[registries.\"a\\u001b[2J.io\"]\nrps = 0\n", "[registries.\"a\\u001b[2J.io\"]: rps must be from 0.1 to 100000"),
 ])
 def test_a_bad_config_file_is_one_line_naming_it(ledger, tmp_path, text, message):
     config = tmp_path / "bad.toml"

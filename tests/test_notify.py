@@ -296,3 +296,31 @@ def test_bad_notify_settings_are_bad_usage_in_one_line(ledger, tmp_path, args, c
 def test_a_target_is_shown_by_its_scheme_and_only_a_server_address(url, expected):
     from ledger.notify import shown
     assert shown(url) == expected
+
+
+HOSTILE_WORDS = ("@everyone @here @channel @room <!channel> <!here> <@U024BE7LH> <@&123456> <#C0123> <at>boss</at> "
+                 "[your password expired](http://evil.example/login) <http://evil.example|the docs> "
+                 "<https://evil.example/raw>")
+LIVE = re.compile(r"@(?:everyone|here|channel|room)|<[!@#a-z]|<https?:|\]\(")
+
+
+def test_a_hostile_registrys_words_reach_the_receiver_as_words_never_mentions_or_links(ledger, receiver):
+    """A registry's error message is told as it reads, with no live mention or link in it for Slack, Discord,
+    Teams or Matrix to act on."""
+    import hostile
+    server = hostile.good_registry()
+    try:
+        server.misbehave[("GET", "tags", "bad/app")] = hostile.answer(
+            400, json.dumps({"errors": [{"code": "DENIED", "message": HOSTILE_WORDS}]}).encode())
+        ledger.collect(f"{server.host}/bad/app", "--retries", "0", "--notify", receiver.url(), "--notify-on",
+                       "failed,partial", expect=1)
+    finally:
+        server.stop()
+    [message] = receiver.messages()
+    assert HOSTILE_WORDS in ledger.rows("SELECT message FROM errors")[0]["message"]  # the ledger keeps it as said
+    told = message["title"] + "\n" + message["message"]
+    assert "DENIED" in told and not LIVE.search(told), told
+    readable = told.replace("\u200b", "")  # what people see: every word still there
+    for word in ("@everyone", "@here", "!channel", "@&123456", "#C0123", "[your password expired]",
+                 "(http://evil.example/login)", "http://evil.example|the docs"):
+        assert word in readable, word

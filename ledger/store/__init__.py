@@ -15,7 +15,7 @@ _WHERE = {
     "append_run": "append",
     "run_changes": "changes",
     "SCHEMA_VERSION": "database", "Ledger": "database", "StoreError": "database", "connect_attached": "database",
-    "connect_readonly": "database",
+    "connect_readonly": "database", "schema_names": "database",
     "open_db": "database", "open_readonly": "database",
     "GENESIS": "encoding", "REGISTRY": "encoding", "digest_key": "encoding", "digest_text": "encoding",
     "event_hash": "encoding",

@@ -2,11 +2,13 @@
 the file's schema differs from the shipped one."""
 
 from hashlib import sha256
+import itertools
 import os
 import sqlite3
 import urllib.parse
 from importlib import resources
 
+from ..paths import PathError, check_file
 from .encoding import _CANONICAL, digest_key
 
 SCHEMA_VERSION = 8
@@ -70,8 +72,17 @@ def _connect(uri, probe=False):
     return conn
 
 
+def _regular(path):
+    """Refuse what is not a regular file before SQLite opens it: it would wait forever on a FIFO."""
+    try:
+        check_file(path)
+    except PathError as error:
+        raise StoreError(f"{error}, so not a ledger") from None
+
+
 def _opened(path, connect):
     """connect(), with SQLite's refusal said in one line naming the file."""
+    _regular(path)
     try:
         return connect()
     except sqlite3.OperationalError as error:
@@ -91,14 +102,35 @@ def connect_readonly(path):
     return _readonly(path, lambda uri: _connect(uri, probe=True))
 
 
+def schema_names(names):
+    """{name: schema}: the schema each ledger is attached as, its own name wherever SQLite allows it. `main`
+    and `temp` are the connection's own, and schema names are ASCII case-insensitive (`Prod` and `prod` are
+    one): those are attached as `ledger_1`, `ledger_2`, ... in the order of the names sorted, so a schema
+    does not move with the order of the arguments."""
+    def key(name):
+        return name.encode("utf-8", "surrogatepass").lower()
+    taken = {b"main", b"temp"}
+    schemas = {}
+    for name in sorted(names, key=lambda name: (key(name), name)):
+        if key(name) not in taken:
+            schemas[name] = name
+            taken.add(key(name))
+    aliases = (f"ledger_{n}" for n in itertools.count(1))
+    for name in sorted(set(names) - set(schemas)):
+        schemas[name] = next(alias for alias in aliases if key(alias) not in taken)
+        taken.add(key(schemas[name]))
+    return {name: schemas[name] for name in names}
+
+
 def connect_attached(ledgers):
-    """An in-memory connection with each ledger of `ledgers` ({name: path}) attached under its name, each
-    read as connect_readonly reads it, for queries across ledgers. ATTACH reads the file's schema, so a
-    file it cannot read fails here; the name and the URI are bound as values, never pasted into SQL."""
+    """An in-memory connection with each ledger of `ledgers` ({name: path}) attached as its schema_names()
+    schema, each read as connect_readonly reads it, for queries across ledgers. ATTACH reads the file's
+    schema, so a file it cannot read fails here; the schema and the URI are bound as values, never pasted
+    into SQL."""
     conn = _connect("file::memory:")
     try:
-        for name, path in ledgers.items():
-            _readonly(path, lambda uri: conn.execute("ATTACH DATABASE ? AS ?", [uri, name]))
+        for name, schema in schema_names(list(ledgers)).items():
+            _readonly(ledgers[name], lambda uri: conn.execute("ATTACH DATABASE ? AS ?", [uri, schema]))
     except BaseException:
         conn.close()
         raise
@@ -108,6 +140,7 @@ def connect_attached(ledgers):
 def _readonly(path, open_):
     """open_(uri) of the file read-only, or `immutable` where its side files cannot be created (see
     connect_readonly)."""
+    _regular(path)
     try:
         return open_(_uri(path, mode="ro"))
     except sqlite3.OperationalError:

@@ -50,7 +50,7 @@ def start_run(db, source, targets):
                     "SELECT id, host, pid FROM runs WHERE finished_at IS NULL "
                     "AND id NOT IN (SELECT run_id FROM run_seals)").fetchall():  # a sealed one was edited back
                 try:
-                    fd = os.open(_lock_path(path, run_id), os.O_RDONLY)
+                    fd = os.open(_lock_path(path, run_id), os.O_RDONLY | os.O_NONBLOCK)  # a FIFO never blocks
                 except FileNotFoundError:
                     if old_host == host and old_pid is not None and not _alive(old_pid):
                         _interrupted(db, run_id, old_pid)
@@ -64,7 +64,7 @@ def start_run(db, source, targets):
                 "INSERT INTO runs (started_at, status, source, targets, tool_version, host, pid) "
                 "VALUES (?, 'running', ?, ?, ?, ?, ?)",
                 [now(), source, json.dumps(list(targets)), __version__, host, pid]).lastrowid
-            held = os.open(_lock_path(path, run_id), os.O_RDONLY | os.O_CREAT, 0o644)
+            held = os.open(_lock_path(path, run_id), os.O_RDONLY | os.O_CREAT | os.O_NONBLOCK, 0o644)
             if not _take(held):
                 raise StoreError(f"{_lock_path(path, run_id)}: held by another process")
     except BaseException:
