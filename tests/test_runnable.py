@@ -18,7 +18,7 @@ from ledger.semantics import Observation
 from ledger.serving import serving_metadata
 from ledger.store import append
 
-from sandbox import ReferrersProxy, _layer_tar
+from sandbox import Pusher, ReferrersProxy, _layer_tar
 from test_artifacts import (Built, cosign_attestation, cosign_signature, descriptor, manifest, notation_signature,
                             push, referrers_index)
 from test_metrics import samples, value
@@ -145,7 +145,6 @@ def test_a_runnable_referrer_is_a_referrer_but_never_a_signature(registry, pushe
     reached it as one), but it signs nothing, whatever its artifactType says."""
     repo = f"{ns}/app"
     with ReferrersProxy(registry.host) as api:
-        from sandbox import Pusher
         through = Pusher(f"http://{api.host}")
         image, _, _ = through.image(repo, "prod", seed=ns)
         disguised = runnable(ns, artifactType=NOTARY, subject={"mediaType": OCI_MANIFEST, "digest": image,
