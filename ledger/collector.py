@@ -490,7 +490,8 @@ class _Work:
         self.result.manifests.append(facts)
         self.known.add(facts["digest"])
         digest = facts["digest"]
-        self.children[digest] = [row["digest"] for row in facts.get("platforms") or () if not row["attestation"]]
+        listed = facts.get("platforms") or facts.get("referrers") or ()  # a referrers list's entries are no platforms
+        self.children[digest] = [row["digest"] for row in listed if not row["attestation"]]
         follow = self._lists_ready(digest)
         for repo in sorted(self.trackers.get(digest, ())):
             for child in self.children[digest]:

@@ -23,6 +23,14 @@ INDEX_TYPES = {OCI_INDEX, DOCKER_LIST}
 IMAGE_TYPES = {OCI_MANIFEST, DOCKER_MANIFEST}
 LEGACY_TYPES = {DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED}
 IMAGE_CONFIG_TYPES = {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
+# Layers a runtime unpacks into a root filesystem: the OCI and Docker layer media types, tar with any
+# compression, distributable or not [OCI image-spec media-types.md, layer.md; Docker image manifest v2.2;
+# containerd images/mediatypes.go]. With an image config, they are what makes a manifest an image: something
+# that runs, whatever label (artifactType, annotations) its pusher chose.
+IMAGE_LAYER_PREFIXES = ("application/vnd.oci.image.layer.", "application/vnd.docker.image.rootfs.")
+# What a manifest is, as the ledger answers about it (manifests.category): something that runs (image, index
+# of images), a legacy schema1 manifest, or an artifact's kind. IMAGES are the ones image questions count.
+IMAGES = ("image", "index", "legacy")
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # what a registry may send, and what a stored row may inflate to
 MAX_CONFIG_BYTES = 8 * 1024 * 1024
@@ -97,6 +105,10 @@ class Manifest:
     artifact_kind: str | None = None  # signature | attestation | sbom | referrers | helm-chart | artifact
     annotations: str | None = None  # the top-level annotations, as sorted JSON
     created: str | None = None  # an artifact's, from its annotations (an image's comes from its config)
+    # What it is, from what can run (runnable): image | index | legacy | an artifact's kind. `kind` and
+    # `artifact_kind` keep the words of before (sealed rows have them): kind 'artifact' for any artifactType,
+    # artifact_kind from the labels. An index's is settled against its children when stored (store.facts).
+    category: str | None = None
 
 
 def valid_digest(value):
@@ -224,12 +236,21 @@ def _is_referrers_list(media_type, entries):
             and any(_str_or_none(entry.get("artifactType")) for entry in entries))
 
 
+def runnable(media_type, config_type, layers):
+    """Whether a runtime would run it: an image manifest whose config is an image config (or names no type,
+    as before OCI required one) and whose every layer is a filesystem layer. artifactType, annotations and
+    subject are the pusher's words and play no part."""
+    return (_bare(media_type) in IMAGE_TYPES and (config_type is None or _bare(config_type) in IMAGE_CONFIG_TYPES)
+            and all(isinstance(layer, dict) and (_bare(_str_or_none(layer.get("mediaType"))) or "").startswith(
+                IMAGE_LAYER_PREFIXES) for layer in layers))
+
+
 def parse_manifest(body, digest, content_type=None):
     """Parse a verified manifest body into the facts the ledger keeps."""
     document = _load_object(body, "manifest")
     media_type = detect_media_type(content_type, document)
     if media_type in LEGACY_TYPES or document.get("schemaVersion") == 1:
-        return Manifest(digest=digest, media_type=media_type, kind="legacy")
+        return Manifest(digest=digest, media_type=media_type, kind="legacy", category="legacy")
     annotations, subject = _annotations(document), _subject(document)
     if media_type in INDEX_TYPES or "manifests" in document:
         entries = document.get("manifests")
@@ -244,7 +265,8 @@ def parse_manifest(body, digest, content_type=None):
         return Manifest(digest=digest, media_type=media_type, kind="index", artifact_type=artifact_type,
                         children=children, subject=subject, artifact_kind=word,
                         annotations=_annotations_json(annotations),
-                        created=normalise_created(annotations.get(CREATED_ANNOTATION)) if word else None)
+                        created=normalise_created(annotations.get(CREATED_ANNOTATION)) if word else None,
+                        category=word or "index")
     config = document.get("config")
     if not isinstance(config, dict) or not valid_digest(config.get("digest")):
         raise ManifestError("manifest has no valid config descriptor")
@@ -264,12 +286,14 @@ def parse_manifest(body, digest, content_type=None):
         word = _artifact_kind({_bare(artifact_type), _bare(config_type)} - {None},
                               {_bare(layer.get("mediaType")) for layer in layers if isinstance(layer, dict)} - {None},
                               annotations) or ("artifact" if kind == "artifact" else None)
+    category = "image" if runnable(media_type, config_type, layers) else word or "artifact"
     return Manifest(digest=digest, media_type=media_type, kind=kind, config_digest=config["digest"],
                     config_media_type=config_type, artifact_type=artifact_type or (
                         config_type if kind == "artifact" else None),
                     size=total, layers=len(layers), subject=subject, artifact_kind=word,
                     annotations=_annotations_json(annotations),
-                    created=normalise_created(annotations.get(CREATED_ANNOTATION)) if kind == "artifact" else None)
+                    created=normalise_created(annotations.get(CREATED_ANNOTATION)) if kind == "artifact" else None,
+                    category=category)
 
 
 def _child(entry, position):
@@ -322,8 +346,13 @@ def created_before_7(kind, config_body):
 
 
 def needs_config(manifest):
-    """Whether a manifest's config blob holds facts the ledger keeps: an image's, a Helm chart's."""
-    return manifest.kind == "image" or manifest.artifact_kind == "helm-chart"
+    """Whether a manifest's config blob holds facts the ledger keeps: an image's (what runs, or what the
+    words of before called one), a Helm chart's."""
+    return _image_config(manifest) or manifest.artifact_kind == "helm-chart"
+
+
+def _image_config(manifest):
+    return manifest.kind == "image" or manifest.category == "image"
 
 
 def facts_of(manifest, body, config_body=None):
@@ -334,12 +363,16 @@ def facts_of(manifest, body, config_body=None):
              "artifact_type": manifest.artifact_type, "size": manifest.size, "layers": manifest.layers,
              "subject": manifest.subject, "artifact_kind": manifest.artifact_kind,
              "annotations": manifest.annotations, "created": manifest.created, "name": None, "version": None,
-             "body": body}
+             "category": manifest.category, "body": body}
     if config_body is not None and needs_config(manifest):
-        parse = parse_config if manifest.kind == "image" else parse_helm_config
+        parse = parse_config if _image_config(manifest) else parse_helm_config
         facts.update(parse(config_body), config_body=config_body)
     if manifest.kind == "index":
-        facts["platforms"] = [_platform(position, child) for position, child in enumerate(manifest.children)]
+        listed = [_platform(position, child) for position, child in enumerate(manifest.children)]
+        # A referrers list's entries are referrers of its subject, never platforms: kept out of the
+        # platforms table (rows of before schema 11 have them: verify knows them as `referrers`).
+        facts["referrers" if manifest.category == "referrers" else "platforms"] = listed
+        facts["children"] = [child.digest for child in manifest.children if not child.attestation]
     return facts
 
 
@@ -355,7 +388,9 @@ def derive(digest, media_type, body, config_body=None):
     verify_digest(body, digest, media_type)
     manifest = parse_manifest(body, digest, media_type)
     if not needs_config(manifest) or (config_body is None and manifest.kind != "image"):
-        return facts_of(manifest, body)  # a Helm chart recorded before its config was fetched has none
+        # a Helm chart recorded before its config was fetched has none, nor an image that schema 10 and
+        # before took for an artifact (an artifactType), whose config they never fetched
+        return facts_of(manifest, body)
     if config_body is None:
         raise ManifestError("the image config's bytes are missing")
     verify_digest(config_body, manifest.config_digest)

@@ -51,7 +51,7 @@ _WANTED = """SELECT d.id FROM {schema}.digests d, given
 NEW_IMAGE_SQL = """(EXISTS (SELECT 1 FROM {schema}.digests f
                      WHERE f.id IN (e.digest_id, e.image_id) AND f.first_event_id = e.id)
              AND (k.source GLOB 'daemon:*'
-                  OR coalesce((SELECT coalesce(m.artifact_kind, m.kind) FROM {schema}.digest_names d
+                  OR coalesce((SELECT coalesce(m.category, m.kind) FROM {schema}.digest_names d
                                JOIN {schema}.manifests m ON m.digest = d.digest WHERE d.id = e.digest_id),
                               'image') IN ('image', 'index', 'legacy')))"""
 # fleet_changes, in one ledger: the ids of the window's changes as a JSON list, at most a page of them, so

@@ -75,7 +75,7 @@ BEGIN SELECT RAISE(ABORT, 'ledger: runs is append-only'); END;
 -- Write-once tables: facts and run records are never changed or replaced.
 -- The one update a manifest row takes: its bytes filled in, once, when a row
 -- from before schema version 6 (which kept none) meets its digest again, with
--- the schema 7 columns derived from them (NULL until then).
+-- the columns of schema 7 and 11 derived from them (NULL until then).
 DROP TRIGGER IF EXISTS manifests_append_only_update;
 CREATE TRIGGER manifests_append_only_update BEFORE UPDATE ON manifests
 WHEN OLD.body IS NOT NULL OR NEW.body IS NULL OR OLD.config_body IS NOT NULL
@@ -84,6 +84,7 @@ WHEN OLD.body IS NOT NULL OR NEW.body IS NULL OR OLD.config_body IS NOT NULL
   OR (OLD.annotations IS NOT NULL AND NEW.annotations IS NOT OLD.annotations)
   OR (OLD.name IS NOT NULL AND NEW.name IS NOT OLD.name)
   OR (OLD.version IS NOT NULL AND NEW.version IS NOT OLD.version)
+  OR (OLD.category IS NOT NULL AND NEW.category IS NOT OLD.category)
   OR NEW.digest IS NOT OLD.digest OR NEW.media_type IS NOT OLD.media_type OR NEW.kind IS NOT OLD.kind
   OR NEW.config_digest IS NOT OLD.config_digest OR NEW.config_media_type IS NOT OLD.config_media_type
   OR NEW.artifact_type IS NOT OLD.artifact_type OR NEW.created IS NOT OLD.created OR NEW.author IS NOT OLD.author

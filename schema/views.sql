@@ -46,7 +46,8 @@ LEFT JOIN media_types m ON m.id = e.media_type_id;
 
 -- Image tags only: a referrer, a referrer tag (the referrers tag schema's `sha256-<hex>`, cosign's
 -- `sha256-<hex>.sig|.att|.sbom`) or a tag of a signature, attestation, SBOM or referrers list is not one.
--- `kind` says what the tag points to (image, index, helm-chart, artifact, ...); signed / attested / sbom
+-- `kind` says what the tag points to (image, index, helm-chart, artifact, ...): manifests.category, which
+-- what can run decides (an image is one whatever artifactType it carries); signed / attested / sbom
 -- say whether the digest has one now: a signature of the digest itself; an attestation or SBOM of it or
 -- of one of its platforms (BuildKit attests each platform), or an attestation inside its index.
 DROP VIEW IF EXISTS current_tags;
@@ -57,8 +58,7 @@ SELECT registry, repo, tag, digest, image, created, first_seen, last_changed, me
        CASE WHEN referable THEN coalesce(instr(referred, '<sbom>') > 0, 0) ELSE 0 END AS sbom
 FROM (
     SELECT s.registry, s.repo, s.tag, s.digest, s.image, s.created, s.first_seen, s.last_changed, s.media_type,
-           s.author, s.size, s.source, s.event_id, coalesce(m.artifact_kind, m.kind) AS kind,
-           m.artifact_kind,
+           s.author, s.size, s.source, s.event_id, coalesce(m.category, m.kind) AS kind,
            -- SQLite writes each of these out where the columns above use it (the subquery is flattened):
            -- `referable` first, so that a repository with no key named like a digest (a referrer's,
            -- `sha256:...`) or a cosign tag (`sha256-...`) costs one probe of its keys per column (one range,
@@ -67,12 +67,12 @@ FROM (
                    AND x.tag >= 'sha256-' AND x.tag < 'sha513') AS referable,
            EXISTS (SELECT 1 FROM platforms p WHERE p.index_digest = s.digest AND p.attestation = 1) AS index_attested,
            (SELECT group_concat('<' || found.kind || '>', '') FROM (
-                SELECT rm.artifact_kind AS kind FROM manifests rm  -- CROSS JOIN: by subject first, not the repo's keys
+                SELECT rm.category AS kind FROM manifests rm  -- CROSS JOIN: by subject first, not the repo's keys
                 CROSS JOIN tag_keys rk ON rk.registry = s.registry AND rk.repo = s.repo AND rk.tag = rm.digest
                                       AND rk.source = 'referrer'
                 WHERE rm.subject = s.digest AND rk.kind != 'removed'
                 UNION ALL
-                SELECT cm.artifact_kind FROM tag_keys ck
+                SELECT cm.category FROM tag_keys ck
                 JOIN event_log ce ON ce.id = ck.event_id
                 JOIN digest_names cd ON cd.id = ce.digest_id
                 JOIN manifests cm ON cm.digest = cd.digest
@@ -83,34 +83,35 @@ FROM (
                 UNION ALL
                 SELECT 'attestation' FROM platforms p WHERE p.index_digest = s.digest AND p.attestation = 1
                 UNION ALL
-                SELECT pm.artifact_kind FROM platforms p
+                SELECT pm.category FROM platforms p
                 CROSS JOIN manifests pm ON pm.subject = p.digest
                 CROSS JOIN tag_keys pk ON pk.registry = s.registry AND pk.repo = s.repo AND pk.tag = pm.digest
                                       AND pk.source = 'referrer'
                 WHERE p.index_digest = s.digest AND p.attestation = 0 AND pk.kind != 'removed'
-                  AND pm.artifact_kind IN ('attestation', 'sbom')) found) AS referred
+                  AND pm.category IN ('attestation', 'sbom')) found) AS referred
     FROM key_states s
     LEFT JOIN manifests m ON m.digest = s.digest
     WHERE s.kind != 'removed' AND s.source != 'referrer'
       AND NOT (substr(s.tag, 1, 7) IN ('sha256-', 'sha512-') AND length(s.tag) IN (71, 75, 76)
                AND NOT substr(s.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(s.tag, 72) IN ('', '.sig', '.att', '.sbom'))
 )
-WHERE artifact_kind IS NULL OR artifact_kind NOT IN ('signature', 'attestation', 'sbom', 'referrers');
+WHERE kind IS NULL OR kind NOT IN ('signature', 'attestation', 'sbom', 'referrers');
 
 -- Every (subject, referrer) the ledger has seen in a repository, with its key's state: OCI 1.1
 -- referrers (keys of source 'referrer', found through the referrers API or the referrers tag schema;
 -- the subject is the one the referrer's own manifest names) and cosign's legacy tags (the subject is in
--- the tag's name). `kind` is what the referrer's bytes say it is: signature, attestation, sbom, ...
+-- the tag's name). `kind` is what the referrer's bytes say it is (manifests.category): signature,
+-- attestation, sbom, ..., or image for one that runs, whatever its label.
 DROP VIEW IF EXISTS referrers;
 CREATE VIEW referrers AS
-SELECT k.registry, k.repo, m.subject, k.tag AS referrer, m.artifact_kind AS kind, m.artifact_type,
+SELECT k.registry, k.repo, m.subject, k.tag AS referrer, m.category AS kind, m.artifact_type,
        m.annotations, m.created, 'referrers' AS via, NULL AS tag, k.first_seen, k.observed_at AS last_changed,
        k.kind != 'removed' AS current, k.event_id
 FROM tag_keys k
 LEFT JOIN manifests m ON m.digest = k.tag
 WHERE k.source = 'referrer'
 UNION ALL
-SELECT k.registry, k.repo, 'sha256:' || substr(k.tag, 8, 64), d.digest, m.artifact_kind, m.artifact_type,
+SELECT k.registry, k.repo, 'sha256:' || substr(k.tag, 8, 64), d.digest, m.category, m.artifact_type,
        m.annotations, m.created, 'cosign tag', k.tag, k.first_seen, k.observed_at, k.kind != 'removed', k.event_id
 FROM tag_keys k
 JOIN event_log e ON e.id = k.event_id
@@ -154,12 +155,13 @@ WHERE kind = 'moved' AND source != 'referrer'
 
 -- A digest (or, where a source gives no digest, an image ID) whose first event in the whole ledger
 -- belongs to that run, with what it is (`kind`: image, index, legacy, or an artifact's kind: signature,
--- attestation, sbom, referrers, helm-chart, artifact; NULL when its manifest could not be read).
+-- attestation, sbom, referrers, helm-chart, artifact, as manifests.category says from what can run; NULL
+-- when its manifest could not be read).
 DROP VIEW IF EXISTS new_digests;
 CREATE VIEW new_digests AS
 SELECT d.digest, i.digest AS image, e.observed_at AS first_seen, e.run_id,
        k.registry, k.repo, k.tag, m.media_type, k.source, e.id AS event_id,
-       CASE WHEN k.source GLOB 'daemon:*' THEN 'image' ELSE coalesce(mf.artifact_kind, mf.kind) END AS kind
+       CASE WHEN k.source GLOB 'daemon:*' THEN 'image' ELSE coalesce(mf.category, mf.kind) END AS kind
 FROM event_log e
 JOIN digests f ON f.id IN (e.digest_id, e.image_id) AND f.first_event_id = e.id
 LEFT JOIN tag_keys k ON k.id = e.key_id

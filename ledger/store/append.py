@@ -11,7 +11,8 @@ from ..semantics import REMOVED, Observation, classify, removed_keys
 from ..times import now
 from .database import StoreError, _transaction
 from .encoding import GENESIS, REGISTRY, _canonical, _hex_prefix, digest_key, digest_text, event_hash
-from .facts import _chunks, _save_images, _save_manifests, stored_facts
+from ..manifests import IMAGES
+from .facts import _chunks, _save_images, _save_manifests, settled_category, stored_facts
 from .runs import _end_run, _row_to_finish
 
 
@@ -26,14 +27,16 @@ def _known_facts(db, digests):
         for row in rows:
             derived = stored_facts(row)
             if derived is not None:
+                derived["category"] = settled_category(db, derived)
                 facts[row[0]] = derived
     return facts
 
 
 def _observed(derived):
     """An event's facts, from a manifest's."""
-    return Observation(digest=derived["digest"], image=derived.get("config_digest") if derived["kind"] == "image"
-                       else None, media_type=derived["media_type"], created=derived.get("created"),
+    runs = derived["kind"] == "image" or derived.get("category") == "image"  # an image's ID, whatever its label
+    return Observation(digest=derived["digest"], image=derived.get("config_digest") if runs else None,
+                       media_type=derived["media_type"], created=derived.get("created"),
                        author=derived.get("author"), size=derived.get("size"))
 
 
@@ -144,12 +147,12 @@ def _refers(result, seen, derived):
 
 def _image_event(key, obs, facts):
     """Whether an event shows an image (for the count of new images): not a referrer, not a referrer tag,
-    not an artifact such as a signature or a Helm chart."""
+    not an artifact such as a signature or a Helm chart (what can run decides, as in the new_images view)."""
     registry, repo, tag, source = key
     if source not in BY_DIGEST:
         return True
     derived = facts.get(obs.digest)
-    return source == REGISTRY and not schema_tag(tag) and not (derived and derived.get("artifact_kind"))
+    return source == REGISTRY and not schema_tag(tag) and (derived is None or derived.get("category") in IMAGES)
 
 
 def _stored_digests(db, values):

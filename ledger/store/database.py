@@ -11,7 +11,7 @@ from importlib import resources
 from ..paths import PathError, check_file
 from .encoding import _CANONICAL, digest_key
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 11
 READABLE_FROM = 4  # the oldest schema whose tables reading and verify understand: the compact event log
 BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 65_536  # the default 2 MB thrashes on the key index of a million-event ledger
@@ -28,6 +28,9 @@ def _after_migration(number, conn):
     elif number == 7:
         from .facts import fill_artifact_facts
         fill_artifact_facts(conn)
+    elif number == 11:
+        from .facts import fill_categories
+        fill_categories(conn)
 
 
 class StoreError(Exception):

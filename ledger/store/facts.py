@@ -15,20 +15,22 @@ _MANIFEST_COLUMNS = ("digest", "media_type", "kind", "config_digest", "config_me
 
 def _save_manifests(db, run_id, manifests):
     """Write each new manifest once, with its bytes (zlib); a row from before bytes were kept gets them,
-    and the schema 7 columns derived from them."""
+    and the columns of schema 7 and 11 derived from them. An index comes after its children (the collector
+    records it once they are), so its category is settled against theirs."""
     for facts in manifests:
         body = zlib.compress(facts["body"]) if facts.get("body") is not None else None
         config = zlib.compress(facts["config_body"]) if facts.get("config_body") is not None else None
-        values = [facts.get(column) for column in _MANIFEST_COLUMNS]
+        values = [facts.get(column) for column in _MANIFEST_COLUMNS] + [settled_category(db, facts)]
         inserted = db.execute(
-            f"INSERT INTO manifests ({', '.join(_MANIFEST_COLUMNS)}, body, config_body, first_run_id) "
-            f"SELECT {', '.join('?' for _ in _MANIFEST_COLUMNS)}, ?, ?, ? "
+            f"INSERT INTO manifests ({', '.join(_MANIFEST_COLUMNS)}, category, body, config_body, first_run_id) "
+            f"SELECT {', '.join('?' for _ in _MANIFEST_COLUMNS)}, ?, ?, ?, ? "
             "WHERE NOT EXISTS (SELECT 1 FROM manifests WHERE digest = ?)",
             [*values, body, config, run_id, facts["digest"]]).rowcount
         if not inserted and body is not None:
             db.execute(f"UPDATE manifests SET body = ?, config_body = ?, "
-                       f"{', '.join(f'{c} = ?' for c in _ARTIFACT_COLUMNS)} WHERE digest = ? AND body IS NULL",
-                       [body, config, *(facts.get(c) for c in _ARTIFACT_COLUMNS), facts["digest"]])
+                       f"{', '.join(f'{c} = ?' for c in _ARTIFACT_COLUMNS)}, category = ? "
+                       "WHERE digest = ? AND body IS NULL",
+                       [body, config, *(facts.get(c) for c in _ARTIFACT_COLUMNS), values[-1], facts["digest"]])
         platforms = facts.get("platforms") or []
         if inserted and platforms:
             columns = list(platforms[0])
@@ -99,9 +101,30 @@ def _save_images(db, run_id, images):
 
 def children_of(db, digest):
     """The children of a stored index whose referrers are followed with it (its platforms, not its
-    attestations); [] for anything else."""
-    return [row[0] for row in db.execute("SELECT digest FROM platforms WHERE index_digest = ? AND attestation = 0 "
-                                         "ORDER BY position", [digest])]
+    attestations), or a referrers list's entries (from its bytes: they are no platforms); [] for anything
+    else."""
+    children = [row[0] for row in db.execute("SELECT digest FROM platforms WHERE index_digest = ? AND attestation = 0 "
+                                             "ORDER BY position", [digest])]
+    if children:
+        return children  # a referrers list stored before schema 11 has its entries as platforms too
+    row = db.execute("SELECT digest, media_type, kind, body, config_body FROM manifests "
+                     "WHERE digest = ? AND category = 'referrers'", [digest]).fetchone()
+    facts = stored_facts(row) if row else None
+    return [entry["digest"] for entry in facts.get("referrers", ())] if facts else []
+
+
+def settled_category(db, facts):
+    """What a manifest is (manifests.category): its bytes' word, but an index any of whose children is an
+    image, or an index of them, is an image index whatever label or shape it has, since a runtime runs
+    those children. Its children are stored before it, so their own categories are read."""
+    category = facts.get("category")
+    if facts.get("kind") != "index" or category == "index":
+        return category
+    for chunk in _chunks(facts.get("children") or ()):
+        if db.execute(f"SELECT 1 FROM manifests WHERE category IN ('image', 'index') "
+                      f"AND digest IN ({', '.join('?' for _ in chunk)}) LIMIT 1", chunk).fetchone():
+            return "index"
+    return category
 
 
 def fill_artifact_facts(conn):
@@ -118,6 +141,27 @@ def fill_artifact_facts(conn):
             if any(value is not None for value in values):
                 conn.execute(f"UPDATE manifests SET {', '.join(f'{c} = ?' for c in _ARTIFACT_COLUMNS)} "
                              "WHERE digest = ?", [*values, row[0]])
+
+
+def fill_categories(conn):
+    """At the upgrade to schema 11: each row's category, derived from the bytes it keeps; an index's after
+    its children's, so settled against them. Rows without bytes, or whose bytes do not hold, get none."""
+    digests = [row[0] for row in conn.execute("SELECT digest FROM manifests WHERE body IS NOT NULL")]
+    indexes = {}  # digest -> what settling it needs
+    for chunk in _chunks(digests):
+        rows = conn.execute(f"SELECT digest, media_type, kind, body, config_body FROM manifests "
+                            f"WHERE digest IN ({', '.join('?' for _ in chunk)})", chunk).fetchall()
+        for facts in filter(None, map(stored_facts, rows)):
+            if facts["kind"] == "index":
+                indexes[facts["digest"]] = {key: facts.get(key) for key in ("digest", "kind", "category", "children")}
+            else:
+                conn.execute("UPDATE manifests SET category = ? WHERE digest = ?", [facts["category"], facts["digest"]])
+    while indexes:  # a level of nesting at a time; all that is left at once if children name each other
+        ready = [facts for facts in indexes.values() if not indexes.keys() & set(facts["children"])]
+        for facts in ready or list(indexes.values()):
+            conn.execute("UPDATE manifests SET category = ? WHERE digest = ?",
+                         [settled_category(conn, facts), facts["digest"]])
+            del indexes[facts["digest"]]
 
 
 def _chunks(values, size=500):

@@ -15,7 +15,7 @@ from ..referrers import REFERRER
 from ..semantics import REMOVED
 from .database import SCHEMA_VERSION, StoreError, _db_file, _schema_drift, _transaction, connect_readonly
 from .encoding import GENESIS, _canonical, digest_text, event_hash
-from .facts import _MANIFEST_COLUMNS, stored_facts
+from .facts import _MANIFEST_COLUMNS, settled_category, stored_facts
 
 
 class Verification:
@@ -228,7 +228,7 @@ def _check_manifests(db, report):
                                          "ORDER BY index_digest, position"):
         platforms[index_digest].append(tuple(row))
     columns = ", ".join(_MANIFEST_COLUMNS)
-    for row in db.execute(f"SELECT {columns}, body, config_body FROM manifests ORDER BY digest"):
+    for row in db.execute(f"SELECT {columns}, category, body, config_body FROM manifests ORDER BY digest"):
         stored = dict(zip(_MANIFEST_COLUMNS, row))
         digest, body = stored["digest"], row[-2]
         if body is None:
@@ -240,8 +240,12 @@ def _check_manifests(db, report):
         for column in _MANIFEST_COLUMNS:
             if facts.get(column) != stored[column] and not _kept_from_before_7(column, stored, facts):
                 return f"manifests digest={digest}: {column} does not match its bytes (the row was edited)"
+        if settled_category(db, facts) != row[-3]:
+            return f"manifests digest={digest}: category does not match its bytes (the row was edited)"
         derived = [tuple(p.values()) for p in facts.get("platforms", [])]
-        if derived != platforms.get(digest, []):
+        # a referrers list stored before schema 11 has its entries as platforms rows: its seal covers them
+        listed = [tuple(p.values()) for p in facts.get("referrers", [])]
+        if derived != platforms.get(digest, []) and not (listed and listed == platforms.get(digest)):
             return f"platforms index_digest={digest}: do not match the index's bytes (rows were edited)"
     return None
 

@@ -1,0 +1,23 @@
+-- Schema version 11: what a manifest is, from what can run.
+--
+-- `kind` and `artifact_kind` took a pusher's label for the truth: any
+-- artifactType made a manifest an artifact (kind 'artifact', artifact_kind
+-- from the label), so a runnable image carrying a Notation signature's
+-- artifactType vanished from current_tags, new_images, notifications and
+-- metrics. They are sealed (kind) or verified against the bytes as they are
+-- (artifact_kind) and keep the words of before. `category` is the one answer
+-- the views and the code read: 'image' for an image manifest whose config is
+-- an image config and whose layers are filesystem layers, whatever its
+-- artifactType; 'index' for an index with an image (or an index of them)
+-- among its children, whatever its label or shape; 'legacy' for schema1;
+-- else the artifact's kind (signature, attestation, sbom, referrers,
+-- helm-chart, artifact). A referrers list (the tag schema's `sha256-<hex>`
+-- index) is 'referrers' and, from this version on, writes no platforms rows:
+-- its entries are referrers of its subject (rows of before keep theirs; their
+-- seals cover them). Derived from the stored bytes (ledger/manifests.py), an
+-- index's with its children's categories (ledger/store/facts.py), filled in
+-- right after this file (facts.fill_categories) and checked by `ledger
+-- verify`; not in the seals' row digest, so rows of before gain it. The
+-- update guard is dropped for that fill and re-created by triggers.sql.
+ALTER TABLE manifests ADD COLUMN category TEXT;
+DROP TRIGGER IF EXISTS manifests_append_only_update;
