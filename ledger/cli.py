@@ -1,6 +1,7 @@
 """The `ledger` command line: thin wrappers over collector and store."""
 
 import csv
+import functools
 import json
 import os
 import random
@@ -50,15 +51,15 @@ def _open(path, readonly=False):
             else "")) from None
 
 
-def _answer(db, rows, pattern, columns, as_json, as_csv, full, empty):
+def _answer(db, rows, pattern, columns, as_json, as_csv, full, empty, brief=None):
     """A read command's rows; none, for a name the ledger never held, is that name's error (after an empty
     JSON list or CSV header, so a script still reads what it expects)."""
     unheld = reads.unheld(db, pattern) if pattern and not rows else None
     if unheld is None:
-        _emit(rows, columns, as_json, as_csv, full, empty=empty)
+        _emit(rows, columns, as_json, as_csv, full, empty=empty, brief=brief)
         return
     if as_json or as_csv:
-        _emit(rows, columns, as_json, as_csv, full)
+        _emit(rows, columns, as_json, as_csv, full, brief=brief)
     raise click.ClickException(unheld)  # exit 1, as grep's when nothing matches
 
 
@@ -495,28 +496,38 @@ def _tree(value, public_key):
 
 
 _SHORT = ("digest", "image", "prev_digest", "subject")
-_FLAGS = ("signed", "attested", "sbom")  # 0/1 in JSON and CSV; yes/- for people
+_FLAGS = ("signed", "attested", "sbom", "points_there_now")  # 0/1 in JSON and CSV; yes/- for people
 
 
 def output_options(command):
-    """--json and --csv for scripts; aligned columns otherwise."""
-    command = click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")(command)
-    command = click.option("--json", "as_json", is_flag=True, help="Print JSON.")(command)
-    return click.option("--full", is_flag=True, help="Full digests in the table (JSON and CSV always have them).")(
-        command)
+    """--json and --csv for scripts (one of them: both is bad usage); aligned columns otherwise."""
+    @functools.wraps(command)
+    def checked(*args, **kwargs):
+        if kwargs.get("as_json") and kwargs.get("as_csv"):
+            raise click.UsageError("--json and --csv: give one of them")
+        return command(*args, **kwargs)
+    checked = click.option("--csv", "as_csv", is_flag=True, help="Print CSV (the columns of --full, in order).")(checked)
+    checked = click.option("--json", "as_json", is_flag=True, help="Print JSON (the columns of --full, in order).")(
+        checked)
+    return click.option("--full", is_flag=True, help="Every column, digests whole (JSON and CSV always have them).")(
+        checked)
 
 
-def _emit(rows, columns, as_json=False, as_csv=False, full=False, empty="nothing"):
-    """Rows as aligned columns for people, or JSON / CSV for scripts; the source column when any row
-    is not the registry's own."""
-    if any(row.get("source", store.REGISTRY) != store.REGISTRY for row in rows):
-        columns = [*columns, "source"]
+def _emit(rows, columns, as_json=False, as_csv=False, full=False, empty="nothing", brief=None):
+    """Rows for scripts (JSON, CSV) or for people (aligned columns): `columns`, the command's one list, in
+    JSON, CSV and the table with --full, in that order; the table without --full shows the `brief` ones (all
+    when None) with short digests, and the source column when any row is not the registry's own."""
+    if not (as_json or as_csv or full):
+        shown = brief or [column for column in columns if column != "source"]
+        if "source" not in shown and any(row.get("source", store.REGISTRY) != store.REGISTRY for row in rows):
+            shown = [*shown, "source"]
+        columns = shown
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps([{column: row.get(column) for column in columns} for row in rows], indent=2))
     elif as_csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([_csv_cell(row.get(column)) for column in columns] for row in rows)
     elif rows:
         def cell(column, value):
             if column in _SHORT and value and not full:
@@ -524,13 +535,19 @@ def _emit(rows, columns, as_json=False, as_csv=False, full=False, empty="nothing
             if column in _FLAGS and value is not None:
                 return "yes" if value else "-"
             return printable(value) if isinstance(value, str) else value
-        click.echo(table([[cell(c, row[c]) for c in columns] for row in rows], columns))
-    else:
+        click.echo(table([[cell(c, row.get(c)) for c in columns] for row in rows], columns))
+    elif empty:
         click.echo(empty, err=True)
 
 
-def _when(text, db=None):
-    """TIME as people type it, or a run id (`42` or `run:42`: the moment that run finished)."""
+def _csv_cell(value):
+    """A list (a run's problems) is one CSV cell of JSON."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def _when(text, db=None, end_of_day=False):
+    """TIME as people type it, or a run id (`42` or `run:42`: the moment that run finished). A date is the
+    start of that day (UTC), or with `end_of_day` (an --until) its last microsecond."""
     run = re.fullmatch(r"(?:run:)?(\d+)", text.strip())
     if run and db is not None and len(run.group(1)) < 8:
         found = db.execute("SELECT finished_at FROM runs WHERE id = ?", [int(run.group(1))]).fetchone()
@@ -538,9 +555,13 @@ def _when(text, db=None):
             raise click.BadParameter(f"run {run.group(1)} is not a finished run", param_hint="TIME")
         return found[0]
     try:
-        return parse_when(text)
+        return parse_when(text, end_of_day=end_of_day)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="TIME") from None
+
+
+TAGS_COLUMNS = ["registry", "repo", "tag", "digest", "kind", "image", "created", "first_seen", "last_changed",
+                "signed", "attested", "sbom", "source"]
 
 
 @cli.command()
@@ -555,9 +576,8 @@ def tags(pattern, db_path, source, unsigned, as_json, as_csv, full):
     see `ledger history` and the current_referrers view. Exits 1 when PATTERN names nothing the ledger ever held."""
     db = _open(db_path, readonly=True)
     rows = reads.current_tags(db, pattern, source, unsigned)
-    _answer(db, rows, pattern,
-            ["registry", "repo", "tag", "digest", "kind", "created", "last_changed", "signed", "attested", "sbom"],
-            as_json, as_csv, full, empty="no tags")
+    _answer(db, rows, pattern, TAGS_COLUMNS, as_json, as_csv, full, empty="no tags", brief=[
+        "registry", "repo", "tag", "digest", "kind", "created", "last_changed", "signed", "attested", "sbom"])
 
 
 @cli.command()
@@ -573,9 +593,9 @@ def history(reference, db_path, source, as_json, as_csv, full):
         rows = reads.history(db, reference, source)
     except ValueError as error:  # references.TargetError is one
         raise click.BadParameter(str(error), param_hint="REFERENCE") from None
-    _answer(db, rows, reference,
-            ["event_id", "observed_at", "kind", "what", "prev_digest", "digest", "subject", "created", "run_id"],
-            as_json, as_csv, full, empty=f"no events for {reference}")
+    _answer(db, rows, reference, ["event_id", "observed_at", "kind", "what", "prev_digest", "digest", "subject",
+                                  "created", "run_id", "source"], as_json, as_csv, full,
+            empty=f"no events for {reference}")
 
 
 @cli.command()
@@ -585,17 +605,19 @@ def history(reference, db_path, source, as_json, as_csv, full):
 @source_option
 @output_options
 def at(time, pattern, db_path, source, as_json, as_csv, full):
-    """What every tag pointed to at TIME: '2026-11-20T14:00:00Z', '2 days ago', a date, or a run id. Exits 1
-    when PATTERN names nothing the ledger ever held."""
+    """What every tag pointed to at TIME: '2026-11-20T14:00:00Z', '2 days ago', a run id, or a date (its start,
+    00:00 UTC). Exits 1 when PATTERN names nothing the ledger ever held."""
     db = _open(db_path, readonly=True)
     rows = reads.state_at(db, _when(time, db), pattern, source)
-    _answer(db, rows, pattern, ["registry", "repo", "tag", "digest", "image", "since", "run_id"], as_json, as_csv,
-            full, empty="no tags at that time")
+    _answer(db, rows, pattern, ["registry", "repo", "tag", "digest", "image", "created", "since", "run_id", "source"],
+            as_json, as_csv, full, empty="no tags at that time",
+            brief=["registry", "repo", "tag", "digest", "image", "since", "run_id"])
 
 
 @cli.command()
-@click.option("--since", required=True, metavar="TIME", help="Changes after TIME ('1 day ago', a date, a run id).")
-@click.option("--until", metavar="TIME", help="Up to TIME [default: now].")
+@click.option("--since", required=True, metavar="TIME",
+              help="Changes after TIME: '1 day ago', a run id, or a date (from 00:00 UTC that day on).")
+@click.option("--until", metavar="TIME", help="Up to TIME; a date includes that whole day (UTC) [default: now].")
 @click.argument("pattern", required=False)
 @db_option
 @source_option
@@ -604,9 +626,48 @@ def changes(since, until, pattern, db_path, source, as_json, as_csv, full):
     """Tags added, moved, updated and removed in a window. Exits 1 when PATTERN names nothing the ledger ever
     held."""
     db = _open(db_path, readonly=True)
-    rows = reads.changes(db, _when(since, db), _when(until, db) if until else None, pattern, source)
-    _answer(db, rows, pattern, ["observed_at", "kind", "registry", "repo", "tag", "prev_digest", "digest", "run_id"],
-            as_json, as_csv, full, empty="no changes")
+    rows = reads.changes(db, _when(since, db), _when(until, db, end_of_day=True) if until else None, pattern, source)
+    _answer(db, rows, pattern, ["observed_at", "kind", "registry", "repo", "tag", "prev_digest", "digest", "run_id",
+                                "source"], as_json, as_csv, full, empty="no changes")
+
+
+@cli.command()
+@click.argument("reference")
+@db_option
+@source_option
+@output_options
+def platforms(reference, db_path, source, as_json, as_csv, full):
+    """The platforms of what REFERENCE points to now (REGISTRY/REPO:TAG), or of a digest (sha256:...): an
+    index's children, attestations left out, or a single image's own platform. Exits 1 when the ledger
+    never held the tag."""
+    db = _open(db_path, readonly=True)
+    try:
+        digest, rows = reads.platforms(db, reference, source)
+    except ValueError as error:  # references.TargetError is one
+        raise click.BadParameter(str(error), param_hint="REFERENCE") from None
+    columns = ["os", "architecture", "variant", "os_version", "digest", "size", "media_type"]
+    brief = ["os", "architecture", "variant", "os_version", "digest", "size"]
+    if digest is None and not reference.startswith("sha256:"):
+        _answer(db, rows, reference, columns, as_json, as_csv, full, f"no tag {reference} now", brief)
+    else:
+        _emit(rows, columns, as_json, as_csv, full, brief=brief, empty=f"the ledger has no manifest of {digest}")
+
+
+@cli.command(name="digest")
+@click.argument("digest")
+@db_option
+@output_options
+def digest_command(digest, db_path, as_json, as_csv, full):
+    """Which tags point to DIGEST now, and which ever did: a manifest digest or an image ID, with or without
+    sha256: (whole: --full shows them). Exits 1 when no tag ever pointed to it."""
+    if not re.fullmatch(r"(sha256:)?[0-9a-fA-F]{64}", digest.strip()):
+        raise click.BadParameter(f"{digest!r} is not a whole digest: give sha256: and 64 hex digits "
+                                 "(tables shorten them; --full or --json shows them whole)", param_hint="DIGEST")
+    rows = reads.digest_usage(_open(db_path, readonly=True), digest.strip())
+    columns = ["registry", "repo", "tag", "points_there_now", "first_seen", "last_seen", "source"]
+    _emit(rows, columns, as_json, as_csv, full, empty=None)
+    if not rows:
+        raise click.ClickException(f"{digest} is not in the ledger: no tag ever pointed to it")
 
 
 @cli.command()
@@ -620,13 +681,12 @@ def runs(db_path, limit, with_errors, as_json, as_csv, full):
     A run still 'running' whose lock is free (its process is gone) is closed
     as failed ("interrupted") by the next collect, from any host.
     """
-    rows = reads.runs(_open(db_path, readonly=True), limit, problems=with_errors or as_json)
-    columns = ["id", "started_at", "status", "targets", "tags_seen", "added", "moved", "updated", "removed",
-               "new_images", "errors"]
-    if as_json or as_csv or full or not rows:  # --full: the finish time and the whole summary, in the table
-        _emit(rows, columns + ["finished_at", "error_summary"], as_json, as_csv, empty=f"{db_path}: no runs yet")
-    else:
-        _emit(rows, columns)
+    rows = reads.runs(_open(db_path, readonly=True), limit, problems=with_errors)
+    columns = ["id", "started_at", "finished_at", "status", "targets", "tags_seen", "added", "moved", "updated",
+               "removed", "new_images", "errors", "error_summary"]
+    # --errors: each run's errors, a list in JSON, a cell of JSON in CSV, and lines under the table
+    _emit(rows, columns + (["problems"] if with_errors and (as_json or as_csv) else []), as_json, as_csv, full,
+          empty=f"{db_path}: no runs yet", brief=[c for c in columns if c not in ("finished_at", "error_summary")])
     if not (as_json or as_csv):
         for line in reads.run_problems(rows, summaries=not (with_errors or full)):
             click.echo(printable(line))

@@ -34,6 +34,9 @@ from markupsafe import Markup
 from .findings import REGISTRY, identity
 from .reads import NEW_IMAGE_SQL, SCHEMA_TAG_SQL, pattern_clause
 from .references import TargetError, parse_target, storable_repo, storable_tag
+from .terminal import short_digest
+
+FLEET = "_memory"  # serving.FLEET: the fleet's database, whose digest query is fleet_digest_usage
 
 LANES = 50  # tags drawn on the timelines page; more would not be readable
 TAG_EVENTS = 1000  # events drawn per lane of one tag's timeline
@@ -118,6 +121,7 @@ class Overview:
     matched: int  # tags the pattern matches that had a life in the window
     days: list[DayCount]
     counted_since: datetime | None  # None: every change of the window is counted
+    changed: int = 0  # lanes of tags moved or removed in the window: drawn first, and chosen first
 
 
 def _moment(text):
@@ -212,6 +216,16 @@ def read_timeline(conn, name):
     return Timeline(name, lanes, referrers, left_off)
 
 
+def default_days(conn, now):
+    """The timelines' window when none is asked for: the whole UTC days the ledger has lived (its first event's
+    day to today), at most DEFAULT_DAYS, so that a young ledger's bands are not slivers at the right edge."""
+    _require_ledger(conn)
+    first = conn.execute("SELECT observed_at FROM event_log ORDER BY id LIMIT 1").fetchone()
+    if first is None:
+        return 1
+    return min(max((now.date() - _day(first[0][:10])).days + 1, 1), DEFAULT_DAYS)
+
+
 def _keys_where(pattern):
     """Image tag keys a pattern matches (as `ledger tags PATTERN`), alive at some time from :since."""
     clause, params = pattern_clause(pattern, "k.")
@@ -235,19 +249,28 @@ _NEWEST = ("(SELECT e.* FROM event_log e NOT INDEXED JOIN tag_keys k ON k.id = e
 
 
 def read_overview(conn, pattern, since):
-    """The LANES most recently changed tags a pattern matches, with their changes from `since`, and the
-    changes per day of every tag it matches (the newest COUNTED of them, when there are more)."""
+    """LANES tags a pattern matches, with their changes from `since`: those moved or removed since then first
+    (the most recently changed of them), then the most recently changed of the rest; and the changes per day
+    of every tag it matches (the newest COUNTED of them, when there are more)."""
     _require_ledger(conn)
     where, params = _keys_where(pattern)
     params = {**params, "since": _stamp(since)}
-    newest = [key for key, in conn.execute(
-        f"SELECT k.id FROM tag_keys k WHERE {where} ORDER BY k.observed_at DESC LIMIT :lanes",
-        {**params, "lanes": LANES}).fetchall()]  # the ids alone: sorting whole rows takes twice as long
+    # A key moved or removed since then has its latest event since then: only those keys are probed.
+    changed = [key for key, in conn.execute(
+        f"SELECT k.id FROM tag_keys k WHERE {where} AND k.observed_at >= :since AND EXISTS (SELECT 1 FROM event_log e "
+        "WHERE e.key_id = k.id AND e.observed_at >= :since AND e.kind IN ('moved', 'removed')) "
+        "ORDER BY k.observed_at DESC LIMIT :lanes", {**params, "lanes": LANES}).fetchall()]
+    newest = changed + [key for key, in conn.execute(
+        f"SELECT k.id FROM tag_keys k WHERE {where} AND k.id NOT IN (SELECT value FROM json_each(:changed)) "
+        "ORDER BY k.observed_at DESC LIMIT :lanes",
+        {**params, "changed": json.dumps(changed), "lanes": LANES - len(changed)}).fetchall()]
+    # (the ids alone: sorting whole rows takes twice as long)
     keys = conn.execute("SELECT id, registry, repo, tag, source FROM tag_keys WHERE id IN (SELECT value FROM "
                         "json_each(?))", [json.dumps(newest)]).fetchall()
-    lanes = sorted((_lane(conn, key, TagName(registry, repo, tag), source, params["since"], LANE_EVENTS, True)
-                    for key, registry, repo, tag, source in keys),
-                   key=lambda lane: (str(lane.name), lane.source))
+    first = set(changed)
+    lanes = [_lane(conn, key, TagName(registry, repo, tag), source, params["since"], LANE_EVENTS, True)
+             for key, registry, repo, tag, source in sorted(
+                 keys, key=lambda k: (k[0] not in first, f"{k[1]}/{k[2]}:{k[3]}", k[4]))]
     matched = len(newest) if len(newest) < LANES else conn.execute(
         f"SELECT count(*) FROM tag_keys k WHERE {where}", params).fetchone()[0]
     # A key's latest event is in the window exactly when any of its events is: keys seen since tell.
@@ -267,7 +290,7 @@ def read_overview(conn, pattern, since):
         rows = conn.execute(_PER_DAY.format(events=_BY_KEY.format(where=where)), params).fetchall()
         counted_since = None
     days = [DayCount(_day(day), moved, removed, new) for day, moved, removed, new, _, _ in rows]
-    return Overview(lanes, matched, days, counted_since)
+    return Overview(lanes, matched, days, counted_since, len(changed))
 
 
 # -- drawing ---------------------------------------------------------------------------------------------
@@ -324,8 +347,9 @@ class Links:
     def timeline(self, name):
         return f"{self.database}/-/timeline?tag={quote(str(name), safe='/:')}"
 
-    def timelines(self, pattern, days=DEFAULT_DAYS):
-        return f"{self.database}/-/timelines?{urlencode({'pattern': pattern, 'days': days})}"
+    def timelines(self, pattern):
+        """The timelines page over its default window (default_days)."""
+        return f"{self.database}/-/timelines?{urlencode({'pattern': pattern})}"
 
 
 @dataclass(frozen=True)
@@ -766,14 +790,19 @@ async def timelines_page(datasette, request):
     db = await _database(datasette, request)
     links = Links(datasette.urls.database(db.name))
     pattern = request.args.get("pattern", "").strip()
-    days_text = request.args.get("days", "").strip() or str(DEFAULT_DAYS)
+    now = datetime.now(timezone.utc)
+    try:
+        days_text = request.args.get("days", "").strip() or str(await _read(datasette, db, default_days, now))
+    except _FAILURES as error:
+        status, message = _failure(error, db, "the timelines")
+        return await _page(datasette, request, db, status, page="timelines", pattern=pattern, days=DEFAULT_DAYS,
+                           action=f"{links.database}/-/timelines", title="Tag timelines", message=message)
     context = {"page": "timelines", "pattern": pattern, "days": days_text, "action": f"{links.database}/-/timelines",
                "title": "Tag timelines"}
     days = _whole_number(days_text, 1, MOST_DAYS)
     if days is None:
         return await _page(datasette, request, db, 400, **context,
                            message=f"days is a whole number of days from 1 to {MOST_DAYS}.")
-    now = datetime.now(timezone.utc)
     first = now.date() - timedelta(days=days - 1)  # whole UTC days, today the last: each bar a whole day
     start = datetime(first.year, first.month, first.day, tzinfo=timezone.utc)
     title = f"{pattern or 'Every tag'}, " + (f"the last {days} days" if days > 1 else "today") + " (UTC)"
@@ -786,6 +815,10 @@ async def timelines_page(datasette, request):
     notes = []
     if not overview.matched:
         notes.append(f"No tag matches {pattern or '*'} in these {days} days.")
+    elif overview.matched > len(overview.lanes) and overview.changed:
+        notes.append(f"{overview.matched} tags match: the {overview.changed} moved or removed in these days are drawn "
+                     f"first, then the most recently changed of the rest; {overview.matched - len(overview.lanes)} "
+                     "are left off. Narrow the pattern to see them.")
     elif overview.matched > len(overview.lanes):
         notes.append(f"{overview.matched} tags match: the {len(overview.lanes)} most recently changed are drawn, "
                      f"{overview.matched - len(overview.lanes)} are left off. Narrow the pattern to see them.")
@@ -801,11 +834,30 @@ def register_routes():
             (r"^/(?P<database>[^/]+)/-/timelines$", timelines_page)]
 
 
+_WHOLE_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def _digest_cell(row, value, database, datasette):
+    """A digest as tables show it, short (the terminal's 12 hex digits), whole on hover and on a row's own
+    page (CSS in templates/base.html), linked to where else it is used: digest_usage in the row's ledger, or
+    across ledgers in the fleet's database."""
+    columns = row.keys() if row is not None else ()
+    if "ledger" in columns and row["ledger"] in datasette.databases:
+        database = row["ledger"]
+    query = "fleet_digest_usage" if database == FLEET else "digest_usage"
+    href = f"{datasette.urls.database(database)}/{query}?{urlencode({'digest': value})}"
+    short = short_digest(value)
+    return Markup('<a class="ledger-digest" href="{}" title="{}">{}<span class="ledger-digest-rest">{}</span>'
+                  '<span class="ledger-digest-more">…</span></a>').format(href, value, short, value[len(short):])
+
+
 @hookimpl
 def render_cell(row, value, column, database, datasette):
-    """The tag cell of any row that names a tag (registry, repo and tag columns) links to its timeline, in
-    the ledger its `ledger` column names (the fleet's queries across ledgers) or else its own. A referrer's
-    key (its 'tag' is a digest) is not a tag."""
+    """A whole digest is shown short (_digest_cell). The tag cell of any row that names a tag (registry, repo
+    and tag columns) links to its timeline, in the ledger its `ledger` column names (the fleet's queries
+    across ledgers) or else its own. A referrer's key (its 'tag' is a digest) is not a tag."""
+    if isinstance(value, str) and _WHOLE_DIGEST.fullmatch(value):
+        return _digest_cell(row, value, database, datasette)
     if column != "tag" or not isinstance(value, str) or row is None:
         return None
     columns = row.keys()

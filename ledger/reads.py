@@ -29,9 +29,32 @@ def _state_at(where):
     return _STATE_AT.format(where=where, schema_tag=SCHEMA_TAG_SQL.format(tag="k.tag"))
 
 
+# Every tag that ever pointed to a digest or image ID (:digest, with or without sha256:), and whether it still
+# does: `ledger digest` and the digest_usage canned query. The digest is found through its hex prefix index.
+_DIGEST_USAGE = """
+WITH given AS (SELECT lower(CASE WHEN :digest LIKE 'sha256:%' THEN substr(:digest, 8) ELSE :digest END) AS hex),
+     wanted AS (SELECT d.id FROM digests d, given
+                WHERE substr(hex(d.digest), 1, 12) = upper(substr(given.hex, 1, 12))
+                  AND lower(hex(d.digest)) = given.hex
+                UNION
+                SELECT id FROM digests WHERE digest = :digest)
+SELECT h.registry, h.repo, h.tag, h.source, min(h.observed_at) AS first_seen, max(h.observed_at) AS last_seen,
+       EXISTS (SELECT 1 FROM current_tags c
+               WHERE (c.registry, c.repo, c.tag, c.source) = (h.registry, h.repo, h.tag, h.source)
+                 AND c.digest IS h.digest AND c.image IS h.image) AS points_there_now
+FROM tag_history h
+WHERE h.kind != 'removed'
+  AND h.event_id IN (
+      SELECT e.id FROM event_log e
+      WHERE e.digest_id IN (SELECT id FROM wanted) OR e.image_id IN (SELECT id FROM wanted))
+GROUP BY h.registry, h.repo, h.tag, h.source, h.digest, h.image
+ORDER BY points_there_now DESC, last_seen DESC
+"""
+
 # Canned queries whose SQL is said here, for `ledger serve` to put into metadata.yml.
 CANNED = {"state_at": _state_at("AND (k.registry || '/' || k.repo) GLOB coalesce(nullif(:pattern, ''), '*') "
-                                "AND k.source GLOB coalesce(nullif(:source, ''), '*')").strip()}
+                                "AND k.source GLOB coalesce(nullif(:source, ''), '*')").strip(),
+          "digest_usage": _DIGEST_USAGE.strip()}
 
 # The fleet-wide canned queries (metadata.yml's `_memory`): a head, then one SELECT per ledger, with {schema}
 # where it is attached and {ledger} its name as a value, joined by UNION ALL, then a tail. A union sorted
@@ -253,12 +276,47 @@ def history(db, reference, source=None):
 
 
 def changes(db, since, until=None, pattern=None, source=None):
+    """Every event observed from `since` (included: a date is the start of its day) to `until`, in order."""
     where, params = pattern_clause(pattern, "")
     also, more = _source_clause(source)
     return list(db.query(
         f"SELECT observed_at, kind, registry, repo, tag, prev_digest, digest, run_id, source FROM tag_history "
-        f"WHERE observed_at > :since AND observed_at <= :until {where} {also} ORDER BY event_id",
+        f"WHERE observed_at >= :since AND observed_at <= :until {where} {also} ORDER BY event_id",
         {"since": since, "until": until or "9999", **params, **more}))
+
+
+def digest_usage(db, digest):
+    """Every tag that ever pointed to a digest or image ID, and whether it still does: the ones that do first."""
+    return list(db.query(_DIGEST_USAGE, {"digest": digest}))
+
+
+# The platforms of an index (attestation manifests are not platforms), or a single image's own.
+_PLATFORMS = """
+SELECT os, architecture, variant, os_version, digest, size, media_type FROM platforms
+WHERE index_digest = :digest AND NOT attestation
+UNION ALL
+SELECT os, architecture, variant, os_version, digest, size, media_type FROM manifests
+WHERE digest = :digest AND kind != 'index'
+ORDER BY os, architecture, variant, os_version, digest
+"""
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
+
+
+def platforms(db, reference, source=None):
+    """(digest, platforms) of what REFERENCE names: a digest, or REGISTRY/REPO:TAG as it is now (its
+    registry's own key unless `source` says another); digest None when the ledger holds no such tag."""
+    digest = reference.strip().rpartition("@")[2]
+    if not _DIGEST.fullmatch(digest):
+        target = parse_target(reference)
+        if target.repo is None or target.tag is None:
+            raise ValueError(f"{reference!r} names no tag or digest: give REGISTRY/REPO:TAG or sha256:<64 hex>")
+        found = db.execute("SELECT digest FROM current_tags WHERE registry = ? AND repo = ? AND tag = ? "
+                           "AND source GLOB ? ORDER BY source != 'registry', source LIMIT 1",
+                           [target.registry, target.repo, target.tag, source or "registry"]).fetchone()
+        if not found or not found[0]:
+            return None, []
+        digest = found[0]
+    return digest, list(db.query(_PLATFORMS, {"digest": digest}))
 
 
 def runs(db, limit, problems=False):

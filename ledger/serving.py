@@ -38,6 +38,10 @@ VALUE_LIMIT = 32 * 1024 * 1024
 HEAP_LIMIT = 256 * 1024 * 1024
 
 
+# Templates over Datasette's own (`{% extends "default:..." %}`): a ledger's page starts with its answers, tables
+# show digests short.
+TEMPLATES = Path(__file__).parent / "templates"
+
 # Datasette's own databases: a ledger cannot be served under either name.
 RESERVED_NAMES = ("_internal", "_memory")
 FLEET = "_memory"  # the cross-database name Datasette's `crossdb` uses, and where the fleet's queries are
@@ -173,7 +177,8 @@ def ledger_datasette(db_paths, sql=True):
     if not pm.is_registered(pictures):
         pm.register(pictures, name=pictures.__name__)
     ledgers = ledger_names(db_paths)
-    datasette = Datasette([], metadata=serving_metadata(*db_paths, sql=sql), settings=SERVE_SETTINGS)
+    datasette = Datasette([], metadata=serving_metadata(*db_paths, sql=sql), settings=SERVE_SETTINGS,
+                          template_dir=str(TEMPLATES))
     datasette.remove_database(FLEET)  # the plain `_memory` Datasette adds when it is given no files
     for name, path in ledgers.items():
         datasette.add_database(_LedgerDatabase(datasette, path=path, is_mutable=True), name=name)

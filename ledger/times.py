@@ -91,10 +91,11 @@ def parse_interval(text):
     return seconds
 
 
-def parse_when(text):
+def parse_when(text, end_of_day=False):
     """A moment people type, as fixed-width UTC text: 'now', '2 days ago', '2026-11-20', or RFC 3339.
 
-    A bare date means the end of that day (UTC). Raises ValueError with the text in it.
+    A bare date means the start of that day (00:00 UTC), or with `end_of_day` (the end of a window) its last
+    microsecond, so that the window holds the whole day. Raises ValueError with the text in it.
     """
     value = (text or "").strip()
     if value.lower() == "now":
@@ -112,7 +113,7 @@ def parse_when(text):
             day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=timezone.utc)
         except ValueError:
             raise ValueError(f"{text!r} is not a date") from None
-        return format_instant(day + timedelta(days=1, microseconds=-1))
+        return format_instant(day.replace(hour=23, minute=59, second=59, microsecond=999999) if end_of_day else day)
     match = _RFC3339.match(value)
     if match and match.group(8):
         whole = normalise_time(value)

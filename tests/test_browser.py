@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 ARTIFACTS = Path(os.environ.get("LEDGER_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
 # As root Chromium needs --no-sandbox; the rest keep it off the network this machine does not have.
@@ -62,4 +63,44 @@ def test_chromium_renders_the_served_ledger(demo, tmp_path, name, path, expect):
     shot.unlink(missing_ok=True)
     chromium(tmp_path, f"--screenshot={shot}", url)
     assert png_size(shot) == (1280, 900)
+    assert shot.stat().st_size > 20_000, "a blank page compresses to almost nothing"
+
+
+def test_a_ledgers_page_starts_with_its_answers(demo, tmp_path):
+    served, names = demo
+    dom = chromium(tmp_path, "--dump-dom", served.base + "/demo")
+    start = dom.index('class="bullets ledger-start"')
+    first = [dom.index(f'href="/demo/{name}"', start) for name in
+             ("current_tags", "changes_feed", "tag_history", "new_images", "-/timelines", "state_at")]
+    assert first == sorted(first), "current tags, changes, history, new images, timelines, then the audit queries"
+    assert first[4] < dom.index("</ul>", start), "the timelines link is in the list, not only in the gear menu"
+    assert dom.index('id="sql-editor"') > first[-1]
+    assert "from current_tags" in dom[dom.index('id="sql-editor"'):dom.index("</textarea>")]
+    for bookkeeping in ("coverage", "run_seals"):
+        assert f'href="/demo/{bookkeeping}"' not in dom
+    hidden = chromium(tmp_path, "--dump-dom", served.base + "/demo?_show_hidden=1")
+    assert 'href="/demo/coverage"' in hidden and 'href="/demo/run_seals"' in hidden
+    assert "<title>demo: coverage: 2 rows</title>" in chromium(tmp_path, "--dump-dom", served.base + "/demo/coverage")
+
+
+def test_tables_show_digests_short_and_whole_on_hover(demo, tmp_path):
+    served, names = demo
+    dom = chromium(tmp_path, "--dump-dom", served.base + "/demo/current_tags?_sort=tag")
+    prod = names["prod"]
+    assert (f'<a class="ledger-digest" href="/demo/digest_usage?digest={prod.replace(":", "%3A")}" title="{prod}">'
+            f'{prod[:19]}<span class="ledger-digest-rest">{prod[19:]}</span>') in dom
+    assert ".ledger-digest-rest { display: none; }" in dom and "body.row .ledger-digest-rest { display: inline; }" in dom
+    rows = requests.get(served.base + "/demo/current_tags.json", params={"_shape": "array"}, timeout=10).json()
+    assert prod in {row["digest"] for row in rows}, "JSON keeps them whole"
+
+
+@pytest.mark.parametrize("name, path", [("landing", "/demo"), ("table", "/demo/current_tags?_sort=tag")])
+def test_screenshots_at_1280_by_800(demo, tmp_path, name, path):
+    """The pages a newcomer meets first, at a laptop's size: docs/landing.png and docs/table.png are these."""
+    served, names = demo
+    ARTIFACTS.joinpath("screenshots").mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "screenshots" / f"{name}-1280x800.png"
+    shot.unlink(missing_ok=True)
+    chromium(tmp_path, "--window-size=1280,800", f"--screenshot={shot}", served.base + path)
+    assert png_size(shot) == (1280, 800)
     assert shot.stat().st_size > 20_000, "a blank page compresses to almost nothing"

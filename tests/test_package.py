@@ -86,7 +86,8 @@ def test_the_wheel_holds_nothing_test_only(wheel):
     assert not test_only, f"test-only files in the wheel: {test_only}"
     assert not [name for name in names if name.endswith(".pyc") or "__pycache__" in name]
     kinds = {Path(name).suffix for name in names if name.startswith("ledger/")}
-    assert kinds <= {".py", ".sql", ".yml"}, kinds
+    assert kinds <= {".py", ".sql", ".yml", ".html"}, kinds
+    assert {"ledger/templates/base.html", "ledger/templates/database.html"} <= set(names)  # ledger serve's pages
 
 
 def test_the_installed_wheel_imports_and_makes_a_ledger_on_its_own(wheel, tmp_path):

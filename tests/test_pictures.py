@@ -286,7 +286,7 @@ DAYS = "days is a whole number of days from 1 to 3660."
     ("/story/-/timelines", {"days": "-5"}, 400, DAYS),
     ("/story/-/timelines", {"days": "+5"}, 400, DAYS),
     ("/story/-/timelines", {"days": "1_0"}, 400, DAYS),
-    ("/story/-/timelines", {"days": ""}, 200, "Every tag, the last 30 days (UTC)"),  # empty: the default
+    ("/story/-/timelines", {"days": ""}, 200, "Every tag, today (UTC)"),  # empty: the ledger's age, a day
     ("/story/-/timelines", {"days": " 0007 "}, 200, "Every tag, the last 7 days (UTC)"),
     ("/story/-/timelines", {"pattern": "nowhere.example/*"}, 200, "No tag matches nowhere.example/*"),
     ("/nowhere/-/timeline", {"tag": "{ref}:prod"}, 404, "Database not found"),
@@ -473,3 +473,35 @@ def test_chromium_draws_both_pages_with_every_band(story, weeks, serve, tmp_path
     assert bands_seen(rows, {colour for lane in lanes for colour in lane}) == lanes
     for colour in marks:  # the signature's mark; the chart's bars
         assert counts[rgb(colour)] > (0 if name == "timeline" else 300), f"{colour}: {counts[rgb(colour)]} pixels"
+
+
+def test_past_fifty_tags_the_ones_moved_or_removed_are_drawn_first(tmp_path):
+    """60 tags, two of them moved, then 60 newer tags: the two moved are drawn (on top), with 48 of the newest."""
+    with HostileRegistry() as hostile:
+        for n in range(60):
+            hostile.add_image("many/app", f"t{n:02d}", seed=f"many {n}")
+        ledger = Ledger(str(tmp_path / "many.db"))
+        ledger.collect(f"{hostile.host}/many/app")
+        for n in (7, 42):
+            hostile.add_image("many/app", f"t{n:02d}", seed=f"moved {n}")
+        ledger.collect(f"{hostile.host}/many/app")
+        for n in range(60):
+            hostile.add_image("many/new", f"u{n:02d}", seed=f"new {n}")
+        ledger.collect(f"{hostile.host}/many/new")
+        host = hostile.host
+    page = get(serving.ledger_datasette([ledger.path]), "/many/-/timelines").text
+    lanes = [title_of(anchor) for anchor in picture(page).iter("a")
+             if anchor.get("href").startswith("/many/-/timeline?")]
+    assert lanes[:2] == [f"{host}/many/app:t07", f"{host}/many/app:t42"]
+    assert len(lanes) == 50 and all(lane.startswith(f"{host}/many/new:u") for lane in lanes[2:])
+    assert ("120 tags match: the 2 moved or removed in these days are drawn first, then the most recently changed "
+            "of the rest; 70 are left off.") in html.unescape(page)
+
+
+def test_the_timelines_window_fits_the_ledgers_age(story, weeks):
+    """No days given: from the ledger's first day to today, at most 30 days."""
+    young = get(serving.ledger_datasette([story["db"]]), "/story/-/timelines").text
+    assert "Every tag, today (UTC)" in young and 'name="days" min="1" max="3660" value="1"' in young
+    older = get(serving.ledger_datasette([weeks["db"]]), "/weeks/-/timelines").text
+    assert "Every tag, the last 21 days (UTC)" in older and 'value="21"' in older
+    assert len(lane_bands(picture(older))) == 3

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+from datetime import date, timedelta
 
 import pytest
 from freezegun import freeze_time
@@ -71,8 +72,11 @@ def test_runs_as_json_include_their_errors(registry, ledger, proxy, ns, pusher):
     pusher.image(f"{ns}/app", "1", seed=ns)
     proxy.alter_response = lambda m, p, s, h, b: (500, [], b"") if "/tags/list" in p else None
     ledger("collect", f"{proxy.host}/{ns}/app", "--retries", "0", expect=1)
-    run = as_json(ledger, "runs")[0]
+    run = as_json(ledger, "runs", "--errors")[0]
     assert run["status"] == "failed" and run["problems"][0]["http_status"] == 500
+    assert "problems" not in as_json(ledger, "runs")[0]  # --errors asks for them, in every format
+    cell = next(csv.DictReader(io.StringIO(ledger("runs", "--errors", "--csv").output)))["problems"]
+    assert json.loads(cell)[0]["http_status"] == 500
     assert "tags: HTTP 500" in ledger("runs", "--errors").output
     plain, full = ledger("runs").output, ledger("runs", "--full").output
     assert "error_summary" not in plain.splitlines()[0] and "finished_at" in full.splitlines()[0]
@@ -85,7 +89,7 @@ def test_runs_as_json_include_their_errors(registry, ledger, proxy, ns, pusher):
     ("2 days ago", "2026-11-26T12:00:00.000000Z"),
     ("90 minutes ago", "2026-11-28T10:30:00.000000Z"),
     ("1 week ago", "2026-11-21T12:00:00.000000Z"),
-    ("2026-11-20", "2026-11-20T23:59:59.999999Z"),
+    ("2026-11-20", "2026-11-20T00:00:00.000000Z"),
     ("2026-11-20T14:00:00Z", "2026-11-20T14:00:00.000000Z"),
     ("2026-11-20T14:00:00+02:00", "2026-11-20T12:00:00.000000Z"),
     ("700000 days ago", "0110-05-17T12:00:00.000000Z"),
@@ -97,3 +101,79 @@ def test_times_read_as_people_write_them(text, expected):
 def test_a_time_before_the_year_1_is_a_clear_error():
     with pytest.raises(ValueError, match="before the year 1"):
         parse_when("99999999 weeks ago")
+
+
+def test_a_date_until_is_the_end_of_that_day():
+    assert parse_when("2026-11-20", end_of_day=True) == "2026-11-20T23:59:59.999999Z"
+    assert parse_when("9999-12-31", end_of_day=True) == "9999-12-31T23:59:59.999999Z"
+    assert parse_when("2026-11-20T14:00:00Z", end_of_day=True) == "2026-11-20T14:00:00.000000Z"  # a date alone
+
+
+def test_a_date_is_its_whole_day_for_since_until_and_at(ledger, story):
+    first = ledger.rows("SELECT min(observed_at) AS t FROM events")[0]["t"]
+    day = first[:10]
+    before = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+    after = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+    everything = as_json(ledger, "changes", "--since", "1 hour ago")
+    assert len(everything) == 5
+    assert as_json(ledger, "changes", "--since", day) == everything  # the day's events, from 00:00 UTC
+    assert as_json(ledger, "changes", "--since", before, "--until", day) == everything  # --until: the whole day
+    assert as_json(ledger, "changes", "--since", before, "--until", before) == []
+    assert as_json(ledger, "changes", "--since", after) == []
+    assert as_json(ledger, "at", day) == []  # the start of the day: before the ledger's first run
+    assert len(as_json(ledger, "at", after)) == 2
+    assert "00:00 UTC" in ledger("changes", "--help").output and "00:00 UTC" in ledger("at", "--help").output
+    assert "whole day" in ledger("changes", "--help").output
+
+
+def reading_commands(story):
+    tag = f"{story['host']}/{story['ns']}/app:prod"
+    return [["tags"], ["history", tag], ["at", "now"], ["changes", "--since", "1 hour ago"], ["runs"],
+            ["platforms", tag], ["digest", story["a"]]]
+
+
+def test_each_command_prints_one_column_list_in_json_csv_and_the_full_table(ledger, story):
+    for command in reading_commands(story):
+        rows = json.loads(ledger(*command, "--json").output)
+        assert rows, command
+        columns = list(rows[0])
+        assert all(list(row) == columns for row in rows), command
+        assert next(csv.reader(io.StringIO(ledger(*command, "--csv").output))) == columns, command
+        assert ledger(*command, "--full").output.splitlines()[0].split() == columns, command
+        brief = ledger(*command).output.splitlines()[0].split()
+        assert [column for column in columns if column in brief] == brief, command  # a subset, in order
+    assert "source" in json.loads(ledger("tags", "--json").output)[0]
+    assert "source" not in ledger("tags").output.splitlines()[0]  # for people, only when a row has another
+
+
+def test_json_and_csv_together_are_bad_usage(ledger, story):
+    for command in reading_commands(story):
+        result = ledger(*command, "--json", "--csv", expect=2)
+        assert "--json and --csv" in result.output, command
+
+
+def test_platforms_of_an_index_a_single_image_and_a_digest(registry, pusher, ledger, ns):
+    index, children = pusher.index(f"{ns}/multi", "1", [("amd64", None), ("arm64", "v8")], seed=ns)
+    single, _, _ = pusher.image(f"{ns}/multi", "single", seed=ns + "s", architecture="arm", variant="v7")
+    ledger.collect(f"{registry.host}/{ns}/multi")
+    rows = as_json(ledger, "platforms", f"{registry.host}/{ns}/multi:1")
+    assert [(r["os"], r["architecture"], r["variant"], r["digest"]) for r in rows] == [
+        ("linux", "amd64", None, children[("amd64", None)]), ("linux", "arm64", "v8", children[("arm64", "v8")])]
+    assert as_json(ledger, "platforms", index) == rows  # by digest, attestations left out
+    assert [(r["architecture"], r["variant"], r["digest"]) for r in as_json(
+        ledger, "platforms", f"{registry.host}/{ns}/multi:single")] == [("arm", "v7", single)]
+    table = ledger("platforms", f"{registry.host}/{ns}/multi:1").output
+    assert "arm64" in table and children[("arm64", "v8")][:19] in table and children[("arm64", "v8")] not in table
+    assert "multi:nope is not in the ledger" in ledger("platforms", f"{registry.host}/{ns}/multi:nope", expect=1).output
+    assert "names no tag or digest" in ledger("platforms", f"{registry.host}/{ns}/multi", expect=2).output
+
+
+def test_digest_names_the_tags_that_point_to_it_now_and_ever(ledger, story):
+    rows = as_json(ledger, "digest", story["a"])
+    assert [(r["tag"], r["points_there_now"]) for r in rows] == [("1", 1), ("prod", 0)]
+    assert as_json(ledger, "digest", story["a"].split(":", 1)[1].upper()) == rows
+    assert [(r["tag"], r["points_there_now"]) for r in as_json(ledger, "digest", story["b"])] == [("prod", 1)]
+    table = ledger("digest", story["a"]).output
+    assert "yes" in table and "prod" in table
+    assert "no tag ever pointed to" in ledger("digest", "sha256:" + "0" * 64, expect=1).output
+    assert "not a whole digest" in ledger("digest", story["a"][:19], expect=2).output
