@@ -617,6 +617,15 @@ def _origin_text(url):
     return f"{parts.scheme}://{parts.netloc}"
 
 
+# What OpenSSL says when the server answered a TLS hello in plain HTTP (3.0; 3.2 and later; a long HTTP line).
+_PLAIN_ANSWER = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST")
+
+
+def answered_in_plain_http(error):
+    """A TLS failure that means the server speaks plain HTTP on that port (`docker run registry:2`)."""
+    return error.kind == "tls" and any(name in error.message for name in _PLAIN_ANSWER)
+
+
 def tls_reason(error):
     """The ssl module's own words: 'certificate verify failed: ...'."""
     if isinstance(error, ssl.SSLCertVerificationError):

@@ -1,0 +1,81 @@
+"""Reaching a registry: what --plain-http, --insecure and --ca-file mean, against the real registry over
+plain HTTP and over TLS with a private CA, and what each failure to reach one says."""
+
+import re
+
+import pytest
+
+from ledger.auth import Authenticator, AuthError, Credentials
+from ledger.transport import Transport
+from sandbox import free_port
+
+CREDS = Credentials(username="me", password="pw", source="test")
+
+
+def test_insecure_on_a_plain_http_registry_falls_back_to_http_like_docker(registry, pusher, ledger, ns):
+    """`docker run registry:2` is plain HTTP: --insecure tries HTTPS, and falls back (it used to fail with
+    'TLS error (WRONG_VERSION_NUMBER)')."""
+    pusher.image(f"{ns}/app", "1", seed=ns)
+    ledger.collect(f"{registry.host}/{ns}/app", "--insecure")
+    assert [(e["kind"], e["tag"]) for e in ledger.events()] == [("added", "1")]
+
+
+def test_insecure_on_a_tls_registry_skips_the_certificate_check(tls_registry, pusher, ledger, ns):
+    pusher.image(f"{ns}/app", "1", seed=ns)
+    result = ledger("collect", f"{tls_registry.host}/{ns}/app", "--insecure")
+    assert f"warning: TLS certificates are not verified for {tls_registry.host}" in result.output
+    assert [(e["kind"], e["tag"]) for e in ledger.events()] == [("added", "1")]
+
+
+def test_a_private_ca_says_self_signed_and_names_ca_file(tls_registry, pusher, ledger, ns, tls):
+    pusher.image(f"{ns}/app", "1", seed=ns)
+    refused = ledger("collect", "--quiet", f"{tls_registry.host}/{ns}/app", "--ca-file", "/etc/ssl/certs/ca-certificates.crt",
+                     expect=1).output
+    assert f"TLS error talking to https://{tls_registry.host}" in refused
+    assert "not signed by the CA in --ca-file /etc/ssl/certs/ca-certificates.crt (self-signed, or a private CA)" in refused
+    assert "give its CA with --ca-file PEM" in refused
+    ledger.collect(f"{tls_registry.host}/{ns}/app", "--ca-file", tls[0])
+    assert [(e["kind"], e["tag"]) for e in ledger.events()] == [("added", "1")]
+
+
+def test_tls_spoken_to_a_plain_http_registry_says_it_answered_in_plain_http(registry, ledger, ns, tls):
+    output = ledger("collect", "--quiet", f"{registry.host}/{ns}/app", "--ca-file", tls[0], expect=1).output
+    assert f"TLS error talking to https://{registry.host}" in output
+    assert "it answered in plain HTTP, so it does not speak TLS there: drop --ca-file" in output
+
+
+def test_plain_http_spoken_to_a_tls_registry_says_it_looks_like_tls(tls_registry, ledger, ns):
+    output = ledger("collect", "--quiet", f"{tls_registry.host}/{ns}/app", expect=1).output
+    assert (f"ping: HTTP 400 from http://{tls_registry.host}/v2/: this looks like a TLS (HTTPS) port spoken to in "
+            "plain HTTP; give --ca-file PEM") in output
+    assert "is this a registry?" not in output
+    output = ledger("collect", "--quiet", f"{tls_registry.host}/{ns}/app", "--plain-http", expect=1).output
+    assert "this looks like a TLS (HTTPS) port spoken to in plain HTTP; drop --plain-http" in output
+
+
+def test_a_refused_connection_says_so_with_the_address(ledger):
+    port = free_port()
+    output = ledger("collect", "--quiet", f"127.0.0.1:{port}/team/app", expect=1).output
+    assert f"cannot connect to http://127.0.0.1:{port}: connection refused (nothing listens at 127.0.0.1:{port})" \
+        in output
+    output = ledger("collect", "--quiet", f"127.0.0.1:{port}/team/app", "--insecure", expect=1).output
+    assert re.search(rf"connection refused \(nothing listens at 127.0.0.1:{port}\) \(after HTTPS failed: cannot "
+                     rf"connect to https://127.0.0.1:{port}: connection refused", output), output
+
+
+@pytest.mark.parametrize("registry,plain_http,credentials,refused", [
+    ("registry.example", False, CREDS, True),  # --insecure fell back to HTTP on another machine
+    ("registry.example", True, CREDS, False),  # the user said --plain-http
+    ("127.0.0.1:5000", False, CREDS, False),  # loopback, as Docker
+    ("registry.example", False, Credentials(), False),  # nothing to leak: an anonymous token
+])
+def test_credentials_never_go_in_clear_text_after_a_fallback(registry, plain_http, credentials, refused):
+    auth = Authenticator(registry, credentials, Transport(), registry_scheme="http", plain_http=plain_http)
+    auth.learn('Basic realm="r"')
+    if not refused:
+        assert auth.header(()) == credentials.basic()
+        return
+    with pytest.raises(AuthError, match="not sent in clear text to another machine; give --plain-http") as caught:
+        auth.header(())
+    assert caught.value.code == "PLAIN_HTTP_REFUSED"
+    assert "pw" not in str(caught.value)
