@@ -142,6 +142,8 @@ class Authenticator:
     def header(self, scopes=()):
         """The Authorization header for a request needing `scopes`, or None before any challenge."""
         if self.scheme is not None and self._in_clear():
+            if self.scheme == "bearer":
+                self._check_realm()  # a realm that would leak is refused for that, first
             raise AuthError(f"{self.registry} answered only in plain HTTP (HTTPS failed, and --insecure falls back): "
                             f"the credentials from {self.credentials.source} are not sent in clear text to another "
                             "machine; give --plain-http for this registry to allow it", code="PLAIN_HTTP_REFUSED")
