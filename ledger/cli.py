@@ -272,9 +272,9 @@ def _password(password_stdin, registries):
     return password
 
 
-def _run(plan, quiet, metrics=None):
+def _run(plan, quiet, metrics=None, watching=False):
     """One run, appended in one transaction, then its problems and summary, and its metrics; returns its
-    status."""
+    status. A watcher's run that changed nothing is one line, starting with the time, as its summary is."""
     from .run import RunFailed, run_once
     progress = _Progress(not quiet and sys.stderr.isatty() and bool(plan.targets))
     started, failed = time.monotonic(), None
@@ -295,16 +295,28 @@ def _run(plan, quiet, metrics=None):
     if len(result.errors) > 20:
         click.echo(f"error: ... and {len(result.errors) - 20} more (see the errors table, run {outcome.run_id})",
                    err=True)
-    if not quiet:
-        _summary(outcome.run_id, result, outcome.counts, outcome.elapsed)
+    if not quiet and watching and result.status == "ok" and not any(outcome.counts[kind] for kind in _CHANGES):
+        click.echo(f"{_stamp()} run {outcome.run_id}: ok, no changes ({outcome.counts['tags_seen']} tags seen, "
+                   f"{sum(result.requests.values())} requests in {outcome.elapsed:.2f}s)")
+    elif not quiet:
+        _summary(outcome.run_id, result, outcome.counts, outcome.elapsed, f"{_stamp()} " if watching else "")
     if outcome.unanchored or unwritten:
         raise click.ClickException("; ".join(filter(None, [outcome.unanchored, unwritten])))
     return result.status
 
 
-def _summary(run_id, result, counts, elapsed):
+_CHANGES = ("added", "moved", "updated", "removed", "new_images")
+
+
+def _stamp():
+    """The time of day a watcher's line starts with: UTC, to the second."""
+    from .times import now
+    return now()[:19] + "Z"
+
+
+def _summary(run_id, result, counts, elapsed, stamp=""):
     requests = ", ".join(f"{kind} {n}" for kind, n in sorted(result.requests.items()))
-    click.echo(f"run {run_id}: {result.status} in {elapsed:.2f}s")
+    click.echo(f"{stamp}run {run_id}: {result.status} in {elapsed:.2f}s")
     for label, value in [("repos listed", counts["repos_listed"]), ("tags seen", counts["tags_seen"]),
                          ("added", counts["added"]), ("moved", counts["moved"]), ("updated", counts["updated"]),
                          ("removed", counts["removed"]), ("new images", counts["new_images"]),
@@ -631,7 +643,7 @@ class _Watcher:
         while not self.stop.is_set():
             self.running.set()
             try:
-                _run(self.planned.next(), self.planned.quiet, self.planned.metrics)
+                _run(self.planned.next(), self.planned.quiet, self.planned.metrics, watching=True)
             except KeyboardInterrupt:
                 click.echo("watch: run abandoned", err=True)
                 return
