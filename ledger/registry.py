@@ -193,7 +193,7 @@ def follow_pages(url, read_page, before, refuse):
 class RegistryClient:
     """One registry's v2 API, shared by the collector's worker threads."""
 
-    def __init__(self, registry, options=None):
+    def __init__(self, registry, options=None, observe=None):
         self.registry = registry
         self.options = options or RegistryOptions()
         self.base = api_base(registry, self.options.plain_http,
@@ -201,6 +201,7 @@ class RegistryClient:
         verify = False if self.options.insecure else (self.options.ca_file or True)
         self.transport = Transport(verify=verify, timeout=self.options.timeout, deadline=self.options.deadline,
                                    user_agent=USER_AGENT, pool_size=max(self.options.concurrency, 1))
+        self.transport.observe = observe  # -v, and the progress bar's rate: every request, token servers' too
         self.requests = Counter()
         self.rate_limit = {}  # Docker Hub's RateLimit-Limit / -Remaining, as last seen
         self.exhausted = False

@@ -79,6 +79,7 @@ class Flags:
     notify_deadline: float | None
     metrics_file: str | None
     quiet: bool
+    verbose: bool
 
 
 @dataclass
@@ -93,6 +94,7 @@ class Plan:
     daemon: object = None  # a DaemonClient with --daemon
     anchor: tuple | None = None  # (directory, signer) with --checkpoint-dir
     notify: Notifications | None = None  # with --notify, or notify in the config file
+    observe: object = None  # told of every HTTP request (-v, the progress bar): transport.Transport.observe
 
 
 def target_registries(targets):

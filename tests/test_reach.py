@@ -1,6 +1,7 @@
 """Reaching a registry: what --plain-http, --insecure and --ca-file mean, against the real registry over
 plain HTTP and over TLS with a private CA, and what each failure to reach one says."""
 
+import json
 import re
 
 import pytest
@@ -79,3 +80,28 @@ def test_credentials_never_go_in_clear_text_after_a_fallback(registry, plain_htt
         auth.header(())
     assert caught.value.code == "PLAIN_HTTP_REFUSED"
     assert "pw" not in str(caught.value)
+
+
+def test_verbose_prints_each_request_and_never_a_credential_or_token(token_registry, pusher, ledger, ns,
+                                                                    docker_config, tokens):
+    from conftest import PASSWORD
+    from test_auth import basic_auth
+
+    pusher.image(f"{ns}/app", "1", seed=ns)
+    docker_config({"auths": {token_registry.host: {"auth": basic_auth()}}})
+    output = ledger("collect", "-v", f"{token_registry.host}/{ns}/app").output
+    lines = [line for line in output.splitlines() if re.match(r"(GET|HEAD|POST) ", line)]
+    assert re.fullmatch(rf"GET http://{token_registry.host}/v2/ 401 \d+ms", lines[0]), lines
+    assert any(re.fullmatch(r"GET http://127\.0\.0\.1:\d+/\S+\?\.\.\. 200 \d+ms", line) for line in lines), lines
+    assert any(re.fullmatch(rf"HEAD http://{token_registry.host}/v2/{ns}/app/manifests/1 200 \d+ms", line)
+               for line in lines), lines
+    assert len(lines) == sum(json.loads(ledger.rows("SELECT requests FROM runs")[0]["requests"]).values())
+    assert tokens.issued
+    for secret in (PASSWORD, basic_auth(), "Bearer", "Authorization", "account=", "scope=", *tokens.issued):
+        assert secret not in output
+
+
+def test_verbose_names_the_https_attempt_a_fallback_began_with(registry, ledger, ns):
+    output = ledger("collect", "-v", "--insecure", f"{registry.host}/{ns}/app").output
+    assert re.search(rf"^GET https://{registry.host}/v2/ failed \(TLS error \(WRONG_VERSION_NUMBER\)\) \d+ms\n"
+                     rf"GET http://{registry.host}/v2/ 200 \d+ms$", output, re.M), output
