@@ -229,10 +229,17 @@ _TARGET_HELP = """
 
 @cli.command(name="collect")
 @collect_options
-def collect_command(**flags):
+@click.option("--dry-run", is_flag=True,
+              help="Check the flags and the config file and print the plan (registries, how each is reached, "
+                   "whose credentials, targets, filters); send no request and write nothing.")
+def collect_command(dry_run, **flags):
     """Record what every tag of TARGETS points to now: one run."""
     signal.signal(signal.SIGTERM, _interrupt)
     planned = _Planner(flags)
+    if dry_run:
+        from .settings import describe
+        click.echo("\n".join(describe(planned.next())))
+        return
     try:
         status = _run(planned.next(), planned.quiet, planned.metrics, verbose=planned.flags.verbose)
     except KeyboardInterrupt:

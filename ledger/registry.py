@@ -61,6 +61,20 @@ class RegistryOptions:
     referrers: str = "auto"  # auto | always | never: when to ask the OCI referrers API
 
 
+def reach(registry, options):
+    """How a registry is spoken to with these options, in words (the dry run's plan): the table of
+    --plain-http, --insecure and --ca-file in the README, for one registry."""
+    if options.plain_http:
+        return "plain HTTP (--plain-http)"
+    if options.insecure:
+        return "HTTPS, certificate not checked (--insecure); plain HTTP if HTTPS fails"
+    if options.ca_file:
+        return f"HTTPS, certificate checked against {options.ca_file} (--ca-file)"
+    if api_base(registry).startswith("http://"):
+        return "plain HTTP (a loopback registry, as Docker)"
+    return "HTTPS, certificate checked against the system's CAs"
+
+
 class RegistryError(SourceError):
     """A typed failure talking to a registry; becomes a row in the errors table."""
 

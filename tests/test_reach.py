@@ -163,3 +163,33 @@ def test_the_progress_bar_counts_tags_with_a_rate_and_a_countdown_on_a_terminal_
         piped = subprocess.run([sys.executable, "-m", "ledger", *args], capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0
     assert "collecting" not in piped.stderr and "\x1b" not in piped.stderr
+
+
+def test_dry_run_prints_the_plan_and_sends_nothing(ledger, tmp_path, docker_config, tls):
+    """The registry named here does not exist: a request would fail the run; the ledger is never made."""
+    port = free_port()
+    docker_config({"auths": {f"127.0.0.1:{port}": {"auth": "YWxpY2U6c2VjcmV0LXB3"}}})  # alice:secret-pw
+    config = tmp_path / "ledger.toml"
+    config.write_text(f'concurrency = 3\n[registries."ghcr.io"]\ntargets = ["ghcr.io/acme/app"]\n'
+                      f'ca_file = "{tls[0]}"\ninclude_tags = \'^v\\d\'\ncredentials = "none"\n'
+                      '[registries."evil.example"]\ntargets = ["evil.example/x\\u001b[2J"]\n')
+    result = ledger("collect", "--dry-run", "--config", str(config), f"127.0.0.1:{port}/team/*")
+    assert result.output.splitlines()[0] == f"ledger: {ledger.path}"
+    assert f"registry 127.0.0.1:{port}\n  reach      plain HTTP (a loopback registry, as Docker)\n" in result.output
+    assert f"  auth       {tmp_path}/docker/config.json (127.0.0.1:{port})\n" in result.output
+    assert f"  targets    127.0.0.1:{port}/team/*\n" in result.output
+    assert (f"registry ghcr.io\n  reach      HTTPS, certificate checked against {tls[0]} (--ca-file)\n"
+            "  auth       anonymous: no credentials\n  targets    ghcr.io/acme/app\n"
+            "  tags       include '^v\\d'; at most 100000 per repository\n"
+            "  limits     concurrency 3, no rate limit, 4 retries, deadline 300s\n") in result.output
+    assert "evil.example/x\\x1b[2J" in result.output and "\x1b" not in result.output
+    assert "secret-pw" not in result.output
+    assert not (tmp_path / "ledger.db").exists()
+
+
+def test_dry_run_names_a_misspelt_key_with_exit_2(ledger, tmp_path):
+    config = tmp_path / "ledger.toml"
+    config.write_text('[registries."ghcr.io"]\ntargets = ["ghcr.io/acme/app"]\nca_flie = "/ca.pem"\n')
+    result = ledger("collect", "--dry-run", "--config", str(config), expect=2)
+    assert f"{config}: [registries.\"ghcr.io\"]: unknown setting 'ca_flie' (did you mean 'ca_file'?)" in result.output
+    assert not (tmp_path / "ledger.db").exists()
