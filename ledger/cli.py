@@ -79,9 +79,9 @@ class _Progress:
             self.requests += 1
             self._draw()
 
-    def _draw(self):
+    def _draw(self, final=False):
         now = time.monotonic()
-        if not self.enabled or now - self.drawn < self.EVERY:
+        if not self.enabled or (now - self.drawn < self.EVERY and not final):
             return
         self.drawn = now
         elapsed = max(now - self.started, 1e-3)
@@ -98,9 +98,11 @@ class _Progress:
         self.shown = True
 
     def close(self):
+        """The last count stays on its line, as a finished bar does; what follows starts below it."""
         with self.lock:
             if self.shown:
-                sys.stderr.write("\r\x1b[K")
+                self._draw(final=True)
+                sys.stderr.write("\n")
                 sys.stderr.flush()
             self.enabled = self.shown = False
 

@@ -3,12 +3,15 @@ plain HTTP and over TLS with a private CA, and what each failure to reach one sa
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
 from ledger.auth import Authenticator, AuthError, Credentials
 from ledger.transport import Transport
-from sandbox import free_port
+from sandbox import Proxy, free_port
+from test_cli import run_on_a_terminal
 
 CREDS = Credentials(username="me", password="pw", source="test")
 
@@ -107,47 +110,15 @@ def test_verbose_names_the_https_attempt_a_fallback_began_with(registry, ledger,
                      rf"GET http://{registry.host}/v2/ 200 \d+ms$", output, re.M), output
 
 
-def _on_a_terminal(args, timeout=60):
-    """Run `ledger ARGS` with a pseudo-terminal for stdin, stdout and stderr: everything it wrote."""
-    import os
-    import pty
-    import select
-    import subprocess
-    import sys
-    import time
-
-    leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "ledger", *args], stdin=follower, stdout=follower,
-                               stderr=follower, close_fds=True)
-    os.close(follower)
-    chunks, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([leader], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # the terminal closed: the process is gone
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        elif process.poll() is not None:
-            break
-    os.close(leader)
-    assert process.wait(10) == 0
-    return b"".join(chunks).decode()
-
-
 def test_the_progress_bar_counts_tags_with_a_rate_and_a_countdown_on_a_terminal_only(registry, pusher, ns,
                                                                                        tmp_path):
-    from sandbox import Proxy
-
     for n in range(12):
         pusher.image(f"{ns}/app", f"t{n}", seed=ns + str(n))
     with Proxy(registry.host, latency=0.05) as slow:
         args = ["collect", f"{slow.host}/{ns}/app", "--db", str(tmp_path / "l.db"), "--concurrency", "1"]
-        shown = _on_a_terminal(args)
-        frames = [frame for frame in re.split(r"\r\x1b\[K", shown) if frame.startswith("collecting")]
+        code, stdout, shown = run_on_a_terminal(args, tmp_path)
+        assert code == 0
+        frames = [frame.rstrip("\r\n") for frame in re.split(r"\r\x1b\[K", shown) if frame.startswith("collecting")]
         assert frames, repr(shown)
         assert not any("0/0" in frame for frame in frames)
         counted = [re.fullmatch(r"collecting (\d+)/12 tags  \d+ req/s  ETA (\d+):(\d\d)", frame) for frame in frames]
@@ -157,9 +128,7 @@ def test_the_progress_bar_counts_tags_with_a_rate_and_a_countdown_on_a_terminal_
         assert done == sorted(done) and done[0] < 12, frames
         left = [int(match.group(2)) * 60 + int(match.group(3)) for match in counted]
         assert left[-1] < left[0], frames  # a countdown
-        assert "run 1: ok" in shown  # the summary, on a clean line after the bar
-        import subprocess
-        import sys
+        assert shown.endswith("\r\n") and "run 1: ok" in stdout  # the bar's last count stays, on its own line
         piped = subprocess.run([sys.executable, "-m", "ledger", *args], capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0
     assert "collecting" not in piped.stderr and "\x1b" not in piped.stderr
