@@ -65,11 +65,14 @@ class _Progress:
         self.started = time.monotonic()
         self.drawn = 0.0
         self.tags = self.done = self.lists = self.requests = 0
+        self.resolving = None  # when the first tags were known: the countdown's rate is from then
         self.shown = False
 
     def __call__(self, tags=0, done=0, lists=0):
         with self.lock:
             self.tags += tags
+            if self.tags and self.resolving is None:
+                self.resolving = time.monotonic()
             self.done += done
             self.lists += lists
             self._draw()
@@ -91,7 +94,7 @@ class _Progress:
         else:
             line = f"collecting {self.done}/{self.tags}{'+' if self.lists else ''} tags  {rate}"
             if not self.lists and self.done:
-                left = round((self.tags - self.done) * elapsed / self.done)
+                left = round((self.tags - self.done) * (now - self.resolving) / self.done)
                 line += f"  ETA {left // 60}:{left % 60:02d}"
         sys.stderr.write(f"\r\x1b[K{line}")
         sys.stderr.flush()
