@@ -629,7 +629,7 @@ def _header_line(name, value):
 
 def _origin_text(url):
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"  # never a user:password a redirect named
 
 
 # What OpenSSL says when the server answered a TLS hello in plain HTTP (3.0; 3.2 and later; a long HTTP line).
