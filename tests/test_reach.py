@@ -162,3 +162,14 @@ def test_dry_run_names_a_misspelt_key_with_exit_2(ledger, tmp_path):
     result = ledger("collect", "--dry-run", "--config", str(config), expect=2)
     assert f"{config}: [registries.\"ghcr.io\"]: unknown setting 'ca_flie' (did you mean 'ca_file'?)" in result.output
     assert not (tmp_path / "ledger.db").exists()
+
+
+@pytest.mark.parametrize("url,shown", [
+    ("https://auth.example/token?service=s&scope=repository:a:pull&account=alice", "https://auth.example/token?..."),
+    ("https://alice:pw@blobs.example/x/y?X-Amz-Signature=abc#frag", "https://blobs.example/x/y?..."),
+    ("http://127.0.0.1:5000/v2/", "http://127.0.0.1:5000/v2/"),
+])
+def test_verbose_shows_a_url_without_credentials_or_query(url, shown):
+    from ledger.cli import _shown_url
+
+    assert _shown_url(url) == shown
