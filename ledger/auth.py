@@ -141,6 +141,12 @@ class Authenticator:
 
     def header(self, scopes=()):
         """The Authorization header for a request needing `scopes`, or None before any challenge."""
+        if self.scheme is not None and self._in_clear():
+            if self.scheme == "bearer":
+                self._check_realm()  # a realm that would leak is refused for that, first
+            raise AuthError(f"{self.registry} answered only in plain HTTP (HTTPS failed, and --insecure falls back): "
+                            f"the credentials from {self.credentials.source} are not sent in clear text to another "
+                            "machine; give --plain-http for this registry to allow it", code="PLAIN_HTTP_REFUSED")
         if self.scheme == "basic":
             return self.credentials.basic()
         if self.scheme == "bearer":
@@ -148,6 +154,12 @@ class Authenticator:
                 return "Bearer " + self.credentials.registry_token
             return "Bearer " + self.token(tuple(sorted(scopes)))
         return None
+
+    def _in_clear(self):
+        """Credentials (or a token made from them) would cross the network unencrypted without the user
+        having said --plain-http: only an --insecure fallback to HTTP on a host that is not loopback."""
+        return (self.registry_scheme == "http" and not self.plain_http and not is_loopback(self.registry)
+                and self.credentials.source not in (None, "", "none"))
 
     def forget(self, scopes=()):
         with self._lock:

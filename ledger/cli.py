@@ -80,26 +80,94 @@ def cli():
 
 
 class _Progress:
-    """A progress bar on a terminal: tags resolved out of tags listed so far."""
+    """One line on a terminal's stderr, redrawn at most ten times a second: tags resolved out of tags
+    known, requests per second, and once every tag list is in (the total is known) a countdown to the
+    end. Nothing until the first tags are known, so never '0/0'."""
+
+    EVERY = 0.1
 
     def __init__(self, enabled):
-        self.bar = None
-        if enabled:
-            self.bar = click.progressbar(length=0, label="collecting", file=sys.stderr, show_pos=True,
-                                         show_eta=False, width=30)
-            self.bar.__enter__()
+        self.enabled = enabled
+        self.lock = threading.Lock()
+        self.started = time.monotonic()
+        self.drawn = 0.0
+        self.tags = self.done = self.lists = self.requests = 0
+        self.resolving = None  # when the first tags were known: the countdown's rate is from then
+        self.shown = False
 
-    def __call__(self, tags=0, done=0):
-        if self.bar is None:
+    def __call__(self, tags=0, done=0, lists=0):
+        with self.lock:
+            self.tags += tags
+            if self.tags and self.resolving is None:
+                self.resolving = time.monotonic()
+            self.done += done
+            self.lists += lists
+            self._draw()
+
+    def request(self):
+        with self.lock:
+            self.requests += 1
+            self._draw()
+
+    def _draw(self, final=False):
+        now = time.monotonic()
+        if not self.enabled or (now - self.drawn < self.EVERY and not final):
             return
-        self.bar.length += tags
-        self.bar.label = f"collecting ({self.bar.length} tags)"
-        self.bar.update(done)
+        self.drawn = now
+        elapsed = max(now - self.started, 1e-3)
+        rate = f"{self.requests / elapsed:.0f} req/s"
+        if not self.tags:
+            line = f"collecting: listing ({self.requests} requests, {rate})"
+        else:
+            line = f"collecting {self.done}/{self.tags}{'+' if self.lists else ''} tags  {rate}"
+            if not self.lists and self.done:
+                left = round((self.tags - self.done) * (now - self.resolving) / self.done)
+                line += f"  ETA {left // 60}:{left % 60:02d}"
+        sys.stderr.write(f"\r\x1b[K{line}")
+        sys.stderr.flush()
+        self.shown = True
 
     def close(self):
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-            self.bar = None
+        """The last count stays on its line, as a finished bar does; what follows starts below it."""
+        with self.lock:
+            if self.shown:
+                self._draw(final=True)
+                sys.stderr.write("\n")
+                sys.stderr.flush()
+            self.enabled = self.shown = False
+
+
+class _Trace:
+    """-v: one line on stderr per HTTP request, as it is answered: method, URL, status, milliseconds. The
+    URL without its query (a token server's carries the account and scopes) or any user:password in it,
+    and never a header; through printable, since a redirect's URL is a server's word."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+
+    def __call__(self, method, url, status, seconds, failure):
+        shown = _shown_url(url)
+        outcome = str(status) if failure is None else f"failed ({failure})"
+        line = printable(f"{method} {shown} {outcome} {seconds * 1000:.0f}ms")
+        with self.lock:
+            click.echo(line, err=True)
+
+
+def _shown_url(url):
+    """A URL as -v prints it: no user:password, no query (it may carry an account or a token), no
+    fragment; `?...` says a query was dropped."""
+    base, query, _ = url.partition("#")[0].partition("?")
+    scheme, sep, rest = base.partition("://")
+    netloc, slash, path = rest.partition("/")
+    netloc = netloc.rpartition("@")[2]
+    return f"{scheme}{sep}{netloc}{slash}{path}" + ("?..." if query else "")
+
+
+def _observer(progress, trace):
+    """What the transport tells of each request: the progress bar's rate, and -v's line."""
+    if trace is None:
+        return lambda *request: progress.request()
+    return lambda *request: (progress.request(), trace(*request))
 
 
 def collect_options(command):
@@ -167,6 +235,9 @@ def collect_options(command):
                      help="After every run, write Prometheus metrics to PATH, atomically (name it *.prom for "
                           "node_exporter's textfile collector)."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary; errors only."),
+        click.option("-v", "--verbose", is_flag=True,
+                     help="Print each HTTP request to stderr: method, URL (without its query), status, "
+                          "milliseconds; never a header or credential."),
     ]):
         command = option(command)
     return command
@@ -194,12 +265,19 @@ _TARGET_HELP = """
 
 @cli.command(name="collect")
 @collect_options
-def collect_command(**flags):
+@click.option("--dry-run", is_flag=True,
+              help="Check the flags and the config file and print the plan (registries, how each is reached, "
+                   "whose credentials, targets, filters); send no request and write nothing.")
+def collect_command(dry_run, **flags):
     """Record what every tag of TARGETS points to now: one run."""
     signal.signal(signal.SIGTERM, _interrupt)
     planned = _Planner(flags)
+    if dry_run:
+        from .settings import describe
+        click.echo("\n".join(describe(planned.next())))
+        return
     try:
-        status = _run(planned.next(), planned.quiet, planned.metrics)
+        status = _run(planned.next(), planned.quiet, planned.metrics, verbose=planned.flags.verbose)
     except KeyboardInterrupt:
         raise click.ClickException("interrupted: the run is recorded as failed and nothing else was appended") from None
     if status == "failed":
@@ -306,11 +384,12 @@ def _password(password_stdin, registries):
     return password
 
 
-def _run(plan, quiet, metrics=None):
+def _run(plan, quiet, metrics=None, watching=False, verbose=False):
     """One run, appended in one transaction, then its problems and summary, and its metrics; returns its
-    status."""
+    status. A watcher's run that changed nothing is one line, starting with the time, as its summary is."""
     from .run import RunFailed, run_once
-    progress = _Progress(not quiet and sys.stderr.isatty() and bool(plan.targets))
+    progress = _Progress(not quiet and not verbose and sys.stderr.isatty() and bool(plan.targets))
+    plan.observe = _observer(progress, _Trace() if verbose else None) if progress.enabled or verbose else None
     started, failed = time.monotonic(), None
     try:
         outcome = run_once(plan, progress)
@@ -329,16 +408,28 @@ def _run(plan, quiet, metrics=None):
     if len(result.errors) > 20:
         click.echo(f"error: ... and {len(result.errors) - 20} more (see the errors table, run {outcome.run_id})",
                    err=True)
-    if not quiet:
-        _summary(outcome.run_id, result, outcome.counts, outcome.elapsed)
+    if not quiet and watching and result.status == "ok" and not any(outcome.counts[kind] for kind in _CHANGES):
+        click.echo(f"{_stamp()} run {outcome.run_id}: ok, no changes ({outcome.counts['tags_seen']} tags seen, "
+                   f"{sum(result.requests.values())} requests in {outcome.elapsed:.2f}s)")
+    elif not quiet:
+        _summary(outcome.run_id, result, outcome.counts, outcome.elapsed, f"{_stamp()} " if watching else "")
     if outcome.unanchored or unwritten:
         raise click.ClickException("; ".join(filter(None, [outcome.unanchored, unwritten])))
     return result.status
 
 
-def _summary(run_id, result, counts, elapsed):
+_CHANGES = ("added", "moved", "updated", "removed", "new_images")
+
+
+def _stamp():
+    """The time of day a watcher's line starts with: UTC, to the second."""
+    from .times import now
+    return now()[:19] + "Z"
+
+
+def _summary(run_id, result, counts, elapsed, stamp=""):
     requests = ", ".join(f"{kind} {n}" for kind, n in sorted(result.requests.items()))
-    click.echo(f"run {run_id}: {result.status} in {elapsed:.2f}s")
+    click.echo(f"{stamp}run {run_id}: {result.status} in {elapsed:.2f}s")
     for label, value in [("repos listed", counts["repos_listed"]), ("tags seen", counts["tags_seen"]),
                          ("added", counts["added"]), ("moved", counts["moved"]), ("updated", counts["updated"]),
                          ("removed", counts["removed"]), ("new images", counts["new_images"]),
@@ -747,7 +838,8 @@ class _Watcher:
         while not self.stop.is_set():
             self.running.set()
             try:
-                _run(self.planned.next(), self.planned.quiet, self.planned.metrics)
+                _run(self.planned.next(), self.planned.quiet, self.planned.metrics, watching=True,
+                     verbose=self.planned.flags.verbose)
             except KeyboardInterrupt:
                 click.echo("watch: run abandoned", err=True)
                 return

@@ -26,7 +26,7 @@ _NAMED_WARNINGS = 20  # per listing; the rest are counted in one more row
 
 
 def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progress=None, children_of=None,
-            seen=None):
+            seen=None, observe=None):
     """Collect every target into a RunResult for the store to classify and append.
 
     `options` maps a registry to its RegistryOptions. `ledger_repos` maps a
@@ -37,6 +37,9 @@ def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progr
     a key of that repository [default: whether it holds a live one]: a named
     repository the registry does not know is a deletion if so, else a failed
     target.
+    `observe` is told of every HTTP request (transport.Transport.observe).
+    `progress(tags=, done=, lists=)` is told of tags to resolve, tags resolved, and tag lists asked
+    (positive) and answered (negative).
     """
     result = RunResult()
     by_registry = defaultdict(list)
@@ -45,7 +48,7 @@ def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progr
     reached = 0
     for registry, group in by_registry.items():
         settings = (options or {}).get(registry) or RegistryOptions()
-        client = RegistryClient(registry, settings)
+        client = RegistryClient(registry, settings, observe)
         try:
             client.fetch_ping()
             reached += 1
@@ -126,6 +129,7 @@ class _Work:
     def run(self, pool):
         self.backlog.extend((self.client.fetch_tags, (repo,), {"scope": scope})
                             for repo, scope in sorted(self._scopes().items()))
+        self.progress(lists=len(self.backlog))
         self._pump(pool)
         try:
             while self.futures:
@@ -138,6 +142,8 @@ class _Work:
                     follow = self._on_error(fetch, args, context, error)
                 except Exception as error:  # never let one answer end the run: it fails its own scope
                     follow = self._on_error(fetch, args, context, self._unexpected(fetch, args, error))
+                if fetch == self.client.fetch_tags:
+                    self.progress(lists=-1)
                 self.backlog.extend(follow)
                 self._pump(pool)
         except BaseException:
@@ -183,6 +189,7 @@ class _Work:
             record(self.result, RegistryError(reason, registry=self.registry, stage=stage, code=code))
         if fetch == self.client.fetch_tags:
             self._covered(args[0], context["scope"], reason=reason.split(";")[0])
+            self.progress(lists=-1)
 
     def _scopes(self):
         """Which repos to list, each with the Scope of tags its listing speaks for."""

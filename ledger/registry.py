@@ -19,10 +19,10 @@ from .auth import Authenticator, AuthError, Credentials, parse_challenges
 from .manifests import (ACCEPT, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, ManifestError, compute_digest, parse_manifest,
                         valid_digest, verify_digest)
 from .findings import SourceError
-from .references import api_base
+from .references import api_base, is_loopback
 from .referrers import Descriptor
 from .limits import DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, DEFAULT_RETRIES, MAX_TAGS
-from .transport import Transport, TransportError
+from .transport import Transport, TransportError, answered_in_plain_http
 from .wire import WireError, ascii_int, bare_media_type, loads
 
 MAX_PAGE_BYTES = 8 * 1024 * 1024  # one page of a catalog or tag list
@@ -60,6 +60,20 @@ class RegistryOptions:
     exclude_tags: str | None = None
     referrers: str = "auto"  # auto | always | never: when to ask the OCI referrers API
     allow_empty: bool = False  # a glob (or a catalog) that matches no repository is expected, not an error
+
+
+def reach(registry, options):
+    """How a registry is spoken to with these options, in words (the dry run's plan): the table of
+    --plain-http, --insecure and --ca-file in the README, for one registry."""
+    if options.plain_http:
+        return "plain HTTP (--plain-http)"
+    if options.insecure:
+        return "HTTPS, certificate not checked (--insecure); plain HTTP if HTTPS fails"
+    if options.ca_file:
+        return f"HTTPS, certificate checked against {options.ca_file} (--ca-file)"
+    if api_base(registry).startswith("http://"):
+        return "plain HTTP (a loopback registry, as Docker)"
+    return "HTTPS, certificate checked against the system's CAs"
 
 
 class RegistryError(SourceError):
@@ -141,6 +155,20 @@ def _tag_path(tag):
     return tag if _UNQUOTED.fullmatch(tag) else quote(tag, safe="")
 
 
+_UNKNOWN_ISSUER = ("self-signed", "self signed", "local issuer", "first certificate")  # OpenSSL's verify messages
+
+
+def _unreachable(reason, base):
+    """Why a connection failed, in lower case, with the address a refusal came from."""
+    reason = reason[:1].lower() + reason[1:]
+    if reason != "connection refused":
+        return reason
+    parts = urlsplit(base)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    hint = "; if it serves plain HTTP, give --plain-http" if parts.scheme == "https" and parts.port is None else ""
+    return f"connection refused (nothing listens at {parts.hostname}:{port}){hint}"
+
+
 def _said(challenge, code, message, status):
     """Why a 401 or 403 refused: the challenge's `error` and `error_description` (the token server's word,
     RFC 6750), else the error body's code and message (the registry's), else the status."""
@@ -180,7 +208,7 @@ def follow_pages(url, read_page, before, refuse):
 class RegistryClient:
     """One registry's v2 API, shared by the collector's worker threads."""
 
-    def __init__(self, registry, options=None):
+    def __init__(self, registry, options=None, observe=None):
         self.registry = registry
         self.options = options or RegistryOptions()
         self.base = api_base(registry, self.options.plain_http,
@@ -188,6 +216,7 @@ class RegistryClient:
         verify = False if self.options.insecure else (self.options.ca_file or True)
         self.transport = Transport(verify=verify, timeout=self.options.timeout, deadline=self.options.deadline,
                                    user_agent=USER_AGENT, pool_size=max(self.options.concurrency, 1))
+        self.transport.observe = observe  # -v, and the progress bar's rate: every request, token servers' too
         self.requests = Counter()
         self.rate_limit = {}  # Docker Hub's RateLimit-Limit / -Remaining, as last seen
         self.exhausted = False
@@ -267,8 +296,7 @@ class RegistryClient:
                 response = self._send(method, url, stage, headers, scopes, where)
             except TransportError as error:
                 if error.kind == "tls":
-                    raise self._fail(f"TLS error talking to {self.base}: {error.message}", stage, code="TLS",
-                                     **where) from None
+                    raise self._fail(self._tls_failure(error), stage, code="TLS", **where) from None
                 if error.kind not in ("unreachable", "timeout") or not retry_unreachable \
                         or attempt > self.options.retries:
                     raise self._transport_failure(error, stage, attempt, where) from None
@@ -297,11 +325,25 @@ class RegistryClient:
             with self._lock:
                 self.stalls = 0
 
+    def _tls_failure(self, error):
+        """What a failed TLS handshake means, where, and the flag that fixes it."""
+        said = f"TLS error talking to {self.base}: {error.message}"
+        if answered_in_plain_http(error):
+            fix = ("drop --ca-file: a loopback registry is spoken to in plain HTTP unless it is given" if
+                   is_loopback(self.registry) else "give --plain-http (or --insecure, which falls back to plain HTTP)")
+            return f"{said}; it answered in plain HTTP, so it does not speak TLS there: {fix}"
+        if any(sign in error.message for sign in _UNKNOWN_ISSUER):
+            trusted = f"the CA in --ca-file {self.options.ca_file}" if self.options.ca_file else "a CA this machine trusts"
+            return (f"{said}; its certificate is not signed by {trusted} (self-signed, or a private CA): give "
+                    "its CA with --ca-file PEM (or --insecure not to check the certificate)")
+        return f"{said}; --insecure would not check the certificate" if "certificate" in error.message else said
+
     def _transport_failure(self, error, stage, attempt, where):
         self._stall(error.kind)
         after = f" (after {attempt} attempts)" if attempt > 1 else ""
         if error.kind == "unreachable":
-            return self._fail(f"cannot connect to {self.base}{after}", stage, code="UNREACHABLE", **where)
+            return self._fail(f"cannot connect to {self.base}{after}: {_unreachable(error.reason, self.base)}", stage,
+                              code="UNREACHABLE", **where)
         if error.kind == "timeout":
             return self._fail(f"timed out talking to {self.base}{after}", stage, code="UNREACHABLE", **where)
         if error.kind == "deadline":
@@ -477,12 +519,34 @@ class RegistryClient:
 
     def fetch_ping(self):
         """GET /v2/: reachability, and the auth challenge. Credentials go only in answer to a challenge,
-        and are checked at once, as docker login does."""
+        and are checked at once, as docker login does. With --insecure, HTTPS that fails (a registry
+        that speaks plain HTTP, or none on 443) falls back to plain HTTP, as Docker does for an
+        insecure registry; credentials still never go in clear text to another machine (auth.py)."""
+        try:
+            self._ping()
+        except RegistryError as error:
+            if not (self.options.insecure and self.base.startswith("https://") and error.code in ("TLS", "UNREACHABLE")):
+                raise
+            self.base = "http://" + self.base.removeprefix("https://")
+            self.auth.registry_scheme = "http"
+            self._repos.clear()
+            try:
+                self._ping()
+            except RegistryError as second:
+                second.message += f" (after HTTPS failed: {error.message})"
+                raise
+
+    def _ping(self):
         try:
             response = self._request("GET", f"{self.base}/v2/", "ping", retry_unreachable=False)
         except RegistryError as error:
             if error.status == 401 and not self.auth.scheme:
                 error.message = "ping: HTTP 401 with no challenge this client can answer"
+            elif error.status == 400 and self.base.startswith("http://"):
+                fix = ("give --ca-file PEM to speak HTTPS and trust its CA (or --insecure not to check it)" if
+                       is_loopback(self.registry) and not self.options.plain_http else "drop --plain-http")
+                error.message = (f"ping: HTTP 400 from {self.base}/v2/: this looks like a TLS (HTTPS) port spoken "
+                                 f"to in plain HTTP; {fix}")
             elif error.status is not None and 400 <= error.status < 500 and error.status not in (401, 429):
                 error.message = f"ping: HTTP {error.status} from {self.base}/v2/ (is this a registry?)"
             raise

@@ -84,6 +84,7 @@ def _collect(db, plan, run_id, known, ledger_repos, progress):
     try:
         indexes = store.known_indexes(db) if plan.targets else set()
         result = collect(plan.targets, known, ledger_repos, options=plan.options, progress=progress,
+                         observe=plan.observe,
                          children_of=lambda digest: store.children_of(db, digest) if digest in indexes else [],
                          seen=lambda registry, repo: store.held_repo(db, registry, repo, store.REGISTRY)
                          ) if plan.targets else None

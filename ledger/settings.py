@@ -4,6 +4,7 @@ Secrets never live in the file: it names environment variables, or leaves
 credentials to the Docker config and its helpers.
 """
 
+import difflib
 import json
 import os
 import tomllib
@@ -20,6 +21,7 @@ from .notify import Notifications, NotifyError, kinds
 from .paths import PathError, check_file, read_bytes
 from .registry import RegistryOptions
 from .semantics import tag_filter
+from .terminal import printable
 
 _KEYS = {"targets", "credentials", "username_env", "password_env", "docker_config", "ca_file", "insecure",
          "plain_http", "concurrency", "rps", "retries", "deadline", "max_tags", "include_tags", "exclude_tags", "referrers",
@@ -81,6 +83,7 @@ class Flags:
     notify_deadline: float | None
     metrics_file: str | None
     quiet: bool
+    verbose: bool
 
 
 @dataclass
@@ -95,6 +98,39 @@ class Plan:
     daemon: object = None  # a DaemonClient with --daemon
     anchor: tuple | None = None  # (directory, signer) with --checkpoint-dir
     notify: Notifications | None = None  # with --notify, or notify in the config file
+    observe: object = None  # told of every HTTP request (-v, the progress bar): transport.Transport.observe
+
+
+def describe(plan):
+    """The plan as lines for people (`collect --dry-run`): each registry with how it is reached, whose
+    credentials, its targets, filters and limits; the daemon, notifications and checkpoints. Names
+    only, never a secret; every line through printable (a config file's text)."""
+    from .registry import reach
+    lines = [f"ledger: {plan.db_path}"]
+    by_registry = {}
+    for target in plan.targets:
+        by_registry.setdefault(target.registry, []).append(target.text)
+    for registry, options in plan.options.items():
+        source = options.credentials.source
+        filters = [f"{name} '{value}'" for name, value in (("include", options.include_tags),
+                                                            ("exclude", options.exclude_tags)) if value]
+        lines += [f"registry {registry}",
+                  f"  reach      {reach(registry, options)}",
+                  f"  auth       {'anonymous: no credentials' if source in (None, '', 'none') else source}",
+                  f"  targets    {', '.join(by_registry.get(registry, [])) or '(none)'}",
+                  f"  tags       {', '.join(filters) or 'every tag'}; at most {options.max_tags} per repository",
+                  f"  limits     concurrency {options.concurrency}, "
+                  f"{f'{options.rps:g} requests/s' if options.rps else 'no rate limit'}, "
+                  f"{options.retries} retries, deadline {options.deadline:g}s",
+                  f"  referrers  {options.referrers}"]
+    if plan.daemon is not None:
+        lines.append(f"daemon {plan.daemon.host}")
+    if plan.notify is not None:
+        lines.append(f"notify {len(plan.notify.urls)} URL{'s' * (len(plan.notify.urls) != 1)}, on "
+                     f"{','.join(sorted(plan.notify.on))}")
+    if plan.anchor is not None:
+        lines.append(f"checkpoints {plan.anchor[0]}")
+    return [printable(line) for line in lines]
 
 
 def target_registries(targets):
@@ -198,7 +234,7 @@ def load_config(path):
     notify = _notify_settings({key: defaults.pop(key) for key in _NOTIFY_KEYS & set(defaults)}, f"{path}: top level")
     unknown = set(defaults) - _DEFAULT_KEYS
     if unknown:
-        raise SettingsError(f"{path}: unknown setting {sorted(unknown)[0]!r}")
+        raise SettingsError(f"{path}: unknown setting {_unknown(unknown, _DEFAULT_KEYS | _NOTIFY_KEYS)}")
     _check_values(defaults, f"{path}: top level")
     registries = document.get("registries")
     if not isinstance(registries, dict) or not registries:
@@ -212,7 +248,7 @@ def load_config(path):
         if unknown & _NOTIFY_KEYS:
             raise SettingsError(f"{where}: {sorted(unknown & _NOTIFY_KEYS)[0]} belongs at the top level")
         if unknown:
-            raise SettingsError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
+            raise SettingsError(f"{where}: unknown setting {_unknown(unknown, _KEYS)}")
         _check_values(section, where)
         merged = {**defaults, **section}
         registry = canonical_registry(host)
@@ -229,6 +265,13 @@ def load_config(path):
             targets.append(target)
         options[registry] = _options(registry, merged, where)
     return targets, options, notify
+
+
+def _unknown(keys, known):
+    """The first unknown key, quoted, with the known one it is likely a misspelling of."""
+    key = sorted(keys)[0]
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    return repr(key) + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 def _notify_settings(table, where):

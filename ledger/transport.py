@@ -377,7 +377,9 @@ class Transport:
 
     `verify`: True, a CA bundle path, or False (no TLS verification). `timeout`: (connect, read)
     seconds for each blocking step; `deadline`: seconds for a whole request. `unix_socket`: send
-    every request over this Unix socket (a Docker daemon) whatever the URL's host.
+    every request over this Unix socket (a Docker daemon) whatever the URL's host. `observe`, when set, is
+    told of every request once its answer's headers are in (or it failed): `observe(method, url, status,
+    seconds, failure)`, status None and `failure` the reason when it failed; it sees no header.
     """
 
     def __init__(self, *, verify=True, timeout=(10, 60), deadline=DEFAULT_DEADLINE, user_agent=None,
@@ -396,6 +398,7 @@ class Transport:
         self._routes = {}
         self._origins = {}  # "scheme://netloc" -> _Origin
         self._lines = {}  # (name, value) -> b"Name: value\r\n", checked once
+        self.observe = None
 
     def close(self):
         with self._lock:
@@ -566,6 +569,18 @@ class Transport:
     def request(self, method, url, headers=None, body=None):
         """Send one request and return its Response once the headers are in; the body is read later
         with a limit. A kept-alive connection the server has closed meanwhile is replaced once."""
+        if self.observe is None:
+            return self._request(method, url, headers, body)
+        started = time.monotonic()
+        try:
+            response = self._request(method, url, headers, body)
+        except TransportError as error:
+            self.observe(method, url, None, time.monotonic() - started, error.message)
+            raise
+        self.observe(method, url, response.status, time.monotonic() - started, None)
+        return response
+
+    def _request(self, method, url, headers, body):
         origin, target = self._locate(url)
         watch = self._watchdog.watch()
         try:
@@ -614,7 +629,16 @@ def _header_line(name, value):
 
 def _origin_text(url):
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"  # never a user:password a redirect named
+
+
+# What OpenSSL says when the server answered a TLS hello in plain HTTP (3.0; 3.2 and later; a long HTTP line).
+_PLAIN_ANSWER = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST")
+
+
+def answered_in_plain_http(error):
+    """A TLS failure that means the server speaks plain HTTP on that port (`docker run registry:2`)."""
+    return error.kind == "tls" and any(name in error.message for name in _PLAIN_ANSWER)
 
 
 def tls_reason(error):

@@ -41,7 +41,7 @@ def test_a_terminal_gets_a_progress_bar_and_a_pipe_does_not(registry, pusher, ns
         pusher.image(f"{ns}/app", f"t{n}", seed=ns)
     code, stdout, terminal = run_on_a_terminal(["collect", f"{registry.host}/{ns}/app", "--db", "t.db"], tmp_path)
     assert code == 0
-    assert "collecting (3 tags)" in terminal and "3/3" in terminal
+    assert "collecting 3/3 tags" in terminal and "0/0" not in terminal
     assert "tags seen          3" in stdout
     piped = subprocess.run([sys.executable, "-m", "ledger", "collect", f"{registry.host}/{ns}/app", "--db", "p.db"],
                            capture_output=True, text=True, cwd=tmp_path)

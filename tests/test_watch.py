@@ -1,5 +1,6 @@
 """`ledger watch`: a schedule that survives failed runs and stops cleanly on a signal."""
 
+import re
 import signal
 import sqlite3
 import subprocess
@@ -125,3 +126,27 @@ def test_a_watcher_reads_credentials_anew_for_every_run(htpasswd_registry, pushe
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert PASSWORD not in out + err
+
+
+def test_a_run_that_changed_nothing_is_one_line_starting_with_its_time(registry, pusher, ns, tmp_path):
+    pusher.image(f"{ns}/app", "1", seed=ns)
+    db = str(tmp_path / "w.db")
+    process = subprocess.Popen([sys.executable, "-m", "ledger", "watch", f"{registry.host}/{ns}/app", "--db", db,
+                                "--every", "0.2s", "--jitter", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    assert wait_for(lambda: len(runs(db)) >= 3)
+    pusher.image(f"{ns}/app", "2", seed=ns + "2")
+    count = len(runs(db))
+    assert wait_for(lambda: len(runs(db)) >= count + 3)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+    firsts = [line for line in out.splitlines() if not line.startswith("  ")]
+    assert all(re.match(rf"{stamp} run \d+: ", line) for line in firsts), out
+    quiet = [line for line in firsts if "no changes" in line]
+    assert len(quiet) >= 3 and all(re.fullmatch(rf"{stamp} run \d+: ok, no changes \([12] tags seen, \d+ requests in "
+                                                r"\d+\.\d\ds\)", line) for line in quiet), quiet
+    full = [line for line in firsts if "no changes" not in line]
+    assert len(full) == 2, out  # the first run, and the one that saw tag 2
+    assert len(re.findall(r"^  added +1$", out, re.M)) == 2
