@@ -100,6 +100,9 @@ def collect_options(command):
                      help="Ask the OCI referrers API for each digest's signatures, attestations and SBOMs: "
                           "auto (where the registry serves it), always (an error where it does not), never "
                           "(the referrers tag schema and cosign's tags alone, which cost no request)."),
+        click.option("--signature-key", multiple=True, type=click.Path(dir_okay=False), metavar="PEM",
+                     help="Verify signatures (cosign keyed, Notation JWS) against this public key or certificate "
+                          "(repeatable); `signed` means a signature that verified against one of them."),
         click.option("--plain-http", is_flag=True,
                      help="Use plain HTTP for every registry (localhost and 127.0.0.0/8 always may)."),
         click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), metavar="PEM",

@@ -82,6 +82,10 @@ TABLES = (
            "m.first_run_id = ?", "t.index_digest, t.position", ("index_digest", "position")),
     Sealed("images", ("id", "created", "size", "author", "architecture", "os", "labels", "first_run_id"),
            "t.first_run_id = ?", "t.id", ("id",)),
+    # Schema 9: seals made before it count none of these rows (a count absent is 0).
+    Sealed("signature_checks", ("id", "run_id", "checked_at", "registry", "repo", "signature", "subject", "key",
+                                "result", "reason", "layer"),
+           "t.run_id = ?", "t.id", ("id",)),
 )
 
 
