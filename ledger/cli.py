@@ -448,7 +448,7 @@ def _tree(value, public_key):
 
 
 _SHORT = ("digest", "image", "prev_digest", "subject")
-_FLAGS = ("signed", "attested", "sbom")  # 0/1 in JSON and CSV; yes/- for people
+_FLAGS = ("signed", "has_signature", "attested", "sbom")  # 0/1 in JSON and CSV; yes/- for people
 
 
 def output_options(command):
@@ -500,15 +500,18 @@ def _when(text, db=None):
 @click.argument("pattern", required=False)
 @db_option
 @source_option
-@click.option("--unsigned", is_flag=True, help="Only tags whose digest has no signature now.")
+@click.option("--unsigned", is_flag=True,
+              help="Only tags whose digest has no signature that verified against a --signature-key.")
 @output_options
 def tags(pattern, db_path, source, unsigned, as_json, as_csv, full):
     """What every image tag points to now, and whether it is signed, attested, with an SBOM; PATTERN globs
-    `registry/repo` or `registry/repo:tag`. Signature, attestation, SBOM and referrer tags are not listed:
-    see `ledger history` and the current_referrers view."""
+    `registry/repo` or `registry/repo:tag`. `signed`: a signature that verified against a key given to
+    collect with --signature-key; `has_signature`: a signature artifact is there, verified or not.
+    Signature, attestation, SBOM and referrer tags are not listed: see `ledger history` and the
+    current_referrers view."""
     rows = reads.current_tags(_open(db_path, readonly=True), pattern, source, unsigned)
-    _emit(rows, ["registry", "repo", "tag", "digest", "kind", "created", "last_changed", "signed", "attested", "sbom"],
-          as_json, as_csv, full, empty="no tags")
+    _emit(rows, ["registry", "repo", "tag", "digest", "kind", "created", "last_changed", "signed", "has_signature",
+                 "attested", "sbom"], as_json, as_csv, full, empty="no tags")
 
 
 @cli.command()
