@@ -291,3 +291,33 @@ def test_the_config_file_names_signature_keys(registry, pusher, ledger, image, t
     config.write_text(f'[registries."{registry.host}"]\nsignature_keys = ["x"]\n')
     result = ledger("collect", "--quiet", "--config", str(config), expect=2)
     assert "signature_keys belongs at the top level" in result.output
+
+
+def test_a_signature_layer_the_registry_serves_wrong_is_an_error_and_checked_again(registry, pusher, proxy, ledger,
+                                                                                 ns, tmp_path):
+    repo = f"{ns}/app"
+    digest, _, _ = pusher.image(repo, "prod", seed=ns)
+    key = ec.generate_private_key(ec.SECP256R1())
+    signature = cosign_signed(digest, key)
+    sign_with_tag(pusher, repo, digest, signature)
+    layer = "sha256:" + hashlib.sha256(signature.blobs[1]).hexdigest()
+    public = pem(key, tmp_path / "cosign.pub")
+    served = {"body": b'{"critical": "other bytes"}'}
+
+    def wrong(method, path, status, headers, body):
+        if method == "GET" and path.endswith(f"/blobs/{layer}"):
+            return 200, [(k, v) for k, v in headers if k.lower() != "content-length"], served["body"]
+        return None
+    proxy.alter_response = wrong
+    target = f"{proxy.host}/{repo}"
+    ledger.collect(target, "--signature-key", public, "--retries", "0", expect=3)
+    errors = ledger.rows("SELECT stage, code, digest FROM errors")
+    assert errors == [{"stage": "signature", "code": "DIGEST_MISMATCH", "digest": layer}]
+    assert checks(ledger) == [] and state(ledger) == [("prod", 0, 1)]
+    served["body"] = b"x" * (300 * 1024)  # past the bound: not read whole
+    ledger.collect(target, "--signature-key", public, "--retries", "0", expect=3)
+    assert ledger.rows("SELECT stage, code FROM errors WHERE run_id = 2") == [{"stage": "signature", "code": "TOO_LARGE"}]
+    proxy.alter_response = None
+    ledger.collect(target, "--signature-key", public)
+    assert [(row["result"], row["run_id"]) for row in checks(ledger)] == [("verified", 3)]
+    assert state(ledger) == [("prod", 1, 1)]
