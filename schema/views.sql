@@ -54,11 +54,11 @@ LEFT JOIN media_types m ON m.id = e.media_type_id;
 DROP VIEW IF EXISTS current_tags;
 CREATE VIEW current_tags AS
 SELECT registry, repo, tag, digest, image, created, first_seen, last_changed, media_type, author, size, source,
-       event_id, kind, CASE WHEN referable THEN coalesce(instr(referred, '<verified>') > 0, 0) ELSE 0 END AS signed,
+       event_id, kind, CASE WHEN referable THEN coalesce(instr(referred, '<verified-signature>') > 0, 0) ELSE 0 END AS signed,
        CASE WHEN referable THEN coalesce(instr(referred, '<attestation>') > 0, 0) ELSE index_attested END AS attested,
        CASE WHEN referable THEN coalesce(instr(referred, '<sbom>') > 0, 0) ELSE 0 END AS sbom,
-       CASE WHEN referable THEN coalesce(instr(referred, '<signature>') > 0 OR instr(referred, '<verified>') > 0, 0)
-            ELSE 0 END AS has_signature
+       -- '<signature>' or '<verified-signature>', in one look (the subquery is written out for each use)
+       CASE WHEN referable THEN coalesce(instr(referred, 'signature>') > 0, 0) ELSE 0 END AS has_signature
 FROM (
     SELECT s.registry, s.repo, s.tag, s.digest, s.image, s.created, s.first_seen, s.last_changed, s.media_type,
            s.author, s.size, s.source, s.event_id, coalesce(m.artifact_kind, m.kind) AS kind,
@@ -71,11 +71,11 @@ FROM (
                    AND x.tag >= 'sha256-' AND x.tag < 'sha513') AS referable,
            EXISTS (SELECT 1 FROM platforms p WHERE p.index_digest = s.digest AND p.attestation = 1) AS index_attested,
            (SELECT group_concat('<' || found.kind || '>', '') FROM (
-                -- a signature that verified is 'verified', any other keeps its kind
+                -- a signature that verified is a 'verified-signature', any other keeps its kind
                 SELECT CASE WHEN rm.artifact_kind = 'signature' AND EXISTS (
                            SELECT 1 FROM signature_checks v WHERE v.signature = rm.digest AND v.subject = s.digest
                                                               AND v.result = 'verified')
-                       THEN 'verified' ELSE rm.artifact_kind END AS kind
+                       THEN 'verified-signature' ELSE rm.artifact_kind END AS kind
                 FROM manifests rm  -- CROSS JOIN: by subject first, not the repo's keys
                 CROSS JOIN tag_keys rk ON rk.registry = s.registry AND rk.repo = s.repo AND rk.tag = rm.digest
                                       AND rk.source = 'referrer'
@@ -84,7 +84,7 @@ FROM (
                 SELECT CASE WHEN cm.artifact_kind = 'signature' AND EXISTS (
                            SELECT 1 FROM signature_checks v WHERE v.signature = cm.digest AND v.subject = s.digest
                                                               AND v.result = 'verified')
-                       THEN 'verified' ELSE cm.artifact_kind END FROM tag_keys ck
+                       THEN 'verified-signature' ELSE cm.artifact_kind END FROM tag_keys ck
                 JOIN event_log ce ON ce.id = ck.event_id
                 JOIN digest_names cd ON cd.id = ce.digest_id
                 JOIN manifests cm ON cm.digest = cd.digest
