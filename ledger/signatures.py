@@ -256,16 +256,17 @@ def _notation(layer, envelope, subject, key):
         algorithm = header["alg"]
         certificates = [x509.load_der_x509_certificate(base64.b64decode(der, validate=True))
                         for der in chain[:MAX_CHAIN]]
+        leaf_key = certificates[0].public_key() if certificates else None
         signed_payload = loads(_b64url(payload), "the JWS payload", max_depth=16)
         raw_signature = _b64url(signature)
-    except (WireError, KeyError, TypeError, ValueError, binascii.Error):
+    except (WireError, KeyError, TypeError, ValueError, binascii.Error, UnsupportedAlgorithm):
         return "the layer is not a Notation JWS envelope with an x5c certificate chain"
-    if not certificates or algorithm not in _JWS_SCHEMES:
+    if leaf_key is None or not isinstance(algorithm, str) or algorithm not in _JWS_SCHEMES:
         return f"the JWS envelope has no certificate or an algorithm Notation does not sign with ({str(algorithm)[:20]})"
     leaf = certificates[0]
-    if not isinstance(leaf.public_key(), ec.EllipticCurvePublicKey if algorithm[0] == "E" else rsa.RSAPublicKey):
+    if not isinstance(leaf_key, ec.EllipticCurvePublicKey if algorithm[0] == "E" else rsa.RSAPublicKey):
         return f"the JWS algorithm {algorithm} is not one for the leaf certificate's key"
-    if not _signed(leaf.public_key(), _jws_signature(raw_signature, leaf.public_key()),
+    if not _signed(leaf_key, _jws_signature(raw_signature, leaf_key),
                    f"{protected}.{payload}".encode("ascii", "replace"), [_JWS_SCHEMES[algorithm]]):
         return "the JWS signature does not verify with the envelope's own leaf certificate"
     if not _trusted(certificates, key):
@@ -285,7 +286,10 @@ def _trusted(certificates, key):
         if not _issued(child, parent):
             return False
     if key.certificate is None:
-        return key_id(certificates[0].public_key()) == key.id
+        try:
+            return key_id(certificates[0].public_key()) == key.id
+        except UnsupportedAlgorithm:
+            return False
     anchor = key.certificate.public_bytes(serialization.Encoding.DER)
     return any(certificate.public_bytes(serialization.Encoding.DER) == anchor for certificate in certificates) \
         or _issued(certificates[-1], key.certificate)

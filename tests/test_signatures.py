@@ -321,3 +321,44 @@ def test_a_signature_layer_the_registry_serves_wrong_is_an_error_and_checked_aga
     ledger.collect(target, "--signature-key", public)
     assert [(row["result"], row["run_id"]) for row in checks(ledger)] == [("verified", 3)]
     assert state(ledger) == [("prod", 1, 1)]
+
+
+def hostile_envelopes(leaf):
+    """JWS envelopes a registry could serve: each must be a `failed` verdict, never an exception."""
+    der = base64.b64encode(leaf.public_bytes(serialization.Encoding.DER)).decode()
+    good = b64url(b'{"alg": "ES256"}')
+    return [b"", b"[]", b"null", b'{"payload": 1}', b"[" * 5000 + b"]" * 5000,
+            json.dumps({"payload": "e30", "protected": "e30", "signature": "", "header": []}).encode(),
+            json.dumps({"payload": "e30", "protected": b64url(b'{"alg": {}}'), "signature": "",
+                        "header": {"x5c": [der]}}).encode(),
+            json.dumps({"payload": "e30", "protected": b64url(b'{"alg": "PS256"}'), "signature": "AAAA",
+                        "header": {"x5c": [der]}}).encode(),
+            json.dumps({"payload": "!!", "protected": good, "signature": "AAAA", "header": {"x5c": [der]}}).encode(),
+            json.dumps({"payload": "e30", "protected": good, "signature": "AAAA", "header": {"x5c": ["bm90IGRlcg=="]}}).encode(),
+            json.dumps({"payload": "e30", "protected": good, "signature": "AAAA", "header": {"x5c": []}}).encode(),
+            json.dumps({"payload": "e30", "protected": good, "signature": "A" * 86, "header": {"x5c": [der]}}).encode()]
+
+
+def test_hostile_signature_bytes_are_failed_verdicts_never_a_crash():
+    from ledger import signatures
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = certificate(key, "hostile")
+    keys = (signatures.Key(key_id(leaf), "leaf.pem", leaf.public_key(), leaf),
+            signatures.Key(key_id(key), "key.pub", key.public_key()))
+    subject = "sha256:" + "12" * 32
+    for envelope in hostile_envelopes(leaf):
+        document = json.loads(notation_signed(subject, key, [leaf], envelope=envelope).body)
+        verdicts = signatures.verify(document, {document["layers"][0]["digest"]: envelope}, subject, keys)
+        assert [verdict.result for verdict in verdicts] == ["failed", "failed"], envelope[:80]
+    payloads = [b"", b"[]", b'{"critical": []}', b'{"critical": {"image": [], "type": "x"}}',
+                b'{"critical": {"type": "cosign container image signature", "image": {"docker-manifest-digest": 7}}}']
+    for payload in payloads:
+        annotations = {"dev.cosignproject.cosign/signature": base64.b64encode(
+            key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()}
+        document = json.loads(manifest("application/vnd.oci.image.config.v1+json", cosign_config([payload]),
+                                       [(SIMPLESIGNING, payload, annotations)]).body)
+        verdicts = signatures.verify(document, {document["layers"][0]["digest"]: payload}, subject, keys[1:])
+        assert verdicts[0].result == "failed" and "the signature verifies, but" in verdicts[0].reason
+    # a layer that says it is huge is refused before any fetch
+    document["layers"][0]["size"] = 10 ** 9
+    assert signatures.verify(document, {}, subject, keys[1:])[0].reason.startswith("a signature layer is 1000000000")
