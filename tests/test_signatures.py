@@ -8,7 +8,10 @@ import datetime
 import hashlib
 import json
 
+from importlib import resources
+
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -119,6 +122,14 @@ def checks(ledger):
     return ledger.rows("SELECT signature, subject, key, result, reason, layer, run_id FROM signature_checks ORDER BY id")
 
 
+def canned(ledger, name, **params):
+    """A canned query of metadata.yml, run on the ledger as `ledger serve` runs it."""
+    query = yaml.safe_load(resources.files("ledger").joinpath("metadata.yml").read_text())[
+        "databases"]["ledger"]["queries"][name]["sql"]
+    rows = ledger.rows(query, params)
+    return [{key: row[key] for key in ("signed", "signature") if key in row} or row for row in rows]
+
+
 def test_a_cosign_signature_by_a_configured_key_is_signed(registry, pusher, ledger, image, tmp_path):
     repo, digest, target = image
     key = ec.generate_private_key(ec.SECP256R1())
@@ -134,6 +145,9 @@ def test_a_cosign_signature_by_a_configured_key_is_signed(registry, pusher, ledg
         {"verified": 1}]
     assert "no tags" in ledger("tags", "--unsigned").output
     assert json.loads(ledger("tags", "--json").output)[0]["signed"] == 1
+    assert canned(ledger, "signed_at", ref=f"{target}:prod", at="") == [
+        {"signed": 1, "signature": signature.digest}]
+    assert canned(ledger, "unsigned_current_tags", pattern="") == []
     # a warm run checks nothing again: no blob is fetched, no row added
     ledger.collect(target, "--signature-key", str(tmp_path / "cosign.pub"))
     requests = json.loads(ledger.rows("SELECT requests FROM runs ORDER BY id DESC LIMIT 1")[0]["requests"])
@@ -161,6 +175,8 @@ def test_garbage_with_a_notation_artifact_type_is_not_signed(registry, pusher, l
     assert (row["signature"], row["result"]) == (garbage.digest, "failed")
     assert "not a Notation JWS envelope" in row["reason"]
     assert [r["tag"] for r in json.loads(ledger("tags", "--unsigned", "--json").output)] == ["prod"]
+    assert [(row["tag"], row["has_signature"]) for row in canned(ledger, "unsigned_current_tags", pattern="")] == [
+        ("prod", 1)]
 
 
 def test_a_valid_signature_of_another_digest_is_not_a_signature_of_this_one(registry, pusher, ledger, image,
