@@ -197,6 +197,9 @@ def collect_options(command):
                      help="Ask the OCI referrers API for each digest's signatures, attestations and SBOMs: "
                           "auto (where the registry serves it), always (an error where it does not), never "
                           "(the referrers tag schema and cosign's tags alone, which cost no request)."),
+        click.option("--signature-key", multiple=True, type=FilePath(), metavar="PEM",
+                     help="Verify signatures (cosign keyed, Notation JWS) against this public key or certificate "
+                          "(repeatable); `signed` means a signature that verified against one of them."),
         click.option("--plain-http", is_flag=True,
                      help="Use plain HTTP for every registry (localhost and 127.0.0.0/8 always may)."),
         click.option("--ca-file", type=FilePath(exists=True), metavar="PEM",
@@ -587,7 +590,7 @@ def _tree(value, public_key):
 
 
 _SHORT = ("digest", "image", "prev_digest", "subject")
-_FLAGS = ("signed", "attested", "sbom", "points_there_now")  # 0/1 in JSON and CSV; yes/- for people
+_FLAGS = ("signed", "has_signature", "attested", "sbom", "points_there_now")  # 0/1 in JSON and CSV; yes/- for people
 
 
 def output_options(command):
@@ -652,23 +655,27 @@ def _when(text, db=None, end_of_day=False):
 
 
 TAGS_COLUMNS = ["registry", "repo", "tag", "digest", "kind", "image", "created", "first_seen", "last_changed",
-                "signed", "attested", "sbom", "source"]
+                "signed", "has_signature", "attested", "sbom", "source"]
 
 
 @cli.command()
 @click.argument("pattern", required=False)
 @db_option
 @source_option
-@click.option("--unsigned", is_flag=True, help="Only tags whose digest has no signature now.")
+@click.option("--unsigned", is_flag=True,
+              help="Only tags whose digest has no signature that verified against a --signature-key.")
 @output_options
 def tags(pattern, db_path, source, unsigned, as_json, as_csv, full):
     """What every image tag points to now, and whether it is signed, attested, with an SBOM; PATTERN globs
-    `registry/repo` or `registry/repo:tag`. Signature, attestation, SBOM and referrer tags are not listed:
-    see `ledger history` and the current_referrers view. Exits 1 when PATTERN names nothing the ledger ever held."""
+    `registry/repo` or `registry/repo:tag`. `signed`: a signature that verified against a key given to
+    collect with --signature-key; `has_signature`: a signature artifact is there, verified or not.
+    Signature, attestation, SBOM and referrer tags are not listed: see `ledger history` and the
+    current_referrers view. Exits 1 when PATTERN names nothing the ledger ever held."""
     db = _open(db_path, readonly=True)
     rows = reads.current_tags(db, pattern, source, unsigned)
     _answer(db, rows, pattern, TAGS_COLUMNS, as_json, as_csv, full, empty="no tags", brief=[
-        "registry", "repo", "tag", "digest", "kind", "created", "last_changed", "signed", "attested", "sbom"])
+        "registry", "repo", "tag", "digest", "kind", "created", "last_changed", "signed", "has_signature", "attested",
+        "sbom"])
 
 
 @cli.command()

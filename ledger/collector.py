@@ -11,12 +11,13 @@ from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .findings import WARNING, Listing, RunResult, Sighting, SourceError, finish, record, unexpected
+from .findings import WARNING, Listing, RunResult, SignatureCheck, Sighting, SourceError, finish, record, unexpected
 from .hub import fetch_hub_repositories
 from .manifests import LEGACY_TYPES, ManifestError, facts_of, needs_config, parse_manifest
 from .references import DOCKER_HUB, storable_repo, storable_tag
 from .referrers import REFERRER, UNSERVED, ReferrerScope, cosign_tags, fallback_tag, schema_tag
 from .registry import ListingTruncated, RegistryClient, RegistryError, RegistryOptions
+from . import signatures as sigs
 from .semantics import Scope
 from .suggest import closest, did_you_mean
 from .times import now
@@ -26,7 +27,7 @@ _NAMED_WARNINGS = 20  # per listing; the rest are counted in one more row
 
 
 def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progress=None, children_of=None,
-            seen=None, observe=None):
+            seen=None, observe=None, signatures=None):
     """Collect every target into a RunResult for the store to classify and append.
 
     `options` maps a registry to its RegistryOptions. `ledger_repos` maps a
@@ -40,6 +41,8 @@ def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progr
     `observe` is told of every HTTP request (transport.Transport.observe).
     `progress(tags=, done=, lists=)` is told of tags to resolve, tags resolved, and tag lists asked
     (positive) and answered (negative).
+    `signatures` (a signatures.Checking) has every signature artifact met checked
+    against the configured keys it has no verdict from yet.
     """
     result = RunResult()
     by_registry = defaultdict(list)
@@ -55,7 +58,7 @@ def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progr
             live = (ledger_repos or {}).get(registry, set())
             work = _Work(registry, group, client, set(known_digests), live, result, progress,
                          children_of or (lambda _digest: None),
-                         (lambda repo: seen(registry, repo)) if seen else live.__contains__)
+                         (lambda repo: seen(registry, repo)) if seen else live.__contains__, signatures)
             with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="ledger") as pool:
                 work.run(pool)
         except SourceError as error:
@@ -91,7 +94,8 @@ class _Discovery:
 class _Work:
     """The jobs of one registry in one run."""
 
-    def __init__(self, registry, targets, client, known, ledger_repos, result, progress, children_of, seen):
+    def __init__(self, registry, targets, client, known, ledger_repos, result, progress, children_of, seen,
+                 signatures):
         self.registry = registry
         self.targets = targets
         self.named = {target.repo for target in targets if target.repo is not None}
@@ -122,9 +126,13 @@ class _Work:
         self.api = None if client.options.referrers != "never" else False  # whether the registry serves it
         self.probing = False  # the first referrers request is out: the rest wait for its answer
         self.held = []
+        self.signatures = signatures
+        self.checking = set()  # (signature digest, subject) whose check this run has begun
+        self.unchecked = defaultdict(list)  # signature digest not yet read -> [(repo, subject, key ids wanted)]
+        self.signature_bodies = {}  # signature manifests this run read: digest -> bytes
         self.handlers = {self.client.fetch_tags: self._on_tags, self.client.fetch_head: self._on_head,
                          self.client.fetch_manifest: self._on_manifest, self.client.fetch_blob: self._on_config,
-                         self.client.fetch_referrers: self._on_referrers}
+                         self.client.fetch_referrers: self._on_referrers, self._fetch_signature: self._on_signature}
 
     def run(self, pool):
         self.backlog.extend((self.client.fetch_tags, (repo,), {"scope": scope})
@@ -155,7 +163,8 @@ class _Work:
 
     def _unexpected(self, fetch, args, error):
         stage = {self.client.fetch_tags: "tags", self.client.fetch_head: "head", self.client.fetch_manifest: "manifest",
-                 self.client.fetch_blob: "config", self.client.fetch_referrers: "referrers"}[fetch]
+                 self.client.fetch_blob: "config", self.client.fetch_referrers: "referrers",
+                 self._fetch_signature: "signature"}[fetch]
         return unexpected(error, registry=self.registry, stage=stage, repo=args[0],
                           tag=args[1] if fetch == self.client.fetch_head else None)
 
@@ -332,6 +341,8 @@ class _Work:
             # from a HEAD's word alone (another registry could claim any digest that way).
             return []
         follow = self._fetch_if_new(repo, digest)
+        if tag.endswith(".sig") and schema_tag(tag):  # cosign's signature tag of the digest in its name
+            follow += self._signature(repo, digest, tag[:-len(".sig")].replace("-", ":", 1))
         if context.get("lists"):  # a fallback index: the referrers of its subject
             self.lists[digest].append((repo, context["lists"]))
             return follow + self._lists_ready(digest)
@@ -428,7 +439,7 @@ class _Work:
         self.referred.add((repo, digest, subject))  # listed for two subjects: the bytes tell which is a lie
         self.result.observations.append(Sighting(self.registry, repo, digest, now(), digest, media_type,
                                                  source=REFERRER, subject=subject))
-        return self._fetch_if_new(repo, digest)
+        return self._fetch_if_new(repo, digest) + self._signature(repo, digest, subject)
 
     def _referrer_coverage(self):
         """One listing per repository of the referrers this run read completely: only those can be
@@ -500,6 +511,9 @@ class _Work:
         listed = facts.get("platforms") or facts.get("referrers") or ()  # a referrers list's entries are no platforms
         self.children[digest] = [row["digest"] for row in listed if not row["attestation"]]
         follow = self._lists_ready(digest)
+        if facts.get("artifact_kind") == "signature" and self.signatures is not None:
+            self.signature_bodies[digest] = facts["body"]
+            follow += self._check(digest)
         for repo in sorted(self.trackers.get(digest, ())):
             for child in self.children[digest]:
                 follow += self._follow(repo, child)
@@ -543,3 +557,59 @@ class _Work:
                 del self.index_needs[index]
                 self.index_facts.pop(index, None)
         return []
+
+    def _signature(self, repo, digest, subject):
+        """A possible signature of `subject` (a referrer, or a cosign `.sig` tag's manifest): checked against
+        the keys it has no verdict from, once its manifest is read (now, if the ledger holds it)."""
+        if self.signatures is None or (digest, subject) in self.checking:
+            return []
+        self.checking.add((digest, subject))
+        wanted = self.signatures.wanted(digest, subject)
+        if not wanted:
+            return []
+        self.unchecked[digest].append((repo, subject, wanted))
+        return self._check(digest) if digest in self.known else []
+
+    def _check(self, digest):
+        """Check the signatures waiting for this manifest: at once when there is nothing to fetch (no key
+        configured, a format not verified), else after fetching its signature layers."""
+        waiting = self.unchecked.pop(digest, ())
+        body = self.signature_bodies.get(digest) if waiting else None
+        if waiting and body is None:
+            body = self.signatures.body(digest)
+        if body is None:
+            return []  # not a signature, or its bytes were not read: nothing to say yet
+        try:
+            manifest = parse_manifest(body, digest)
+        except ManifestError:
+            return []
+        follow = []
+        for repo, subject, wanted in waiting:
+            if manifest.artifact_kind != "signature" or manifest.subject not in (None, subject):
+                continue  # not a signature, or a referrer of another subject (the store refuses it)
+            document = sigs.document(body)
+            planned = sigs.plan(document)
+            if not self.signatures.keys or not planned.layers:
+                self._verdicts(repo, digest, subject, wanted, sigs.verify(document, {}, subject, self.signatures.keys))
+            else:
+                follow.append((self._fetch_signature, (repo, digest, planned.layers),
+                               {"document": document, "subject": subject, "wanted": wanted}))
+        return follow
+
+    def _fetch_signature(self, repo, digest, layers):
+        """The signature layers' bytes, each bounded and checked against its digest (on a worker)."""
+        return {layer: self.client.fetch_blob(repo, layer, limit=sigs.MAX_LAYER_BYTES, stage="signature")
+                for layer, _ in layers}
+
+    def _on_signature(self, args, context, blobs):
+        repo, digest, _ = args
+        self._verdicts(repo, digest, context["subject"], context["wanted"],
+                       sigs.verify(context["document"], blobs, context["subject"], self.signatures.keys))
+        return []
+
+    def _verdicts(self, repo, digest, subject, wanted, verdicts):
+        for verdict in verdicts:
+            if verdict.key in wanted:
+                self.result.signature_checks.append(SignatureCheck(
+                    self.registry, repo, digest, subject, verdict.key, verdict.result, verdict.reason, verdict.layer,
+                    now()))

@@ -127,6 +127,22 @@ class Problem:
         return self.code in _WARNINGS
 
 
+@dataclass(slots=True)
+class SignatureCheck:
+    """One key's verdict on one signature artifact as a signature of `subject` (ledger/signatures.py):
+    verified, failed or unsupported with a reason, or 'no key' (key None) when none was configured."""
+
+    registry: str
+    repo: str
+    signature: str  # the signature artifact's manifest digest
+    subject: str
+    key: str | None
+    result: str
+    reason: str | None
+    layer: str | None
+    checked_at: str
+
+
 @dataclass
 class RunResult:
     """Everything one run found, from every source, for one append."""
@@ -139,11 +155,13 @@ class RunResult:
     rate_limits: dict = field(default_factory=dict)  # registry -> {"limit", "remaining"}
     images: list = field(default_factory=list)  # ImageFacts, from a Docker daemon
     referrer_listings: list = field(default_factory=list)  # Listing of referrers: proves removals, not stored
+    signature_checks: list = field(default_factory=list)  # SignatureCheck
     status: str = "ok"
 
     def merge(self, other):
         """One run over several sources: ok only if each is, failed only if each failed."""
-        for name in ("observations", "manifests", "coverage", "errors", "images", "referrer_listings"):
+        for name in ("observations", "manifests", "coverage", "errors", "images", "referrer_listings",
+                     "signature_checks"):
             getattr(self, name).extend(getattr(other, name))
         self.requests.update(other.requests)
         self.rate_limits.update(other.rate_limits)

@@ -238,15 +238,23 @@ def _source_clause(source, alias=""):
 
 
 def current_tags(db, pattern=None, source=None, unsigned=False):
-    """Image tags now, with what their digest is and whether it is signed, attested, with an SBOM. A
-    ledger whose views predate referrers (read-only, not yet upgraded by a collect) says NULL there."""
+    """Image tags now, with what their digest is and whether it is signed (a signature that verified against
+    a configured key), has a signature at all, is attested, with an SBOM. `unsigned`: no signature that
+    verified. A ledger whose views predate referrers (read-only, not yet upgraded by a collect) says NULL
+    there; one whose views predate verification (schema 9) has verified nothing: its `signed` said what
+    has_signature says now."""
     where, params = pattern_clause(pattern)
     also, more = _source_clause(source)
-    referred = ("kind, signed, attested, sbom" if _has_column(db, "current_tags", "signed")
-                else "NULL AS kind, NULL AS signed, NULL AS attested, NULL AS sbom")
+    if _has_column(db, "current_tags", "has_signature"):
+        referred, signed = "kind, signed, has_signature, attested, sbom", "signed"
+    elif _has_column(db, "current_tags", "signed"):
+        referred, signed = "kind, 0 AS signed, signed AS has_signature, attested, sbom", "0"
+    else:
+        referred = "NULL AS kind, NULL AS signed, NULL AS has_signature, NULL AS attested, NULL AS sbom"
+        signed = "0"
     return list(db.query(
         f"SELECT registry, repo, tag, digest, image, created, first_seen, last_changed, source, {referred} "
-        f"FROM current_tags WHERE 1 {where} {also} {'AND NOT signed' if unsigned else ''} "
+        f"FROM current_tags WHERE 1 {where} {also} {f'AND NOT {signed}' if unsigned else ''} "
         f"ORDER BY registry, repo, tag, source", {**params, **more}))
 
 

@@ -633,13 +633,14 @@ class RegistryClient:
             digest=digest)
         return list(dict.fromkeys(descriptors)), not any(filtered)
 
-    def fetch_blob(self, repo, digest, limit=MAX_CONFIG_BYTES):
-        """GET a blob (an image config) and verify it against its digest."""
+    def fetch_blob(self, repo, digest, limit=MAX_CONFIG_BYTES, stage="config"):
+        """GET a blob (an image config, or with stage 'signature' a signature layer) and verify it against
+        its digest."""
         prefix, scopes = self._repo(repo)
-        response = self._request("GET", f"{prefix}/blobs/{digest}", "config", scopes=scopes, repo=repo, digest=digest)
-        body = self._read(response, limit, "config", repo=repo, digest=digest)
+        response = self._request("GET", f"{prefix}/blobs/{digest}", stage, scopes=scopes, repo=repo, digest=digest)
+        body = self._read(response, limit, stage, repo=repo, digest=digest)
         try:
             verify_digest(body, digest)
         except ManifestError as error:
-            raise self._fail(f"config: {error}", "config", repo=repo, digest=digest, code="DIGEST_MISMATCH") from None
+            raise self._fail(f"{stage}: {error}", stage, repo=repo, digest=digest, code="DIGEST_MISMATCH") from None
         return body

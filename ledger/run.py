@@ -12,6 +12,7 @@ from . import pinning, store
 from .collector import collect
 from .daemon import collect_daemon
 from .findings import CHECKPOINT_FAILED, Problem, RunResult
+from .signatures import Checking
 from .terminal import printable
 from .times import now
 
@@ -83,11 +84,13 @@ def _collect(db, plan, run_id, known, ledger_repos, progress):
     """The sources' findings; whatever escapes them still closes the run, as failed."""
     try:
         indexes = store.known_indexes(db) if plan.targets else set()
+        checking = Checking(plan.signature_keys, store.signature_checks_done(db),
+                            lambda digest: store.manifest_body(db, digest)) if plan.targets else None
         result = collect(plan.targets, known, ledger_repos, options=plan.options, progress=progress,
                          observe=plan.observe,
                          children_of=lambda digest: store.children_of(db, digest) if digest in indexes else [],
-                         seen=lambda registry, repo: store.held_repo(db, registry, repo, store.REGISTRY)
-                         ) if plan.targets else None
+                         seen=lambda registry, repo: store.held_repo(db, registry, repo, store.REGISTRY),
+                         signatures=checking) if plan.targets else None
         if plan.daemon:
             local = collect_daemon(plan.daemon, store.known_images(db), store.live_repos(db, plan.daemon.source))
             result = result.merge(local) if result else local

@@ -82,6 +82,10 @@ TABLES = (
            "m.first_run_id = ?", "t.index_digest, t.position", ("index_digest", "position")),
     Sealed("images", ("id", "created", "size", "author", "architecture", "os", "labels", "first_run_id"),
            "t.first_run_id = ?", "t.id", ("id",)),
+    # Schema 9: seals made before it count none of these rows (a count absent is 0).
+    Sealed("signature_checks", ("id", "run_id", "checked_at", "registry", "repo", "signature", "subject", "key",
+                                "result", "reason", "layer"),
+           "t.run_id = ?", "t.id", ("id",)),
 )
 
 
@@ -108,10 +112,12 @@ def seal_hash(previous, run_id, head_event_id, head_hash, counts, rows):
 
 def run_rows(conn, run_id):
     """[(Sealed, [row, ...])] of one run, in the sealed order (sealed by the upgrade to version 6, a run's
-    rows lack the columns later versions add: their default is sealed, as it is for rows without them)."""
+    rows lack the columns later versions add: their default is sealed, as it is for rows without them, and
+    the tables later versions add: it has none)."""
     present = _present(conn)
-    return [(sealed, [row[1:] for row in conn.execute(sealed.select(present=present.get(sealed.table)), [run_id])])
-            for sealed in TABLES]
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return [(sealed, [row[1:] for row in conn.execute(sealed.select(present=present.get(sealed.table)), [run_id])]
+             if sealed.table in tables else []) for sealed in TABLES]
 
 
 def digests_of(rows_by_table):

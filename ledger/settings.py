@@ -28,6 +28,7 @@ _KEYS = {"targets", "credentials", "username_env", "password_env", "docker_confi
          "allow_empty"}
 _DEFAULT_KEYS = _KEYS - {"targets", "username_env", "password_env"}
 _NOTIFY_KEYS = {"notify", "notify_on", "notify_deadline"}  # top level only: one notification per run
+_TOP_LEVEL_KEYS = _NOTIFY_KEYS | {"signature_keys"}  # one key set per run, whichever registry signs
 _OPTION_KEYS = ("ca_file", "insecure", "plain_http", "concurrency", "rps", "retries", "deadline", "max_tags",
                 "include_tags", "exclude_tags", "referrers", "allow_empty")
 _TYPES = {"insecure": bool, "plain_http": bool, "concurrency": int, "retries": int, "rps": (int, float),
@@ -84,6 +85,7 @@ class Flags:
     metrics_file: str | None
     quiet: bool
     verbose: bool
+    signature_key: tuple = ()
 
 
 @dataclass
@@ -99,6 +101,7 @@ class Plan:
     anchor: tuple | None = None  # (directory, signer) with --checkpoint-dir
     notify: Notifications | None = None  # with --notify, or notify in the config file
     observe: object = None  # told of every HTTP request (-v, the progress bar): transport.Transport.observe
+    signature_keys: tuple = ()  # signatures.Key, from --signature-key and signature_keys in the config file
 
 
 def describe(plan):
@@ -172,7 +175,19 @@ def plan(flags, password=lambda registries: None, anchor=None):
         options.update(file_options)
     described = [*flags.targets] + ([f"--config {flags.config_path}"] if flags.config_path else [])
     described += [f"--daemon {daemon.host}"] if daemon else []
-    return Plan(flags.db_path, targets, described, options, daemon, anchor, _notifications(flags, file_notify))
+    return Plan(flags.db_path, targets, described, options, daemon, anchor, _notifications(flags, file_notify),
+                signature_keys=_signature_keys([*flags.signature_key, *file_notify.get("signature_keys", [])]))
+
+
+def _signature_keys(paths):
+    """The keys and certificates signatures are verified against, read anew for every run."""
+    if not paths:
+        return ()
+    from .signatures import KeyFileError, load_keys
+    try:
+        return load_keys(paths)
+    except KeyFileError as error:
+        raise SettingsError(f"--signature-key: {error}") from None
 
 
 def _notifications(flags, from_file):
@@ -216,7 +231,8 @@ def check_regex(value, name):
 
 
 def load_config(path):
-    """Read a TOML config: returns (targets, {registry: RegistryOptions}, notification settings)."""
+    """Read a TOML config: returns (targets, {registry: RegistryOptions}, the top level's notification
+    settings and signature_keys)."""
     try:
         raw = read_bytes(path, MAX_CONFIG_BYTES)
         if len(raw) > MAX_CONFIG_BYTES:
@@ -231,10 +247,10 @@ def load_config(path):
     except tomllib.TOMLDecodeError as error:
         raise SettingsError(f"{path}: not valid TOML ({error})") from None
     defaults = {k: v for k, v in document.items() if k != "registries"}
-    notify = _notify_settings({key: defaults.pop(key) for key in _NOTIFY_KEYS & set(defaults)}, f"{path}: top level")
+    notify = _notify_settings({key: defaults.pop(key) for key in _TOP_LEVEL_KEYS & set(defaults)}, f"{path}: top level")
     unknown = set(defaults) - _DEFAULT_KEYS
     if unknown:
-        raise SettingsError(f"{path}: unknown setting {_unknown(unknown, _DEFAULT_KEYS | _NOTIFY_KEYS)}")
+        raise SettingsError(f"{path}: unknown setting {_unknown(unknown, _DEFAULT_KEYS | _TOP_LEVEL_KEYS)}")
     _check_values(defaults, f"{path}: top level")
     registries = document.get("registries")
     if not isinstance(registries, dict) or not registries:
@@ -245,8 +261,8 @@ def load_config(path):
         if not isinstance(section, dict):
             raise SettingsError(f"{where} is not a table")
         unknown = set(section) - _KEYS
-        if unknown & _NOTIFY_KEYS:
-            raise SettingsError(f"{where}: {sorted(unknown & _NOTIFY_KEYS)[0]} belongs at the top level")
+        if unknown & _TOP_LEVEL_KEYS:
+            raise SettingsError(f"{where}: {sorted(unknown & _TOP_LEVEL_KEYS)[0]} belongs at the top level")
         if unknown:
             raise SettingsError(f"{where}: unknown setting {_unknown(unknown, _KEYS)}")
         _check_values(section, where)
@@ -275,11 +291,17 @@ def _unknown(keys, known):
 
 
 def _notify_settings(table, where):
-    """The file's notify (a list of URLs), notify_on (a list of kinds) and notify_deadline, checked."""
+    """The file's notify (a list of URLs), notify_on (a list of kinds), notify_deadline and signature_keys
+    (a list of paths), checked."""
     urls = table.get("notify", [])
     if not isinstance(urls, list) or not all(isinstance(url, str) and url for url in urls):
         raise SettingsError(f"{where}: notify must be a list of URLs")
     checked = {"notify": urls} if urls else {}
+    if "signature_keys" in table:
+        paths = table["signature_keys"]
+        if not isinstance(paths, list) or not all(isinstance(item, str) and item for item in paths):
+            raise SettingsError(f"{where}: signature_keys must be a list of file paths")
+        checked["signature_keys"] = paths
     if "notify_on" in table:
         on = table["notify_on"]
         if not isinstance(on, list) or not all(isinstance(kind, str) for kind in on):

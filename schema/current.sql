@@ -246,6 +246,29 @@ WHEN OLD.finished_at IS NOT NULL OR NEW.finished_at IS NULL
   OR NEW.source IS NOT OLD.source OR NEW.targets IS NOT OLD.targets
 BEGIN SELECT RAISE(ABORT, 'ledger: a run is finished once and never edited'); END;
 
+-- table signature_checks: 009_signature_checks.sql
+CREATE TABLE signature_checks (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    checked_at TEXT NOT NULL,
+    registry TEXT NOT NULL,           -- where the signature was read
+    repo TEXT NOT NULL,
+    signature TEXT NOT NULL,          -- the signature artifact's manifest digest
+    subject TEXT NOT NULL,            -- the digest it was checked as a signature of
+    key TEXT,                         -- 'sha256:' + SHA-256 of the key's SubjectPublicKeyInfo; NULL: no key
+    result TEXT NOT NULL CHECK (result IN ('verified', 'failed', 'unsupported', 'no key')),
+    reason TEXT,                      -- why it did not verify
+    layer TEXT                        -- the layer (signature blob) that verified
+);
+CREATE UNIQUE INDEX signature_checks_once ON signature_checks (signature, subject, coalesce(key, ''));
+CREATE TRIGGER signature_checks_append_only_delete BEFORE DELETE ON signature_checks
+BEGIN SELECT RAISE(ABORT, 'ledger: signature_checks is append-only'); END;
+CREATE TRIGGER signature_checks_append_only_insert BEFORE INSERT ON signature_checks
+WHEN EXISTS (SELECT 1 FROM signature_checks WHERE id = NEW.id)
+BEGIN SELECT RAISE(ABORT, 'ledger: signature_checks is append-only'); END;
+CREATE TRIGGER signature_checks_append_only_update BEFORE UPDATE ON signature_checks
+BEGIN SELECT RAISE(ABORT, 'ledger: signature_checks is append-only'); END;
+
 -- table tag_keys: 004_compact_events.sql
 CREATE TABLE tag_keys (
     id INTEGER PRIMARY KEY,
@@ -271,16 +294,18 @@ BEGIN SELECT RAISE(ABORT, 'ledger: tag_keys is append-only'); END;
 -- view current_referrers: views.sql
 CREATE VIEW current_referrers AS
 SELECT registry, repo, subject, referrer, kind, artifact_type, annotations, created, via, tag, first_seen,
-       last_changed, event_id
+       last_changed, event_id, verified
 FROM referrers
 WHERE current;
 
 -- view current_tags: views.sql
 CREATE VIEW current_tags AS
 SELECT registry, repo, tag, digest, image, created, first_seen, last_changed, media_type, author, size, source,
-       event_id, kind, CASE WHEN referable THEN coalesce(instr(referred, '<signature>') > 0, 0) ELSE 0 END AS signed,
+       event_id, kind, CASE WHEN referable THEN coalesce(instr(referred, '<verified-signature>') > 0, 0) ELSE 0 END AS signed,
        CASE WHEN referable THEN coalesce(instr(referred, '<attestation>') > 0, 0) ELSE index_attested END AS attested,
-       CASE WHEN referable THEN coalesce(instr(referred, '<sbom>') > 0, 0) ELSE 0 END AS sbom
+       CASE WHEN referable THEN coalesce(instr(referred, '<sbom>') > 0, 0) ELSE 0 END AS sbom,
+       -- '<signature>' or '<verified-signature>', in one look (the subquery is written out for each use)
+       CASE WHEN referable THEN coalesce(instr(referred, 'signature>') > 0, 0) ELSE 0 END AS has_signature
 FROM (
     SELECT s.registry, s.repo, s.tag, s.digest, s.image, s.created, s.first_seen, s.last_changed, s.media_type,
            s.author, s.size, s.source, s.event_id, coalesce(m.category, m.kind) AS kind,
@@ -292,12 +317,20 @@ FROM (
                    AND x.tag >= 'sha256-' AND x.tag < 'sha513') AS referable,
            EXISTS (SELECT 1 FROM platforms p WHERE p.index_digest = s.digest AND p.attestation = 1) AS index_attested,
            (SELECT group_concat('<' || found.kind || '>', '') FROM (
-                SELECT rm.category AS kind FROM manifests rm  -- CROSS JOIN: by subject first, not the repo's keys
+                -- a signature that verified is a 'verified-signature', any other keeps its kind
+                SELECT CASE WHEN rm.category = 'signature' AND EXISTS (
+                           SELECT 1 FROM signature_checks v WHERE v.signature = rm.digest AND v.subject = s.digest
+                                                              AND v.result = 'verified')
+                       THEN 'verified-signature' ELSE rm.category END AS kind
+                FROM manifests rm  -- CROSS JOIN: by subject first, not the repo's keys
                 CROSS JOIN tag_keys rk ON rk.registry = s.registry AND rk.repo = s.repo AND rk.tag = rm.digest
                                       AND rk.source = 'referrer'
                 WHERE rm.subject = s.digest AND rk.kind != 'removed'
                 UNION ALL
-                SELECT cm.category FROM tag_keys ck
+                SELECT CASE WHEN cm.category = 'signature' AND EXISTS (
+                           SELECT 1 FROM signature_checks v WHERE v.signature = cm.digest AND v.subject = s.digest
+                                                              AND v.result = 'verified')
+                       THEN 'verified-signature' ELSE cm.category END FROM tag_keys ck
                 JOIN event_log ce ON ce.id = ck.event_id
                 JOIN digest_names cd ON cd.id = ce.digest_id
                 JOIN manifests cm ON cm.digest = cd.digest
@@ -382,13 +415,18 @@ WHERE (kind IS NULL OR kind IN ('image', 'index', 'legacy')) AND source != 'refe
 CREATE VIEW referrers AS
 SELECT k.registry, k.repo, m.subject, k.tag AS referrer, m.category AS kind, m.artifact_type,
        m.annotations, m.created, 'referrers' AS via, NULL AS tag, k.first_seen, k.observed_at AS last_changed,
-       k.kind != 'removed' AS current, k.event_id
+       k.kind != 'removed' AS current, k.event_id,
+       EXISTS (SELECT 1 FROM signature_checks v WHERE v.signature = k.tag AND v.subject = m.subject
+                                                  AND v.result = 'verified') AS verified
 FROM tag_keys k
 LEFT JOIN manifests m ON m.digest = k.tag
 WHERE k.source = 'referrer'
 UNION ALL
 SELECT k.registry, k.repo, 'sha256:' || substr(k.tag, 8, 64), d.digest, m.category, m.artifact_type,
-       m.annotations, m.created, 'cosign tag', k.tag, k.first_seen, k.observed_at, k.kind != 'removed', k.event_id
+       m.annotations, m.created, 'cosign tag', k.tag, k.first_seen, k.observed_at, k.kind != 'removed', k.event_id,
+       EXISTS (SELECT 1 FROM signature_checks v WHERE v.signature = d.digest
+                                                  AND v.subject = 'sha256:' || substr(k.tag, 8, 64)
+                                                  AND v.result = 'verified')
 FROM tag_keys k
 JOIN event_log e ON e.id = k.event_id
 LEFT JOIN digest_names d ON d.id = e.digest_id

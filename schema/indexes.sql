@@ -11,3 +11,5 @@ CREATE INDEX IF NOT EXISTS errors_by_run ON errors (run_id);
 CREATE INDEX IF NOT EXISTS platforms_by_digest ON platforms (digest);
 -- A digest's OCI 1.1 referrers, for current_tags' signed / attested / sbom and current_referrers.
 CREATE INDEX IF NOT EXISTS manifests_by_subject ON manifests (subject) WHERE subject IS NOT NULL;
+-- One result per signature, subject and key (NULL: none configured), looked up by current_tags' signed.
+CREATE UNIQUE INDEX IF NOT EXISTS signature_checks_once ON signature_checks (signature, subject, coalesce(key, ''));

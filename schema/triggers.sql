@@ -155,6 +155,19 @@ CREATE TRIGGER errors_append_only_insert BEFORE INSERT ON errors
 WHEN EXISTS (SELECT 1 FROM errors WHERE id = NEW.id)
 BEGIN SELECT RAISE(ABORT, 'ledger: errors is append-only'); END;
 
+DROP TRIGGER IF EXISTS signature_checks_append_only_update;
+CREATE TRIGGER signature_checks_append_only_update BEFORE UPDATE ON signature_checks
+BEGIN SELECT RAISE(ABORT, 'ledger: signature_checks is append-only'); END;
+
+DROP TRIGGER IF EXISTS signature_checks_append_only_delete;
+CREATE TRIGGER signature_checks_append_only_delete BEFORE DELETE ON signature_checks
+BEGIN SELECT RAISE(ABORT, 'ledger: signature_checks is append-only'); END;
+
+DROP TRIGGER IF EXISTS signature_checks_append_only_insert;
+CREATE TRIGGER signature_checks_append_only_insert BEFORE INSERT ON signature_checks
+WHEN EXISTS (SELECT 1 FROM signature_checks WHERE id = NEW.id)
+BEGIN SELECT RAISE(ABORT, 'ledger: signature_checks is append-only'); END;
+
 -- Seals are appended at the end of their chain and never changed.
 DROP TRIGGER IF EXISTS run_seals_append_only_update;
 CREATE TRIGGER run_seals_append_only_update BEFORE UPDATE ON run_seals

@@ -50,12 +50,16 @@ LEFT JOIN media_types m ON m.id = e.media_type_id;
 -- what can run decides (an image is one whatever artifactType it carries); signed / attested / sbom
 -- say whether the digest has one now: a signature of the digest itself; an attestation or SBOM of it or
 -- of one of its platforms (BuildKit attests each platform), or an attestation inside its index.
+-- `signed` counts only a signature that verified against a configured key (--signature-key) as a
+-- signature of this digest (signature_checks); `has_signature` any signature artifact, verified or not.
 DROP VIEW IF EXISTS current_tags;
 CREATE VIEW current_tags AS
 SELECT registry, repo, tag, digest, image, created, first_seen, last_changed, media_type, author, size, source,
-       event_id, kind, CASE WHEN referable THEN coalesce(instr(referred, '<signature>') > 0, 0) ELSE 0 END AS signed,
+       event_id, kind, CASE WHEN referable THEN coalesce(instr(referred, '<verified-signature>') > 0, 0) ELSE 0 END AS signed,
        CASE WHEN referable THEN coalesce(instr(referred, '<attestation>') > 0, 0) ELSE index_attested END AS attested,
-       CASE WHEN referable THEN coalesce(instr(referred, '<sbom>') > 0, 0) ELSE 0 END AS sbom
+       CASE WHEN referable THEN coalesce(instr(referred, '<sbom>') > 0, 0) ELSE 0 END AS sbom,
+       -- '<signature>' or '<verified-signature>', in one look (the subquery is written out for each use)
+       CASE WHEN referable THEN coalesce(instr(referred, 'signature>') > 0, 0) ELSE 0 END AS has_signature
 FROM (
     SELECT s.registry, s.repo, s.tag, s.digest, s.image, s.created, s.first_seen, s.last_changed, s.media_type,
            s.author, s.size, s.source, s.event_id, coalesce(m.category, m.kind) AS kind,
@@ -67,12 +71,20 @@ FROM (
                    AND x.tag >= 'sha256-' AND x.tag < 'sha513') AS referable,
            EXISTS (SELECT 1 FROM platforms p WHERE p.index_digest = s.digest AND p.attestation = 1) AS index_attested,
            (SELECT group_concat('<' || found.kind || '>', '') FROM (
-                SELECT rm.category AS kind FROM manifests rm  -- CROSS JOIN: by subject first, not the repo's keys
+                -- a signature that verified is a 'verified-signature', any other keeps its kind
+                SELECT CASE WHEN rm.category = 'signature' AND EXISTS (
+                           SELECT 1 FROM signature_checks v WHERE v.signature = rm.digest AND v.subject = s.digest
+                                                              AND v.result = 'verified')
+                       THEN 'verified-signature' ELSE rm.category END AS kind
+                FROM manifests rm  -- CROSS JOIN: by subject first, not the repo's keys
                 CROSS JOIN tag_keys rk ON rk.registry = s.registry AND rk.repo = s.repo AND rk.tag = rm.digest
                                       AND rk.source = 'referrer'
                 WHERE rm.subject = s.digest AND rk.kind != 'removed'
                 UNION ALL
-                SELECT cm.category FROM tag_keys ck
+                SELECT CASE WHEN cm.category = 'signature' AND EXISTS (
+                           SELECT 1 FROM signature_checks v WHERE v.signature = cm.digest AND v.subject = s.digest
+                                                              AND v.result = 'verified')
+                       THEN 'verified-signature' ELSE cm.category END FROM tag_keys ck
                 JOIN event_log ce ON ce.id = ck.event_id
                 JOIN digest_names cd ON cd.id = ce.digest_id
                 JOIN manifests cm ON cm.digest = cd.digest
@@ -102,17 +114,23 @@ WHERE kind IS NULL OR kind NOT IN ('signature', 'attestation', 'sbom', 'referrer
 -- the subject is the one the referrer's own manifest names) and cosign's legacy tags (the subject is in
 -- the tag's name). `kind` is what the referrer's bytes say it is (manifests.category): signature,
 -- attestation, sbom, ..., or image for one that runs, whatever its label.
+-- `verified`: 1 when it is a signature of the subject that verified against a configured key.
 DROP VIEW IF EXISTS referrers;
 CREATE VIEW referrers AS
 SELECT k.registry, k.repo, m.subject, k.tag AS referrer, m.category AS kind, m.artifact_type,
        m.annotations, m.created, 'referrers' AS via, NULL AS tag, k.first_seen, k.observed_at AS last_changed,
-       k.kind != 'removed' AS current, k.event_id
+       k.kind != 'removed' AS current, k.event_id,
+       EXISTS (SELECT 1 FROM signature_checks v WHERE v.signature = k.tag AND v.subject = m.subject
+                                                  AND v.result = 'verified') AS verified
 FROM tag_keys k
 LEFT JOIN manifests m ON m.digest = k.tag
 WHERE k.source = 'referrer'
 UNION ALL
 SELECT k.registry, k.repo, 'sha256:' || substr(k.tag, 8, 64), d.digest, m.category, m.artifact_type,
-       m.annotations, m.created, 'cosign tag', k.tag, k.first_seen, k.observed_at, k.kind != 'removed', k.event_id
+       m.annotations, m.created, 'cosign tag', k.tag, k.first_seen, k.observed_at, k.kind != 'removed', k.event_id,
+       EXISTS (SELECT 1 FROM signature_checks v WHERE v.signature = d.digest
+                                                  AND v.subject = 'sha256:' || substr(k.tag, 8, 64)
+                                                  AND v.result = 'verified')
 FROM tag_keys k
 JOIN event_log e ON e.id = k.event_id
 LEFT JOIN digest_names d ON d.id = e.digest_id
@@ -123,7 +141,7 @@ WHERE k.source = 'registry' AND substr(k.tag, 1, 7) = 'sha256-' AND length(k.tag
 DROP VIEW IF EXISTS current_referrers;
 CREATE VIEW current_referrers AS
 SELECT registry, repo, subject, referrer, kind, artifact_type, annotations, created, via, tag, first_seen,
-       last_changed, event_id
+       last_changed, event_id, verified
 FROM referrers
 WHERE current;
 

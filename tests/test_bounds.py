@@ -65,6 +65,7 @@ FIFOS = [
     *[pytest.param(["collect", "r.example/a", "--db", "new.db", option, "fifo", *more], {}, option,
                    id=f"collect{option}")
       for option, more in [("--config", []), ("--docker-config", []), ("--metrics-file", []), ("--ca-file", []),
+                           ("--signature-key", []),
                            ("--checkpoint-key", ["--checkpoint-dir", "checkpoints"]),
                            ("--checkpoint-dir", ["--checkpoint-key", "ledger.db"])]],
     pytest.param(["collect", "r.example/a", "--db", "new.db"], {"DOCKER_CONFIG": "docker"}, "Docker config",

@@ -20,7 +20,7 @@ _WHERE = {
     "GENESIS": "encoding", "REGISTRY": "encoding", "digest_key": "encoding", "digest_text": "encoding",
     "event_hash": "encoding",
     "children_of": "facts", "known_digests": "facts", "known_images": "facts", "known_indexes": "facts",
-    "held_repo": "facts", "live_repos": "facts",
+    "held_repo": "facts", "live_repos": "facts", "manifest_body": "facts", "signature_checks_done": "facts",
     "stored_facts": "facts",
     "finish_failed_run": "runs", "start_run": "runs",
     "verify": "verification",

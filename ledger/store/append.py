@@ -277,6 +277,7 @@ def append_run(db, run_id, result):
                 "source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [row_id, error.at, error.registry, error.repo, error.tag, error.digest, error.stage,
                  error.status, error.code, error.message, error.source])
+        _save_signature_checks(db, row_id, result.signature_checks)
         counts = {kind: kinds.count(kind) for kind in ("added", "moved", "updated", "removed")}
         counts["new_images"] = new_images
         counts["tags_seen"] = len(result.observations)
@@ -298,3 +299,13 @@ def append_run(db, run_id, result):
         seals.seal(db.conn, row_id)
     _end_run(db, run_id)
     return counts
+
+
+def _save_signature_checks(db, run_id, checks):
+    """Each verdict once per (signature, subject, key): a run racing another may have checked it too."""
+    db.conn.executemany(
+        "INSERT INTO signature_checks (run_id, checked_at, registry, repo, signature, subject, key, result, reason, "
+        "layer) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM signature_checks "
+        "WHERE signature = ? AND subject = ? AND coalesce(key, '') = coalesce(?, ''))",
+        [[run_id, check.checked_at, check.registry, check.repo, check.signature, check.subject, check.key,
+          check.result, check.reason, check.layer, check.signature, check.subject, check.key] for check in checks])

@@ -17,7 +17,8 @@ BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 65_536  # the default 2 MB thrashes on the key index of a million-event ledger
 _REAPPLIED = ("triggers.sql", "indexes.sql", "views.sql")
 _LEDGER_TABLES = {"runs", "events", "manifests", "platforms", "coverage", "errors", "tag_state",
-                  "event_log", "tag_keys", "digests", "media_types", "images", "ledger_meta", "run_seals"}
+                  "event_log", "tag_keys", "digests", "media_types", "images", "ledger_meta", "run_seals",
+                  "signature_checks"}
 
 
 def _after_migration(number, conn):

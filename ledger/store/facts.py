@@ -69,6 +69,22 @@ def held_repo(db, registry, repo, source):
                       [registry, repo, source]).fetchone() is not None
 
 
+def signature_checks_done(db):
+    """{(signature, subject): {key or None, ...}} of every verdict recorded: never checked again."""
+    done = {}
+    for signature, subject, key in db.execute("SELECT signature, subject, key FROM signature_checks"):
+        done.setdefault((signature, subject), set()).add(key)
+    return done
+
+
+def manifest_body(db, digest):
+    """A stored manifest's bytes, checked against its digest again, or None."""
+    row = db.execute("SELECT digest, media_type, kind, body, config_body FROM manifests WHERE digest = ?",
+                     [digest]).fetchone()
+    facts = stored_facts(row) if row else None
+    return facts["body"] if facts else None
+
+
 def stored_facts(row):
     """A manifests row (media_type, kind, body, config_body) as facts derived again from its bytes, or None
     when it has none or they do not hold (edited): then nothing is taken from it."""
