@@ -9,7 +9,7 @@ from importlib import resources
 
 from .encoding import _CANONICAL, digest_key
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 10
 READABLE_FROM = 4  # the oldest schema whose tables reading and verify understand: the compact event log
 BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 65_536  # the default 2 MB thrashes on the key index of a million-event ledger
