@@ -1,0 +1,128 @@
+"""Floods are bounded (issue 21): a registry that repeats one failure many times makes a few errors rows,
+each with the count of the failures it stands for, and every list it controls is cut at a cap that says
+what it cut.
+
+The registries are tests/hostile.py's loopback HostileRegistry, collected by a real `ledger collect`
+process (tests/test_hostile.py's `run_ledger`). The figures for the full flood (120 tags, 9,000 lying
+referrers each: peak RSS, ledger growth) are scripts/bench_flood.py's, not a test's.
+"""
+
+import sqlite3
+
+import pytest
+
+from hostile import HostileRegistry, answer, referrer_flood, referrer_manifest, referrers_list, when
+from test_hostile import assert_ended_sanely, assert_verifies, env, rows, run_ledger  # noqa: F401 (env: a fixture)
+
+TAGS = 12
+FLOOD = 300  # lying referrers listed for every digest
+PER_DIGEST = 100  # --max-referrers
+PER_RUN = 1_000  # --max-run-referrers
+
+
+@pytest.fixture
+def db(tmp_path):
+    return str(tmp_path / "ledger.db")
+
+
+@pytest.fixture
+def flooded():
+    """flood/app with TAGS distinct images, each with one true referrer; `.flood()` then answers every
+    referrers request with the same FLOOD referrers whose manifests name another subject."""
+    server = HostileRegistry()
+    true = {}
+    for n in range(TAGS):
+        digest, _ = server.add_image("flood/app", f"v{n}", seed=f"image {n}")
+        true[digest] = referrers_list(server, "flood/app", [referrer_manifest(digest, f"signature of {n}")])
+    server.put_blob(b"{}")
+    server.referrers = true.get
+    server.true = true
+    server.start()
+
+    def flood():
+        answer_bytes, elsewhere = referrer_flood(server, "flood/app", FLOOD)
+        server.referrers = lambda _subject: answer_bytes
+        return elsewhere
+    server.flood = flood
+    yield server
+    server.stop()
+
+
+def collect(db, env, server, *extra):
+    return run_ledger(["collect", "--quiet", "--db", db, "--retries", "0", "--deadline", "10",
+                       "--max-referrers", str(PER_DIGEST), "--max-run-referrers", str(PER_RUN), *extra,
+                       f"{server.host}/flood/app"], env=env)
+
+
+def test_a_referrer_flood_is_a_few_rows_with_true_counts_and_removes_nothing(flooded, db, env):
+    first = collect(db, env, flooded)
+    assert first.returncode == 0, first.tail()
+    assert rows(db, "SELECT count(*) AS n FROM current_referrers") == [{"n": TAGS}]
+    events = rows(db, "SELECT count(*) AS n FROM event_log")[0]["n"]
+
+    flooded.flood()
+    flooded.requests.clear()
+    outcome = collect(db, env, flooded)
+    assert_ended_sanely(outcome)
+    assert outcome.returncode == 3, outcome.tail()  # partial: what the registry said cannot all be believed
+    run = rows(db, "SELECT id, status, errors, error_summary FROM runs ORDER BY id DESC LIMIT 1")[0]
+    assert run["status"] == "partial"
+    errors = {row["code"]: row for row in rows(db, "SELECT stage, repo, code, count, message FROM errors "
+                                                   "WHERE run_id = ?", [run["id"]])}
+    # Every digest's list is cut at --max-referrers; the run follows PER_RUN (digest, referrer) pairs of the
+    # TAGS * PER_DIGEST read, and cuts the rest; each one it followed names another subject.
+    assert {code: row["count"] for code, row in errors.items()} == {
+        "LISTING_TRUNCATED": TAGS, "RUN_REFERRERS_CAPPED": TAGS * PER_DIGEST - PER_RUN, "REFERRER_MISMATCH": PER_RUN}
+    assert {row["stage"] for row in errors.values()} == {"referrers"}
+    assert {row["repo"] for row in errors.values()} == {"flood/app"}
+    assert "--max-referrers" in errors["LISTING_TRUNCATED"]["message"]
+    assert "--max-run-referrers" in errors["RUN_REFERRERS_CAPPED"]["message"]
+    assert run["errors"] == TAGS + TAGS * PER_DIGEST  # the total, not the rows
+    assert run["error_summary"].startswith(f"{run['errors']} errors; ")
+    # Each lying referrer's manifest is fetched once, however many digests list it.
+    manifests = [r for r in flooded.requests if r.kind == "manifest" and r.method == "GET"]
+    assert len({r.ref for r in manifests}) == len(manifests) <= PER_DIGEST
+
+    # Nothing removed: every true referrer is still there, and the flood added no event.
+    assert rows(db, "SELECT count(*) AS n FROM current_referrers") == [{"n": TAGS}]
+    assert rows(db, "SELECT count(*) AS n FROM event_log")[0]["n"] == events
+    assert_verifies(db, env)
+
+    shown = run_ledger(["runs", "--db", db, "--errors"], env=env)
+    assert shown.returncode == 0, shown.tail()
+    text = shown.stdout.decode()
+    assert f"({PER_RUN} times)" in text and f"({TAGS} times)" in text
+
+
+def test_thousands_of_tags_failing_alike_are_one_row_with_their_count(db, env):
+    """The class, not the instance: per-tag errors of one code in one repository merge too."""
+    server = HostileRegistry()
+    for n in range(2_000):
+        server.repos.setdefault("many/app", {})[f"t{n}"] = "sha256:" + "0" * 64
+    server.add_image("many/app", "good", seed="good")
+    server.misbehave[("HEAD", "manifest", "many/app")] = when(
+        lambda handler: handler.ref != "good", answer(500, b'{"errors":[{"code":"UNKNOWN","message":"down"}]}'))
+    with server:
+        outcome = run_ledger(["collect", "--quiet", "--db", db, "--retries", "0", f"{server.host}/many/app"], env=env)
+    assert_ended_sanely(outcome)
+    assert outcome.returncode == 3, outcome.tail()
+    errors = rows(db, "SELECT stage, repo, tag, http_status, count FROM errors")
+    assert len(errors) == 1 and errors[0]["count"] == 2_000, errors
+    assert errors[0]["stage"] == "head" and errors[0]["tag"].startswith("t") and errors[0]["http_status"] == 500
+    assert rows(db, "SELECT status, errors FROM runs") == [{"status": "partial", "errors": 2_000}]
+    assert [line for line in outcome.err.splitlines() if line.startswith("error: ")] == [
+        line for line in outcome.err.splitlines() if "(2000 times)" in line]
+    assert_verifies(db, env)
+
+
+def test_an_errors_count_changed_after_its_run_is_tampering(flooded, db, env):
+    flooded.flood()
+    collect(db, env, flooded)
+    assert_verifies(db, env)
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TRIGGER errors_append_only_update")
+    conn.execute("UPDATE errors SET count = 1 WHERE code = 'REFERRER_MISMATCH'")
+    conn.commit()
+    conn.close()
+    verified = run_ledger(["verify", "--db", db], env=env)
+    assert verified.returncode == 1 and "errors id=" in verified.err, verified.tail()
