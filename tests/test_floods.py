@@ -126,3 +126,41 @@ def test_an_errors_count_changed_after_its_run_is_tampering(flooded, db, env):
     conn.close()
     verified = run_ledger(["verify", "--db", db], env=env)
     assert verified.returncode == 1 and "errors id=" in verified.err, verified.tail()
+
+
+def test_errors_rows_sealed_before_schema_10_still_verify_after_it(tmp_path):
+    """Rows of before stand for one failure each: read-only readers of a file not yet upgraded see a count
+    of 1, and the rows' seals still hold once the column is added."""
+    from ledger import reads, store
+    from ledger.findings import Problem, RunResult
+
+    path = str(tmp_path / "old.db")
+
+    def problem(code, tag):
+        return Problem(at="2026-01-01T00:00:00.000000Z", registry="r.example", stage="head", message="down",
+                       repo="app", tag=tag, code=code)
+
+    db = store.open_db(path)
+    run_id = store.start_run(db, "registry", ["r.example/app"])
+    store.append_run(db, run_id, RunResult(errors=[problem("A", "1"), problem("B", "2")]))
+    db.close()
+    conn = sqlite3.connect(path)  # the file as schema 8 left it: no count column
+    conn.execute("ALTER TABLE errors DROP COLUMN count")
+    conn.execute("PRAGMA user_version = 8")
+    conn.commit()
+    conn.close()
+
+    old = store.open_readonly(path)  # verify asks for the upgrade first; reading does not
+    assert [p["count"] for p in reads.runs(old, 5, problems=True)[0]["problems"]] == [1, 1]
+    old.close()
+
+    db = store.open_db(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
+    assert db.execute("SELECT code, count FROM errors ORDER BY id").fetchall() == [("A", 1), ("B", 1)]
+    assert store.verify(db).ok
+    run_id = store.start_run(db, "registry", ["r.example/app"])
+    counts = store.append_run(db, run_id, RunResult(errors=[problem("A", str(n)) for n in range(5)]))
+    assert counts["errors"] == 5
+    assert db.execute("SELECT code, tag, count FROM errors WHERE run_id = ?", [run_id]).fetchall() == [("A", "0", 5)]
+    assert store.verify(db).ok
+    db.close()
