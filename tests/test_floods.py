@@ -7,6 +7,7 @@ process (tests/test_hostile.py's `run_ledger`). The figures for the full flood (
 referrers each: peak RSS, ledger growth) are scripts/bench_flood.py's, not a test's.
 """
 
+import json
 import sqlite3
 
 import pytest
@@ -164,3 +165,27 @@ def test_errors_rows_sealed_before_schema_10_still_verify_after_it(tmp_path):
     assert db.execute("SELECT code, tag, count FROM errors WHERE run_id = ?", [run_id]).fetchall() == [("A", "0", 5)]
     assert store.verify(db).ok
     db.close()
+
+
+def test_an_index_of_thousands_of_children_is_fetched_up_to_its_cap(db, env):
+    from ledger.limits import MAX_INDEX_CHILDREN
+
+    server = HostileRegistry()
+    children = [{"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "size": 1,
+                 "digest": "sha256:%064x" % n, "platform": {"architecture": f"arch{n}", "os": "linux"}}
+                for n in range(MAX_INDEX_CHILDREN + 200)]
+    server.put_manifest("big/app", "1", json.dumps({"schemaVersion": 2, "manifests": children}).encode(),
+                        "application/vnd.oci.image.index.v1+json")
+    with server:
+        outcome = run_ledger(["collect", "--quiet", "--db", db, "--retries", "0", f"{server.host}/big/app"], env=env)
+        fetched = [r.ref for r in server.requests if r.kind == "manifest" and r.method == "GET"]
+    assert_ended_sanely(outcome)
+    assert outcome.returncode == 3, outcome.tail()
+    assert len(fetched) == MAX_INDEX_CHILDREN + 1  # the index, then its first children only
+    errors = {row["code"]: row for row in rows(db, "SELECT stage, code, count, message FROM errors")}
+    assert errors["INDEX_TRUNCATED"]["count"] == 1 and f"lists {len(children)} children" in (
+        errors["INDEX_TRUNCATED"]["message"])
+    assert errors["MANIFEST_UNKNOWN"]["count"] == MAX_INDEX_CHILDREN  # each child is missing: one row
+    assert len(errors) == 2
+    assert rows(db, "SELECT errors FROM runs") == [{"errors": MAX_INDEX_CHILDREN + 1}]
+    assert_verifies(db, env)
