@@ -189,3 +189,14 @@ def test_an_index_of_thousands_of_children_is_fetched_up_to_its_cap(db, env):
     assert len(errors) == 2
     assert rows(db, "SELECT errors FROM runs") == [{"errors": MAX_INDEX_CHILDREN + 1}]
     assert_verifies(db, env)
+
+
+def test_the_caps_are_config_file_keys_too(tmp_path):
+    from ledger.limits import MAX_RUN_REFERRERS
+    from ledger.settings import load_config
+
+    config = tmp_path / "ledger.toml"
+    config.write_text('max_referrers = 5\n[registries."a.io"]\n[registries."b.io"]\nmax_run_referrers = 7\n')
+    _, options, _ = load_config(config)
+    assert (options["a.io"].max_referrers, options["a.io"].max_run_referrers) == (5, MAX_RUN_REFERRERS)
+    assert (options["b.io"].max_referrers, options["b.io"].max_run_referrers) == (5, 7)
