@@ -4,7 +4,7 @@ into events and appends it. Nothing here does I/O.
 """
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .referrers import REFERRER
 from .times import now
@@ -142,8 +142,10 @@ class Problems:
         self.extend(problems)
 
     def append(self, problem):
-        kept = self._kinds.setdefault(problem.merge_key, problem)
-        if kept is not problem:
+        kept = self._kinds.get(problem.merge_key)
+        if kept is None:  # a copy: a Problem in two runs' results (a run's, its notify run's) keeps its own count
+            self._kinds[problem.merge_key] = replace(problem)
+        else:
             kept.count += problem.count
 
     def extend(self, problems):

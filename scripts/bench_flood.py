@@ -102,8 +102,8 @@ def main():
     growth = after - before
     print(f"flood: {args.tags} tags, each digest's referrers list {args.flood} referrers naming another subject "
           f"({len(answer) / 1e6:.2f} MB per answer)")
-    print(f"flooded run {run[0]} ({' '.join(args.options) or 'default caps'}): exit {status}, status {run[1]}, {elapsed:.1f} s; {referrers_asked} referrers "
-          f"requests, {manifests} manifests fetched")
+    print(f"flooded run {run[0]} ({' '.join(args.options) or 'default caps'}): exit {status}, status {run[1]}, "
+          f"{elapsed:.1f} s; {referrers_asked} referrers requests, {manifests} manifests fetched")
     print(f"  errors rows  {len(errors):>9}  (total {run[2]} errors)")
     for stage, code, count in errors:
         print(f"    {stage}/{code}: {count}")
