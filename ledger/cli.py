@@ -17,7 +17,8 @@ import click
 
 from . import __version__, reads, store
 from .limits import (CONCURRENCY_RANGE, DEADLINE_RANGE, DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, DEFAULT_RETRIES,
-                     MAX_TAGS, MAX_TAGS_RANGE, NOTIFY_DEADLINE, NOTIFY_DEADLINE_RANGE, NOTIFY_KINDS, NOTIFY_ON,
+                     MAX_REFERRERS, MAX_REFERRERS_RANGE, MAX_RUN_REFERRERS, MAX_RUN_REFERRERS_RANGE, MAX_TAGS,
+                     MAX_TAGS_RANGE, NOTIFY_DEADLINE, NOTIFY_DEADLINE_RANGE, NOTIFY_KINDS, NOTIFY_ON,
                      REFERRER_MODES, RETRIES_RANGE, RPS_RANGE)
 from .params import DirectoryPath, FilePath, Float, Int, TreeSize
 from .terminal import printable, short_digest, table
@@ -189,6 +190,14 @@ def collect_options(command):
         click.option("--max-tags", default=MAX_TAGS, show_default=True, type=click.IntRange(*MAX_TAGS_RANGE),
                      metavar="N", help="Most tags listed per repository; past it the listing is incomplete and "
                                        "removes nothing."),
+        click.option("--max-referrers", default=MAX_REFERRERS, show_default=True,
+                     type=click.IntRange(*MAX_REFERRERS_RANGE), metavar="N",
+                     help="Most referrers followed per digest; past it the rest are cut (an error row) and none "
+                          "of its referrers is removed."),
+        click.option("--max-run-referrers", default=MAX_RUN_REFERRERS, show_default=True,
+                     type=click.IntRange(*MAX_RUN_REFERRERS_RANGE), metavar="N",
+                     help="Most referrers followed per registry in one run; past it the rest are cut (an error "
+                          "row) and removes nothing."),
         click.option("--include-tags", metavar="REGEX", help="Only tags this regex matches (searched; anchor with ^ $)."),
         click.option("--exclude-tags", metavar="REGEX", help="Skip tags this regex matches."),
         click.option("--allow-empty", is_flag=True,

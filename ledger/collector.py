@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from .findings import WARNING, Listing, RunResult, SignatureCheck, Sighting, SourceError, finish, record, unexpected
 from .hub import fetch_hub_repositories
+from .limits import MAX_INDEX_CHILDREN
 from .manifests import LEGACY_TYPES, ManifestError, facts_of, needs_config, parse_manifest
 from .references import DOCKER_HUB, storable_repo, storable_tag
 from .referrers import REFERRER, UNSERVED, ReferrerScope, cosign_tags, fallback_tag, schema_tag
@@ -23,7 +24,7 @@ from .suggest import closest, did_you_mean
 from .times import now
 
 
-_NAMED_WARNINGS = 20  # per listing; the rest are counted in one more row
+_NAMED_WARNINGS = 5  # names a warning quotes; it counts them all
 
 
 def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progress=None, children_of=None,
@@ -123,6 +124,7 @@ class _Work:
         self.trackers = defaultdict(set)  # digest -> repos following it
         self.lists = defaultdict(list)  # fallback index digest not yet recorded -> (repo, subject) it lists
         self.referred = set()  # (repo, referrer digest, subject) observed
+        self.cut = set()  # indexes whose children past MAX_INDEX_CHILDREN were said to be cut
         self.api = None if client.options.referrers != "never" else False  # whether the registry serves it
         self.probing = False  # the first referrers request is out: the rest wait for its answer
         self.held = []
@@ -293,15 +295,14 @@ class _Work:
         self.result.coverage.append(Listing(self.registry, repo, scope, now(), tags or [], complete=reason is None,
                                             reason=reason))
 
-    def _warn(self, stage, message, **where):
-        record(self.result, RegistryError(message, registry=self.registry, stage=stage, code=WARNING, **where))
-
     def _warn_names(self, stage, message, names, **where):
-        """One warning per name left out, up to a few; then one that counts the rest."""
-        for name in names[:_NAMED_WARNINGS]:
-            self._warn(stage, f"{message} {name[:200]!r}", **where)
-        if len(names) > _NAMED_WARNINGS:
-            self._warn(stage, f"{message} {len(names) - _NAMED_WARNINGS} more like these", **where)
+        """One warning for the names left out, naming a few, counting them all."""
+        if not names:
+            return
+        named = ", ".join(repr(name[:200]) for name in names[:_NAMED_WARNINGS])
+        more = f" and {len(names) - _NAMED_WARNINGS} more like these" if len(names) > _NAMED_WARNINGS else ""
+        record(self.result, RegistryError(f"{message} {named}{more}", registry=self.registry, stage=stage,
+                                          code=WARNING, **where), count=len(names))
 
     def _on_tags(self, args, context, tags, incomplete=None):
         """Resolve the tags a listing showed; only a complete listing is coverage that can remove.
@@ -364,7 +365,7 @@ class _Work:
                 follow.append((self.client.fetch_head, (repo, fallback_tag(digest)), {"lists": digest}))
             self.progress(tags=len(follow))
         follow += self._ask(repo, digest)
-        for child in self._children(digest) or ():
+        for child in self._capped(repo, digest, self._children(digest) or ()):
             follow += self._follow(repo, child)
         return follow
 
@@ -401,6 +402,11 @@ class _Work:
 
     def _referrers_failed(self, args, error):
         repo, digest = args
+        if isinstance(error, ListingTruncated):  # served, past --max-referrers or a page cap: follow what was read
+            record(self.result, error)
+            follow = self._on_referrers(args, {}, (error.items, False))
+            self.discoveries[(repo, digest)].broken = True
+            return follow
         if error.status in UNSERVED and self.api is None:
             self.api, self.probing = False, False
             self.held.clear()
@@ -422,11 +428,18 @@ class _Work:
         children = self._children(index)
         if children is None:
             return []  # not read yet (or it failed: then its subjects' listings stay incomplete)
-        follow = []
+        follow, most = [], self.client.options.max_referrers
         for repo, subject in self.lists.pop(index, ()):
             discovery = self.discoveries[(repo, subject)]
             discovery.waiting -= 1
-            for child in children:
+            if len(children) > most:
+                discovery.broken = True
+                record(self.result, RegistryError(
+                    f"referrers: the referrers tag schema's index {index} lists {len(children)} referrers of "
+                    f"{subject}; the first {most} are followed, and none is removed (raise --max-referrers if a "
+                    "digest has that many)", registry=self.registry, stage="referrers", repo=repo, digest=subject,
+                    code="LISTING_TRUNCATED"))
+            for child in children[:most]:
                 discovery.listed(child)
                 follow += self._referrer(repo, subject, child, None)
         return follow
@@ -435,6 +448,15 @@ class _Work:
         """A referrer listed for `subject`: observed as a key of its own; the store keeps it only if its
         manifest names that subject."""
         if (repo, digest, subject) in self.referred:
+            return []
+        most = self.client.options.max_run_referrers
+        if len(self.referred) >= most:  # one row for them all (Problems merges it), with their count
+            self.discoveries[(repo, subject)].broken = True
+            record(self.result, RegistryError(
+                f"referrers: past the run's cap of {most} referrers followed (--max-run-referrers), the rest are "
+                f"not followed (the first cut: {digest}, listed for {subject}), and none of those digests' "
+                "referrers is removed", registry=self.registry, stage="referrers", repo=repo, digest=subject,
+                code="RUN_REFERRERS_CAPPED"))
             return []
         self.referred.add((repo, digest, subject))  # listed for two subjects: the bytes tell which is a lie
         self.result.observations.append(Sighting(self.registry, repo, digest, now(), digest, media_type,
@@ -485,7 +507,7 @@ class _Work:
         facts = facts_of(manifest, body)
         if manifest.kind != "index":
             return self._recorded(facts)
-        needed = {child.digest for child in manifest.children if not child.attestation
+        needed = {child.digest for child in self._capped(repo, digest, manifest.children) if not child.attestation
                   and child.digest not in self.known and child.media_type not in LEGACY_TYPES}
         self.index_facts[digest] = facts
         self.index_needs[digest] = needed
@@ -515,13 +537,26 @@ class _Work:
             self.signature_bodies[digest] = facts["body"]
             follow += self._check(digest)
         for repo in sorted(self.trackers.get(digest, ())):
-            for child in self.children[digest]:
+            for child in self._capped(repo, digest, self.children[digest]):
                 follow += self._follow(repo, child)
         for index, needs in list(self.index_needs.items()):
             if facts["digest"] in needs:
                 needs.discard(facts["digest"])
                 follow += self._index_ready(index)
         return follow
+
+    def _capped(self, repo, index, children):
+        """An index's children as far as a run fetches them and follows their referrers: the first
+        MAX_INDEX_CHILDREN (its platforms rows keep them all, from its bytes). A cut is said once per index."""
+        if len(children) <= MAX_INDEX_CHILDREN:
+            return children
+        if index not in self.cut:
+            self.cut.add(index)
+            record(self.result, RegistryError(
+                f"manifest {index}: the index lists {len(children)} children; the first {MAX_INDEX_CHILDREN} are "
+                "fetched and their referrers followed, the rest are not", registry=self.registry, stage="manifest",
+                repo=repo, digest=index, code="INDEX_TRUNCATED"))
+        return children[:MAX_INDEX_CHILDREN]
 
     def _index_ready(self, index):
         """An index is recorded once every child it needs is, so a later run retries a partial one."""

@@ -4,7 +4,7 @@ into events and appends it. Nothing here does I/O.
 """
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .referrers import REFERRER
 from .times import now
@@ -115,9 +115,15 @@ class Problem:
     status: int | None = None
     code: str | None = None
     source: str = REGISTRY
+    count: int = 1  # how many failures of this kind it stands for (Problems merges them)
 
     def __str__(self):
-        return located(self)
+        return located(self) + (f" ({self.count} times)" if self.count > 1 else "")
+
+    @property
+    def merge_key(self):
+        """What makes failures one kind: where (source, registry, repo), at which stage, with which code."""
+        return self.source, self.registry, self.repo, self.stage, self.code
 
     @property
     def warning(self):
@@ -143,6 +149,40 @@ class SignatureCheck:
     checked_at: str
 
 
+class Problems:
+    """A run's failures, one per kind (`Problem.merge_key`): the first of a kind is its sample, with the
+    count of them all. A registry that fails 100,000 tags, or lists 9,000 referrers that lie for each of
+    120 digests, is a few rows with their counts, not a ledger (and memory) full of the same line."""
+
+    def __init__(self, problems=()):
+        self._kinds = {}
+        self.extend(problems)
+
+    def append(self, problem):
+        kept = self._kinds.get(problem.merge_key)
+        if kept is None:  # a copy: a Problem in two runs' results (a run's, its notify run's) keeps its own count
+            self._kinds[problem.merge_key] = replace(problem)
+        else:
+            kept.count += problem.count
+
+    def extend(self, problems):
+        for problem in problems:
+            self.append(problem)
+
+    def __iter__(self):
+        return iter(self._kinds.values())
+
+    def __len__(self):
+        return len(self._kinds)
+
+    def __getitem__(self, index):
+        return list(self._kinds.values())[index]
+
+    def total(self, warnings=False):
+        """How many failures the rows stand for (warnings too, with `warnings`)."""
+        return sum(problem.count for problem in self if warnings or not problem.warning)
+
+
 @dataclass
 class RunResult:
     """Everything one run found, from every source, for one append."""
@@ -150,13 +190,17 @@ class RunResult:
     observations: list = field(default_factory=list)  # Sighting
     manifests: list = field(default_factory=list)  # manifests rows with their bytes (manifests.facts_of)
     coverage: list = field(default_factory=list)  # Listing of tags
-    errors: list = field(default_factory=list)  # Problem
+    errors: Problems = field(default_factory=Problems)  # Problem, merged by kind
     requests: Counter = field(default_factory=Counter)  # requests made, by kind
     rate_limits: dict = field(default_factory=dict)  # registry -> {"limit", "remaining"}
     images: list = field(default_factory=list)  # ImageFacts, from a Docker daemon
     referrer_listings: list = field(default_factory=list)  # Listing of referrers: proves removals, not stored
     signature_checks: list = field(default_factory=list)  # SignatureCheck
     status: str = "ok"
+
+    def __post_init__(self):
+        if not isinstance(self.errors, Problems):
+            self.errors = Problems(self.errors)
 
     def merge(self, other):
         """One run over several sources: ok only if each is, failed only if each failed."""
@@ -170,11 +214,12 @@ class RunResult:
         return self
 
 
-def record(result, error):
-    """A failure becomes data: stamped with the time and kept with the run's results."""
+def record(result, error, count=1):
+    """A failure (`count` of them, said at once) becomes data: stamped with the time and kept with the run's
+    results, merged with those of its kind."""
     result.errors.append(Problem(at=now(), registry=error.registry, stage=error.stage, message=error.message,
                                  repo=error.repo, tag=error.tag, digest=error.digest, status=error.status,
-                                 code=error.code, source=getattr(error, "source", REGISTRY)))
+                                 code=error.code, source=getattr(error, "source", REGISTRY), count=count))
 
 
 def unexpected(error, **where):

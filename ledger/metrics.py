@@ -115,7 +115,7 @@ class Metrics:
             for kind, count in outcome.result.requests.items():
                 self.requests.labels(kind).inc(count)
             for problem in outcome.result.errors:
-                self.errors.labels(problem.stage, "warning" if problem.warning else "error").inc()
+                self.errors.labels(problem.stage, "warning" if problem.warning else "error").inc(problem.count)
             self.remaining.clear()
             self.limit.clear()
             for registry, told in outcome.result.rate_limits.items():

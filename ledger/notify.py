@@ -148,8 +148,9 @@ def _message(changes, on):
     new_images = sum(count for (_, new), count in changes.counts.items() if new)
     if "new_images" in on and new_images:
         parts.append(f"{new_images} new image{'s' * (new_images != 1)}")
-    if errors:
-        parts.append(f"{len(errors)} error{'s' * (len(errors) != 1)}")
+    failures = sum(problem.count for problem in errors)  # a row stands for every failure of its kind
+    if failures:
+        parts.append(f"{failures} error{'s' * (failures != 1)}")
     title = f"registry ledger: run {changes.run_id} {changes.status}" + (f": {', '.join(parts)}" if parts else "")
     lines = [_change_line(change, on) for change in changes.changes if chosen(change.kind, change.new_image)]
     lines += [f"error {printable(str(problem))[:_LINE]}" for problem in errors]

@@ -332,13 +332,19 @@ def runs(db, limit, problems=False):
     rows = list(db.query(
         "SELECT id, started_at, finished_at, status, targets, tags_seen, added, moved, updated, removed, "
         "new_images, errors, error_summary FROM runs ORDER BY id DESC LIMIT ?", [limit]))
+    # A ledger read as it is, before schema 10, has a row per failure.
+    count = "count" if problems and _has_column(db, "errors", "count") else "1 AS count"
     for row in rows:
         row["targets"] = _targets_text(row["targets"])
         if problems:
             row["problems"] = list(db.query(
-                "SELECT stage, registry, repo, tag, http_status, code, message FROM errors WHERE run_id = ? "
-                "ORDER BY id", [row["id"]]))
+                f"SELECT stage, registry, repo, tag, http_status, code, message, {count} FROM errors "
+                "WHERE run_id = ? ORDER BY id", [row["id"]]))
     return rows
+
+
+def _has_column(db, table, column):
+    return any(row["name"] == column for row in db.query(f"PRAGMA table_info({table})"))
 
 
 def run_problems(rows, summaries=True):
@@ -350,7 +356,8 @@ def run_problems(rows, summaries=True):
         for problem in row.get("problems", []):
             where = "/".join(filter(None, [problem["registry"], problem["repo"]])) + (
                 f":{problem['tag']}" if problem["tag"] else "")
-            yield f"run {row['id']} {problem['stage']}: " + (f"{where}: " if where else "") + problem["message"]
+            times = f" ({problem['count']} times)" if problem["count"] != 1 else ""
+            yield f"run {row['id']} {problem['stage']}: " + (f"{where}: " if where else "") + problem["message"] + times
 
 
 def _targets_text(stored):

@@ -21,16 +21,16 @@ from .manifests import (ACCEPT, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, ManifestEr
 from .findings import SourceError
 from .references import api_base, is_loopback
 from .referrers import Descriptor
-from .limits import DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, DEFAULT_RETRIES, MAX_TAGS
+from .limits import (DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, DEFAULT_RETRIES, MAX_PAGES, MAX_REFERRERS,
+                     MAX_RUN_REFERRERS, MAX_TAGS)
 from .transport import Transport, TransportError, answered_in_plain_http
 from .wire import WireError, ascii_int, bare_media_type, loads
 
 MAX_PAGE_BYTES = 8 * 1024 * 1024  # one page of a catalog or tag list
 MAX_LISTING_BYTES = 64 * 1024 * 1024  # every page of one listing together
 MAX_ERROR_BYTES = 64 * 1024  # an error body is read for its code and message only
-MAX_PAGES = 1000
 MAX_REPOSITORIES = 200_000  # from one catalog
-MAX_REFERRERS = 10_000  # of one digest
+REFERRERS_PAGE = 10_000  # descriptors one page may hold: a page past --max-referrers is read, then cut
 MAX_RETRY_AFTER = 60.0
 STALL_LIMIT = 8  # requests in a row past their deadline before the rest of a registry's run is skipped
 MAX_MESSAGE = 300  # characters of a registry's error message kept
@@ -56,6 +56,8 @@ class RegistryOptions:
     timeout: tuple = (10, 60)  # connect, and each read
     deadline: float = DEFAULT_DEADLINE  # one whole request
     max_tags: int = MAX_TAGS
+    max_referrers: int = MAX_REFERRERS  # followed per digest
+    max_run_referrers: int = MAX_RUN_REFERRERS  # followed per run
     include_tags: str | None = None
     exclude_tags: str | None = None
     referrers: str = "auto"  # auto | always | never: when to ask the OCI referrers API
@@ -470,20 +472,22 @@ class RegistryClient:
             raise self._fail(f"{stage}: response is not a JSON object", stage, code="INVALID_ANSWER", **where)
         return document
 
-    def _pages(self, url, key, stage, scopes, most, *, item=None, on_page=None, **where):
+    def _pages(self, url, key, stage, scopes, most, *, item=None, on_page=None,
+               hint="raise --max-tags if the repository is that large", **where):
         """Follow `Link: <...>; rel="next"` pages on the first page's origin, up to `most` names, MAX_PAGES
         pages and MAX_LISTING_BYTES; past a cap, ListingTruncated with what was read. Items are names, or
         what `item` makes of each (None: not one); `on_page` sees each page's answer."""
         items, total = [], 0
-        values_at_most = (2 if item is None else 50) * most + 1000  # a descriptor holds a few values
+        # A descriptor holds a few values; a page of them is read whole, then cut to `most`.
+        values_at_most = (2 * most if item is None else 50 * max(most, REFERRERS_PAGE)) + 1000
 
         def before(pages):
             if pages >= MAX_PAGES or len(items) > most or total > MAX_LISTING_BYTES:
                 cap = (f"{most} names" if len(items) > most else f"{MAX_PAGES} pages" if pages >= MAX_PAGES
                        else f"{MAX_LISTING_BYTES} bytes")
                 raise ListingTruncated(f"{stage}: the listing goes past {cap}; it is incomplete, so nothing is "
-                                       "removed (raise --max-tags if the repository is that large)",
-                                       items[:most], registry=self.registry, stage=stage, **where)
+                                       f"removed ({hint})", items[:most], registry=self.registry, stage=stage,
+                                       **where)
 
         def read_page(url):
             nonlocal total
@@ -513,8 +517,7 @@ class RegistryClient:
         follow_pages(url, read_page, before, refuse)
         if len(items) > most:
             raise ListingTruncated(f"{stage}: the listing has more than {most} names; it is incomplete, so nothing "
-                                   "is removed (raise --max-tags if the repository is that large)",
-                                   items[:most], registry=self.registry, stage=stage, **where)
+                                   f"is removed ({hint})", items[:most], registry=self.registry, stage=stage, **where)
         return items
 
     def fetch_ping(self):
@@ -627,10 +630,15 @@ class RegistryClient:
         registry without the API answers 404 (or 400, 405, 501: `referrers.UNSERVED`)."""
         filtered = []
         prefix, scopes = self._repo(repo)
-        descriptors = self._pages(
-            f"{prefix}/referrers/{digest}", "manifests", "referrers", scopes, MAX_REFERRERS, item=_descriptor,
-            on_page=lambda response: filtered.append(response.header("OCI-Filters-Applied")), repo=repo,
-            digest=digest)
+        try:
+            descriptors = self._pages(
+                f"{prefix}/referrers/{digest}", "manifests", "referrers", scopes, self.options.max_referrers,
+                item=_descriptor, on_page=lambda response: filtered.append(response.header("OCI-Filters-Applied")),
+                hint="the referrers read are followed; raise --max-referrers if a digest has that many", repo=repo,
+                digest=digest)
+        except ListingTruncated as error:
+            error.items = list(dict.fromkeys(error.items))
+            raise
         return list(dict.fromkeys(descriptors)), not any(filtered)
 
     def fetch_blob(self, repo, digest, limit=MAX_CONFIG_BYTES, stage="config"):

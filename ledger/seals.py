@@ -27,7 +27,8 @@ class Sealed:
     order: str
     key: tuple  # the columns that name a row
     # Columns a later schema added, as (column, default): in a row's digest only when not the default,
-    # so the rows sealed before they existed (all default) keep their digests.
+    # so the rows sealed before they existed (all default) keep their digests. Those after the first go
+    # in by name ({column: value}), so no value of one can pass for another's.
     optional: tuple = ()
 
     def select(self, one_run=True, present=None):
@@ -42,7 +43,9 @@ class Sealed:
 
     def digest(self, row):
         width = len(self.columns)
-        extra = [value for (_, default), value in zip(self.optional, row[width:]) if value != default]
+        extra = [value if place == 0 else {column: value.hex() if isinstance(value, bytes) else value}
+                 for place, ((column, default), value) in enumerate(zip(self.optional, row[width:]))
+                 if value != default or type(value) is not type(default)]
         return row_digest(self.table, tuple(row[:width]) + tuple(extra))
 
     @property
@@ -72,7 +75,7 @@ TABLES = (
            "t.run_id = ?", "t.source, t.registry, t.repo", ("run_id", "source", "registry", "repo")),
     Sealed("errors", ("id", "run_id", "at", "registry", "repo", "tag", "digest", "stage", "http_status", "code",
                       "message"),
-           "t.run_id = ?", "t.id", ("id",), optional=(("source", "registry"),)),
+           "t.run_id = ?", "t.id", ("id",), optional=(("source", "registry"), ("count", 1))),
     Sealed("manifests", ("digest", "media_type", "kind", "config_digest", "config_media_type", "artifact_type",
                          "created", "author", "size", "layers", "os", "architecture", "variant", "os_version",
                          "labels", "first_run_id"),
@@ -90,7 +93,7 @@ TABLES = (
 
 
 def _literal(value):
-    return "'" + value.replace("'", "''") + "'"
+    return str(value) if type(value) is int else "'" + value.replace("'", "''") + "'"
 
 
 def _present(conn):

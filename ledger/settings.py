@@ -15,8 +15,8 @@ import re2
 from .auth import Credentials
 from .credentials import CredentialsError, from_docker_config
 from .references import TargetError, canonical_registry, parse_target
-from .limits import (CONCURRENCY_RANGE, DEADLINE_RANGE, MAX_TAGS_RANGE, NOTIFY_DEADLINE, NOTIFY_DEADLINE_RANGE,
-                     NOTIFY_ON, REFERRER_MODES, RETRIES_RANGE, RPS_RANGE)
+from .limits import (CONCURRENCY_RANGE, DEADLINE_RANGE, MAX_REFERRERS_RANGE, MAX_RUN_REFERRERS_RANGE, MAX_TAGS_RANGE,
+                     NOTIFY_DEADLINE, NOTIFY_DEADLINE_RANGE, NOTIFY_ON, REFERRER_MODES, RETRIES_RANGE, RPS_RANGE)
 from .notify import Notifications, NotifyError, kinds
 from .paths import PathError, check_file, read_bytes
 from .registry import RegistryOptions
@@ -25,19 +25,20 @@ from .terminal import printable
 
 _KEYS = {"targets", "credentials", "username_env", "password_env", "docker_config", "ca_file", "insecure",
          "plain_http", "concurrency", "rps", "retries", "deadline", "max_tags", "include_tags", "exclude_tags", "referrers",
-         "allow_empty"}
+         "allow_empty", "max_referrers", "max_run_referrers"}
 _DEFAULT_KEYS = _KEYS - {"targets", "username_env", "password_env"}
 _NOTIFY_KEYS = {"notify", "notify_on", "notify_deadline"}  # top level only: one notification per run
 _TOP_LEVEL_KEYS = _NOTIFY_KEYS | {"signature_keys"}  # one key set per run, whichever registry signs
 _OPTION_KEYS = ("ca_file", "insecure", "plain_http", "concurrency", "rps", "retries", "deadline", "max_tags",
-                "include_tags", "exclude_tags", "referrers", "allow_empty")
+                "include_tags", "exclude_tags", "referrers", "allow_empty", "max_referrers", "max_run_referrers")
 _TYPES = {"insecure": bool, "plain_http": bool, "concurrency": int, "retries": int, "rps": (int, float),
-          "deadline": (int, float), "max_tags": int, "allow_empty": bool}
+          "deadline": (int, float), "max_tags": int, "allow_empty": bool, "max_referrers": int, "max_run_referrers": int}
 MAX_CONFIG_BYTES = 1024 * 1024
 
 # The config file is held to the CLI's own ranges.
 _RANGES = {"concurrency": CONCURRENCY_RANGE, "retries": RETRIES_RANGE, "rps": RPS_RANGE,
-           "deadline": DEADLINE_RANGE, "max_tags": MAX_TAGS_RANGE}
+           "deadline": DEADLINE_RANGE, "max_tags": MAX_TAGS_RANGE, "max_referrers": MAX_REFERRERS_RANGE,
+           "max_run_referrers": MAX_RUN_REFERRERS_RANGE}
 
 
 class SettingsError(Exception):
@@ -69,6 +70,8 @@ class Flags:
     exclude_tags: str | None
     referrers: str
     allow_empty: bool
+    max_referrers: int
+    max_run_referrers: int
     plain_http: bool
     ca_file: str | None
     insecure: bool
@@ -166,6 +169,7 @@ def plan(flags, password=lambda registries: None, anchor=None):
         rps=flags.rps, retries=flags.retries, deadline=flags.deadline, max_tags=flags.max_tags,
         include_tags=flags.include_tags, exclude_tags=flags.exclude_tags, referrers=flags.referrers,
         allow_empty=flags.allow_empty,
+        max_referrers=flags.max_referrers, max_run_referrers=flags.max_run_referrers,
         credentials=credentials_for(registry, username=flags.username, password=password,
                                     docker_config=flags.docker_config)) for registry in registries}
     file_notify = {}

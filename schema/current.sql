@@ -45,7 +45,7 @@ CREATE TRIGGER digests_append_only_update BEFORE UPDATE ON digests
 WHEN OLD.first_event_id IS NOT NULL OR NEW.id IS NOT OLD.id OR NEW.digest IS NOT OLD.digest
 BEGIN SELECT RAISE(ABORT, 'ledger: digests is append-only'); END;
 
--- table errors: 001_tables.sql, 008_error_sources.sql
+-- table errors: 001_tables.sql, 008_error_sources.sql, 010_error_counts.sql
 CREATE TABLE errors (
     id INTEGER PRIMARY KEY,
     run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -58,7 +58,7 @@ CREATE TABLE errors (
     http_status INTEGER,
     code TEXT,                        -- registry error code, e.g. NAME_UNKNOWN, or a local one
     message TEXT NOT NULL
-, source TEXT NOT NULL DEFAULT 'registry');
+, source TEXT NOT NULL DEFAULT 'registry', count INTEGER NOT NULL DEFAULT 1 CHECK (typeof(count) = 'integer' AND count >= 1));
 CREATE INDEX errors_by_run ON errors (run_id);
 CREATE TRIGGER errors_append_only_delete BEFORE DELETE ON errors
 BEGIN SELECT RAISE(ABORT, 'ledger: errors is append-only'); END;

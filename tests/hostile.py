@@ -94,7 +94,8 @@ def _error(code, message="hostile"):
     return json.dumps({"errors": [{"code": code, "message": message}]}).encode()
 
 
-_ROUTE = re.compile(r"^/v2/(?P<name>.+?)/(?:(?P<tags>tags/list)|manifests/(?P<manifest>[^/]+)|blobs/(?P<blob>[^/]+))$")
+_ROUTE = re.compile(r"^/v2/(?P<name>.+?)/(?:(?P<tags>tags/list)|manifests/(?P<manifest>[^/]+)|blobs/(?P<blob>[^/]+)"
+                    r"|referrers/(?P<referrers>[^/]+))$")
 
 
 def route(path):
@@ -113,6 +114,8 @@ def route(path):
         return "tags", match.group("name"), None
     if match.group("manifest"):
         return "manifest", match.group("name"), match.group("manifest")
+    if match.group("referrers"):
+        return "referrers", match.group("name"), match.group("referrers")
     return "blob", match.group("name"), match.group("blob")
 
 
@@ -259,6 +262,7 @@ class HostileRegistry:
         self.auth = None
         self.token_users = token_users
         self.token_answer = None  # a document to answer /token with instead of a fresh token
+        self.referrers = None  # subject digest -> its referrers list (bytes) or None; unset: no referrers API
         self.issued = set()
         self.hostile_served = 0
         self.stopping = threading.Event()
@@ -420,6 +424,10 @@ class HostileRegistry:
             return 200, [("Content-Type", "application/octet-stream"), ("Docker-Content-Digest", ref)], self.blobs[ref]
         if kind == "token":
             return self._token(handler)
+        if kind == "referrers" and self.referrers is not None:
+            answer = self.referrers(ref)
+            if answer is not None:
+                return 200, [("Content-Type", OCI_INDEX)], answer
         return 404, [json_type], _error("NOT_FOUND", "no such endpoint")
 
     def _token(self, handler):
@@ -436,6 +444,39 @@ class HostileRegistry:
         document = {"token": token, "access_token": token, "expires_in": 300,
                     "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         return 200, [json_type], json.dumps(document).encode()
+
+
+# -- referrers ----------------------------------------------------------------------------------
+
+FLOOD_TYPE = "application/vnd.example.flood"
+
+
+def referrer_manifest(subject, note):
+    """An artifact manifest (bytes) that names `subject`, made unique by `note`."""
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": FLOOD_TYPE,
+                "config": {"mediaType": "application/vnd.oci.empty.v1+json", "size": 2,
+                           "digest": digest_of(b"{}")},
+                "layers": [], "subject": {"mediaType": DOCKER_MANIFEST, "digest": subject, "size": 1},
+                "annotations": {"note": note}}
+    return json.dumps(manifest).encode()
+
+
+def referrers_list(server, repo, bodies):
+    """Serve each artifact body in `repo` by digest; the referrers list (bytes) that names them all."""
+    entries = []
+    for body in bodies:
+        digest = server.put_manifest(repo, None, body, OCI_MANIFEST)
+        entries.append({"mediaType": OCI_MANIFEST, "artifactType": FLOOD_TYPE, "digest": digest, "size": len(body)})
+    return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).encode()
+
+
+def referrer_flood(server, repo, count):
+    """A registry that answers every referrers request with the same `count` referrers, each of whose
+    manifest names another subject: (the list's bytes, the subject they name). Set
+    `server.referrers = lambda _subject: answer` to serve it."""
+    elsewhere = digest_of(b"the subject the flood's referrers really name")
+    server.put_blob(b"{}")
+    return referrers_list(server, repo, (referrer_manifest(elsewhere, f"flood {n}") for n in range(count))), elsewhere
 
 
 # -- hooks ---------------------------------------------------------------------------------------

@@ -290,6 +290,7 @@ def _as_schema_6(path):
         conn.execute(f"ALTER TABLE manifests DROP COLUMN {column}")
     conn.execute("ALTER TABLE errors DROP COLUMN source")  # schema 8's
     conn.execute("ALTER TABLE manifests DROP COLUMN category")  # schema 11's
+    conn.execute("ALTER TABLE errors DROP COLUMN count")  # schema 10's
     conn.execute("PRAGMA user_version = 6")
     conn.commit()
     conn.close()

@@ -187,6 +187,7 @@ def _as_schema_8(path):
     for (view,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'").fetchall():
         conn.execute(f"DROP VIEW {view}")
     conn.execute("ALTER TABLE manifests DROP COLUMN category")
+    conn.execute("ALTER TABLE errors DROP COLUMN count")  # schema 10's
     conn.execute("PRAGMA user_version = 8")
     conn.commit()
     conn.close()

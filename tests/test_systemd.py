@@ -46,11 +46,21 @@ def test_the_units_verify_cleanly(tmp_path):
     (lambda text: text.replace("RestrictAddressFamilies=AF_INET ", "RestrictAddressFamilies=AF_INTERNET "),
      "Failed to parse address family"),
     (lambda text: text.replace("OnCalendar=*:0/15", "OnCalendar=every 15 minutes"), "calendar"),
-], ids=["missing-binary", "misspelt-key", "bad-value", "bad-calendar"])
+    (lambda text: text.replace("MemoryMax=1G", "MemoryMax=lots"), "Invalid memory limit"),
+], ids=["missing-binary", "misspelt-key", "bad-value", "bad-calendar", "bad-memory-limit"])
 def test_a_broken_copy_fails_verification(tmp_path, broken, said):
     status, output = verify(units(tmp_path / "units", broken))
     assert said in output
     assert (status, output) != (0, "")
+
+
+@pytest.mark.parametrize("name", ["ledger-watch.service", "ledger-collect.service"])
+def test_each_service_has_a_memory_ceiling_above_what_a_run_needs(name):
+    """A run peaks under 300 MB whatever a registry sends (scripts/bench_flood.py, tests/test_hostile.py):
+    MemoryMax= stops a runaway without cutting a run short."""
+    limits = [line.removeprefix("MemoryMax=") for line in (UNITS / name).read_text().splitlines()
+              if line.startswith("MemoryMax=")]
+    assert limits == ["1G"]
 
 
 def exec_start(name, root):

@@ -252,6 +252,16 @@ def _append_events(db, run_id, pending, facts):
     return kinds, (last_id, prev) if head or kinds else (None, None), new_images
 
 
+def _summary(note, errors, total):
+    """The run's errors in one line: a few kinds, each with its count, and the total when rows merged
+    failures or were left out."""
+    kinds = sorted({str(error) for error in errors if not error.warning})
+    shown = kinds[:5]
+    if total > len(shown):
+        shown.insert(0, f"{total} errors")
+    return "; ".join(([note] if note else []) + shown) or None
+
+
 def append_run(db, run_id, result):
     """Append one run's findings in a single write transaction; returns the run's counts, under `run_id`
     the run they were recorded as (a new one if the run's own row was closed underneath it), and under
@@ -271,22 +281,21 @@ def append_run(db, run_id, result):
                 [row_id, listing.source, listing.registry, listing.repo, listing.scope.describe(),
                  int(listing.complete), len(listing.tags) if listing.complete else None, listing.listed_at,
                  listing.reason])
-        for error in result.errors:
+        for error in result.errors:  # one row per kind, with the count of the failures it stands for
             db.execute(
                 "INSERT INTO errors (run_id, at, registry, repo, tag, digest, stage, http_status, code, message, "
-                "source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "source, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [row_id, error.at, error.registry, error.repo, error.tag, error.digest, error.stage,
-                 error.status, error.code, error.message, error.source])
+                 error.status, error.code, error.message, error.source, error.count])
         _save_signature_checks(db, row_id, result.signature_checks)
         counts = {kind: kinds.count(kind) for kind in ("added", "moved", "updated", "removed")}
         counts["new_images"] = new_images
         counts["tags_seen"] = len(result.observations)
         counts["repos_listed"] = sum(1 for listing in result.coverage if listing.complete)
-        counts["errors"] = sum(1 for error in result.errors if not error.warning)  # warnings are rows, not failures
+        counts["errors"] = result.errors.total()  # every failure a row stands for; warnings are not failures
         counts["run_id"] = row_id
         counts["events"] = (head_id - len(kinds) + 1, head_id) if kinds else None  # one writer: ids in a row
-        summary = "; ".join(([note] if note else []) +
-                            sorted({str(e) for e in result.errors if not e.warning})[:5]) or None
+        summary = _summary(note, result.errors, counts["errors"])
         db.execute(
             "UPDATE runs SET finished_at = ?, status = ?, repos_listed = ?, tags_seen = ?, added = ?, moved = ?, "
             "updated = ?, removed = ?, new_images = ?, errors = ?, requests = ?, rate_limits = ?, error_summary = ?, "
