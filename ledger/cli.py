@@ -423,6 +423,44 @@ def checkpoint_command(db_path, key_path, new_key, name):
     click.echo(signed, nl=False)
 
 
+@cli.command(name="tiles")
+@click.argument("directory", type=click.Path(file_okay=False))
+@db_option
+@click.option("--key", "key_path", envvar="LEDGER_CHECKPOINT_KEY", metavar="FILE",
+              help="The signer key to sign the head with (env LEDGER_CHECKPOINT_KEY); with --checkpoint, the "
+                   "verifier key (file or text) that must have signed it.")
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Publish this signed (and maybe cosigned) checkpoint, from `ledger checkpoint`, instead of "
+                   "signing the head.")
+@click.option("--origin", metavar="TEXT",
+              help="The checkpoint's origin line [default: the key's name]; tlog-tiles suggests the URL prefix the "
+                   "directory is published at, without https://.")
+def tiles_command(directory, db_path, key_path, checkpoint_path, origin):
+    """Write the ledger's Merkle tree to DIRECTORY as c2sp.org/tlog-tiles static
+    files: DIRECTORY/checkpoint, DIRECTORY/tile/<L>/<N>[.p/<W>] and
+    DIRECTORY/tile/entries/<N>[.p/<W>], for any web server or bucket to publish.
+
+    Only tiles the directory lacks are written; those it has must hold the
+    same bytes, and a published checkpoint the ledger no longer extends is
+    refused (exit 1): nothing is ever overwritten but DIRECTORY/checkpoint."""
+    from . import checkpoint, pinning, tiles
+    if not key_path:
+        raise click.UsageError("give --key FILE: the signer key (or, with --checkpoint, the verifier key)")
+    try:
+        if checkpoint_path:
+            signer, verifier = None, _verifier(key_path)
+        else:
+            signer, verifier = checkpoint.load_signer(key_path), None
+    except checkpoint.CheckpointError as error:
+        raise click.BadParameter(str(error), param_hint="--key") from None
+    db = _open(db_path, readonly=True)
+    try:
+        done = tiles.publish(db, directory, signer, verifier, checkpoint_path, origin)
+    except (tiles.TileError, pinning.PinError, checkpoint.CheckpointError, store.StoreError) as error:
+        raise click.ClickException(f"{db_path}: {printable(str(error))}") from None
+    click.echo(f"{directory}: tree of {done.size} events; {done.written} tiles written, {done.kept} already there")
+
+
 @cli.command()
 @click.argument("event_id", type=click.IntRange(1), required=False)
 @click.option("--consistency", nargs=2, metavar="OLD NEW",

@@ -54,13 +54,14 @@ def head(db, origin, verified=None):
     return notes.Checkpoint(origin, len(hashes), merkle.root(hashes), extensions)
 
 
-def signed_head(db, signer):
+def signed_head(db, signer, origin=None):
     """The signed head of a ledger that verifies (`ledger verify`'s checks, then the head it verified): a
-    checkpoint vouches for the history it pins, so a ledger that fails them is a PinError."""
+    checkpoint vouches for the history it pins, so a ledger that fails them is a PinError. Its origin is the
+    key's name unless `origin` says otherwise."""
     report = store.verify(db)
     if not report.ok:
         raise PinError(f"TAMPERED: {report.problems[0]}; a ledger that does not verify is not signed")
-    return notes.sign(head(db, signer.name, verified=report), signer)
+    return notes.sign(head(db, origin or signer.name, verified=report), signer)
 
 
 @contextlib.contextmanager
@@ -131,6 +132,11 @@ def _check_copy(directory, latest):
         newest = f" ({runs[-1][1].name})" if runs else ""
         raise PinError(f"{latest} is a file, not a link, and the newest run's checkpoint{newest} does not hold its "
                        "bytes: move it aside (nothing in the directory is overwritten)")
+
+
+def read_note(path):
+    """A checkpoint file's bytes, bounded (a larger one fails to parse); a PinError if it cannot be read."""
+    return _read(path)
 
 
 def _read(path):
