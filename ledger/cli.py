@@ -712,12 +712,18 @@ watch.help += _TARGET_HELP
 @click.option("--sql/--no-sql", default=None,
               help="Allow arbitrary SQL; canned queries run either way [default: on for a loopback --host, "
                    "off otherwise].")
-def serve(db_paths, db_options, host, port, sql):
+@click.option("--checkpoint", "checkpoints", multiple=True, metavar="[NAME=]FILE",
+              help="Serve this signed checkpoint file (re-read on every request: a latest.checkpoint, or what "
+                   "`ledger checkpoint` writes) at /NAME/-/tlog/checkpoint, beside the ledger's tlog tiles; NAME "
+                   "is needed with several ledgers (repeatable).")
+def serve(db_paths, db_options, host, port, sql, checkpoints):
     """Browse ledgers in Datasette, read-only, each with its metadata and canned queries, and with two or
-    more, queries across them all."""
+    more, queries across them all. Each ledger's Merkle tree is served as
+    c2sp.org/tlog-tiles under /NAME/-/tlog."""
     from . import serving  # Datasette loads for this command only
 
     try:
-        serving.serve([*db_options, *db_paths] or [os.environ.get("LEDGER_DB") or "ledger.db"], host, port, sql)
+        serving.serve([*db_options, *db_paths] or [os.environ.get("LEDGER_DB") or "ledger.db"], host, port, sql,
+                      checkpoints)
     except store.StoreError as error:
         raise click.ClickException(str(error)) from None

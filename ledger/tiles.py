@@ -169,23 +169,19 @@ class Levels:
     def extend(self, entries):
         """Append entries (in order); full tiles roll their root up into the level above."""
         for start in range(0, len(entries), WIDTH):
-            chunk = entries[start:start + WIDTH]
-            before = self.size
-            self.rows[0] += leaf_hashes(chunk)
-            self._roll(0, before, self.size)
+            self.extend_level(0, leaf_hashes(entries[start:start + WIDTH]))
 
-    def _roll(self, level, before, after):
-        """Add the roots of the tiles of `level` that became full between `before` and `after` hashes."""
-        first, last = before // WIDTH, after // WIDTH
-        if first == last:
-            return
-        if len(self.rows) == level + 1:
+    def extend_level(self, level, hashes):
+        """Append hashes to a level: those of its tiles that became full add their roots to the level above."""
+        while len(self.rows) <= level:
             self.rows.append(bytearray())
-        row, above = self.rows[level], self.rows[level + 1]
-        was = len(above) // HASH
-        for n in range(first, last):
-            above += tile_root(row[n * WIDTH * HASH:(n + 1) * WIDTH * HASH])
-        self._roll(level + 1, was, len(above) // HASH)
+        row = self.rows[level]
+        before = len(row) // HASH
+        row += hashes
+        first, last = before // WIDTH, len(row) // HASH // WIDTH
+        if first < last:
+            self.extend_level(level + 1, b"".join(tile_root(row[n * WIDTH * HASH:(n + 1) * WIDTH * HASH])
+                                                  for n in range(first, last)))
 
     def hashes(self, level, first, count):
         row = self.rows[level] if level < len(self.rows) else b""
