@@ -10,7 +10,9 @@ A Datasette plugin (serving.ledger_datasette registers it). The URL prefix of a 
 
 Level-0 tiles and entry bundles are read from the ledger's rows per request (256 rows by id). A tile
 above level 0 stands for 65,536 events or more, so the roots of the full level-0 tiles are computed once
-and kept (32 bytes per 256 events), and extended as the ledger grows. Serving never signs: the
+and kept per server (32 bytes per 256 events), and extended as the ledger grows; the event at the cache's
+edge is checked before it grows, so a rewrite there is read afresh (one further back is `ledger verify`'s
+to find, and an auditor's: the level-0 tiles would not hash to the cached ones). Serving never signs: the
 checkpoint is a file a signer wrote (`ledger checkpoint`, `collect --checkpoint-dir`'s latest.checkpoint).
 """
 
@@ -81,13 +83,13 @@ class _Tree:
         return self.levels.hashes(level, first, count)
 
 
-_trees = {}
+_trees = weakref.WeakKeyDictionary()  # Datasette -> {ledger file: _Tree}: each server reads its ledgers afresh
 _trees_lock = threading.Lock()
 
 
-def _tree(path):
+def _tree(datasette, path):
     with _trees_lock:
-        return _trees.setdefault(os.path.abspath(path), _Tree())
+        return _trees.setdefault(datasette, {}).setdefault(os.path.abspath(path), _Tree())
 
 
 def _entries(conn, first, count):
@@ -102,7 +104,7 @@ def _count(conn):
     return conn.execute("SELECT coalesce(max(id), 0) FROM event_log").fetchone()[0]
 
 
-def _tile_bytes(path, tile):
+def _tile_bytes(tree, tile):
     """The bytes of `tile` of the ledger's current tree, or None when the tree does not (yet) hold it."""
     def read(conn):
         count = _count(conn)
@@ -110,20 +112,18 @@ def _tile_bytes(path, tile):
             return None
         if tile.level is None:
             return tiles.bundle(_entries(conn, tile.index * WIDTH, tile.width))
-        tree = _tree(path)
         if tile.level > 0:
             tree.update(conn, count)
         return tree.hashes(conn, tile.level, tile.index * WIDTH, tile.width)
     return read
 
 
-def _checked_root(path, size):
+def _checked_root(tree, size):
     """The root of the ledger's tree of `size` events (None if it has fewer), from tiles as a client would."""
     def read(conn):
         count = _count(conn)
         if size > count:
             return None
-        tree = _tree(path)
         tree.update(conn, count)
         return tiles.tree_root(lambda level, first, n: tree.hashes(conn, level, first, n), size)
     return read
@@ -148,7 +148,7 @@ async def tile_route(datasette, request):
     if database is None or tile is None:
         return _text(404, "not found")
     try:
-        data = await database.execute_fn(_tile_bytes(database.path, tile))
+        data = await database.execute_fn(_tile_bytes(_tree(datasette, database.path), tile))
     except tiles.TileError as error:
         return _text(500, str(error))
     if data is None:
@@ -169,7 +169,7 @@ async def checkpoint_route(datasette, request):
         return _text(503, f"the checkpoint file cannot be read ({error.strerror})")
     except notes.CheckpointError as error:
         return _text(503, f"the checkpoint file is not a checkpoint: {error}")
-    root = await database.execute_fn(_checked_root(database.path, head.size))
+    root = await database.execute_fn(_checked_root(_tree(datasette, database.path), head.size))
     if root != head.root:
         return _text(503, f"the checkpoint file's tree of {head.size} events is not this ledger's: not served")
     return Response(raw, content_type="text/plain; charset=utf-8", headers={"Cache-Control": CHECKPOINT})
