@@ -471,7 +471,8 @@ def _cosignatures(db, signed, urls, keys):
     leaves = pinning.leaves(db, checkpoint.parse(signed)[0].size)
     transport = Transport(deadline=30)
     try:
-        return [line for url in urls for line in witness.request_cosignatures(signed, leaves, url, verifiers, transport)]
+        return [line for url in urls
+                for line in witness.request_cosignatures(signed, leaves, url, verifiers, transport)]
     except witness.WitnessError as error:
         raise click.ClickException(printable(str(error))) from None
     finally:

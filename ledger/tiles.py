@@ -32,7 +32,6 @@ ENTRY_SIZE = HASH  # an entry is an event's chain hash
 ENTRY_PREFIX = ENTRY_SIZE.to_bytes(2, "big")
 MAX_LEVEL = 63
 MAX_INDEX = 2**63 - 1
-_INDEX = re.compile(r"((?:x[0-9]{3}/)*)([0-9]{3})")
 _TILE_PATH = re.compile(r"tile/(entries|0|[1-9][0-9]?)/((?:x[0-9]{3}/)*[0-9]{3})(?:\.p/([1-9][0-9]{0,2}))?")
 
 

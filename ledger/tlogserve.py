@@ -25,7 +25,7 @@ from datasette.utils.asgi import Response
 
 from . import checkpoint as notes
 from . import tiles
-from .tiles import HASH, WIDTH
+from .tiles import WIDTH
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 PARTIAL = "public, max-age=300"  # a partial tile's bytes never change either, but a log may drop it later

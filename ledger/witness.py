@@ -13,7 +13,6 @@ witness's, with its size as text/x.tlog.size, or a different root at that size, 
 that does not verify, 200 the cosignature). `request_cosignatures` is the log's side.
 """
 
-import base64
 import contextlib
 import http.server
 import os

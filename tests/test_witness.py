@@ -197,8 +197,8 @@ def test_ledger_witness_serves_until_a_signal(tmp_path, log):
     leaves, signer, note = log
     (tmp_path / "log.pub").write_text(signer.verifier.text())
     key = str(tmp_path / "w.key")
-    made = subprocess.run([sys.executable, "-m", "ledger", "witness", "--new-key", key, "--name", "witness.example/cli"],
-                          capture_output=True, text=True, timeout=60)
+    made = subprocess.run([sys.executable, "-m", "ledger", "witness", "--new-key", key, "--name",
+                           "witness.example/cli"], capture_output=True, text=True, timeout=60)
     assert made.returncode == 0 and made.stdout.startswith("witness.example/cli+")
     process = subprocess.Popen([sys.executable, "-m", "ledger", "witness", "--state", str(tmp_path / "state.db"),
                                 "--key", key, "--log", f"{ORIGIN} {tmp_path / 'log.pub'}", "--port", "0"],
