@@ -293,15 +293,20 @@ def handler_for(witness):
 
         timeout = 10  # a client that stops sending is dropped
         server_version = "ledger-witness"
+        protocol_version = "HTTP/1.1"  # keep-alive, as the spec asks: every answer has a Content-Length
 
         def do_POST(self):
-            if self.path != "/add-checkpoint":
-                return self._answer(Answer(404, "not found"))
             length = self.headers.get("Content-Length")
-            if length is None or not length.isascii() or not length.isdigit():
-                return self._answer(Answer(411, "a Content-Length is needed"))
-            if int(length) > MAX_REQUEST:
-                return self._answer(Answer(413, f"the request is larger than {MAX_REQUEST} bytes"))
+            refused = None
+            if self.path != "/add-checkpoint":
+                refused = Answer(404, "not found")
+            elif length is None or not length.isascii() or not length.isdigit():
+                refused = Answer(411, "a Content-Length is needed")
+            elif int(length) > MAX_REQUEST:
+                refused = Answer(413, f"the request is larger than {MAX_REQUEST} bytes")
+            if refused:
+                self.close_connection = True  # its body, unread, must not be taken for the next request
+                return self._answer(refused)
             body = self.rfile.read(int(length))
             if len(body) != int(length):
                 return None

@@ -214,3 +214,14 @@ def test_ledger_witness_serves_until_a_signal(tmp_path, log):
     refused = subprocess.run([sys.executable, "-m", "ledger", "witness", "--key", key], capture_output=True, text=True,
                              timeout=60)
     assert refused.returncode == 2 and "at least one --log" in refused.stderr
+
+
+def test_the_witness_keeps_connections_alive(served, log):
+    base, _, _ = served
+    leaves, _, note = log
+    with requests.Session() as session:
+        first = session.post(f"{base}/add-checkpoint", data=f"old 0\n\n{note(10)}".encode(), timeout=10)
+        proof = "".join(b64(node) + "\n" for node in merkle.consistency_proof(leaves[:20], 10))
+        second = session.post(f"{base}/add-checkpoint", data=f"old 10\n{proof}\n{note(20)}".encode(), timeout=10)
+        assert (first.status_code, second.status_code) == (200, 200)
+        assert first.headers.get("Connection") != "close" and len(session.adapters["http://"].poolmanager.pools) == 1
