@@ -461,7 +461,12 @@ def _summary(run_id, result, counts, elapsed, stamp=""):
 @click.option("--key", "public_key", metavar="PUBLIC",
               help="The verifier key (file or text) that must have signed the --expect checkpoints (needed with "
                    "checkpoint files).")
-def verify(db_path, as_json, expect, public_key):
+@click.option("--witness", "witness_keys", multiple=True, metavar="KEY",
+              help="A witness's cosignature/v1 key (file or text): the --expect checkpoints must carry its "
+                   "cosignature (repeatable).")
+@click.option("--witness-threshold", type=Int(1), metavar="N",
+              help="How many of the --witness keys must have cosigned each checkpoint [default: all of them].")
+def verify(db_path, as_json, expect, public_key, witness_keys, witness_threshold):
     """Recompute the hash chain and every seal; print the head to pin elsewhere.
 
     Exits 1 naming the first bad row when an event or any other record was
@@ -470,7 +475,7 @@ def verify(db_path, as_json, expect, public_key):
     the ledger was cut shorter than it).
     """
     from . import pinning
-    pins = _pins(expect, public_key)
+    pins = _pins(expect, public_key, witnesses=_witnesses(expect, witness_keys, witness_threshold))
     db = _open(db_path, readonly=True)
     try:
         report = pinning.verify(db, pins)
@@ -512,7 +517,25 @@ def _verifier(key):
         raise
 
 
-def _pins(expect, public_key, option="--expect"):
+def _witnesses(expect, keys, threshold):
+    """(witness keys, threshold) for verify --witness, or None."""
+    if not keys:
+        if threshold:
+            raise click.UsageError("--witness-threshold needs --witness KEY")
+        return None
+    from . import pinning, witness
+    if all(pinning.is_event_pin(text) for text in expect):
+        raise click.UsageError("--witness needs --expect checkpoint files: their cosignatures are what it checks")
+    if threshold and threshold > len(keys):
+        raise click.UsageError(f"--witness-threshold {threshold}: only {len(keys)} --witness keys are given")
+    try:
+        verifiers = [witness.load_cosigner_verifier(key) for key in keys]
+    except witness.WitnessError as error:
+        raise click.BadParameter(str(error), param_hint="--witness") from None
+    return verifiers, threshold or len(verifiers)
+
+
+def _pins(expect, public_key, option="--expect", witnesses=None):
     """The pins `option` gives; a checkpoint file counts only with --key, as anyone can write one."""
     from . import checkpoint, pinning
     unsigned = next((text for text in expect if not pinning.is_event_pin(text)), None)
@@ -524,7 +547,7 @@ def _pins(expect, public_key, option="--expect"):
     except checkpoint.CheckpointError as error:
         raise click.ClickException(f"--key: {error}") from None
     try:
-        return pinning.read_pins(expect, verifier)
+        return pinning.read_pins(expect, verifier, witnesses=witnesses)
     except (checkpoint.CheckpointError, pinning.PinError) as error:  # a pin that cannot be trusted fails verify
         raise click.ClickException(f"{option}: {error}") from None
 
@@ -537,7 +560,16 @@ def _pins(expect, public_key, option="--expect"):
               help="Make a signer key in FILE (mode 0600) and its verifier key in FILE.pub, print the verifier.")
 @click.option("--name", default=lambda: f"registry-ledger/{socket.gethostname()}", show_default="registry-ledger/HOST",
               help="With --new-key: the key's name, which is the checkpoints' origin (no spaces or '+').")
-def checkpoint_command(db_path, key_path, new_key, name):
+@click.option("--origin", metavar="TEXT",
+              help="The checkpoint's origin line [default: the key's name]; tlog-tiles suggests the URL prefix its "
+                   "tiles are published at, without https://.")
+@click.option("--witness", "witness_urls", multiple=True, metavar="URL",
+              help="Ask the c2sp.org/tlog-witness at URL (its submission prefix) to cosign, and print the "
+                   "checkpoint with its cosignature (repeatable); needs --witness-key.")
+@click.option("--witness-key", "witness_keys", multiple=True, metavar="KEY",
+              help="A witness's cosignature/v1 key (file or text): its cosignatures are kept, others dropped "
+                   "(repeatable).")
+def checkpoint_command(db_path, key_path, new_key, name, origin, witness_urls, witness_keys):
     """Print the ledger's head as a signed checkpoint (the signed-note format of
     Go's checksum database and CT witnesses): keep it elsewhere, and
     `ledger verify --expect FILE --key FILE.pub` proves the ledger still holds it.
@@ -554,11 +586,123 @@ def checkpoint_command(db_path, key_path, new_key, name):
         signer = checkpoint.load_signer(key_path)
     except checkpoint.CheckpointError as error:
         raise click.ClickException(str(error)) from None
+    if bool(witness_urls) != bool(witness_keys):
+        raise click.UsageError("--witness URL and --witness-key KEY go together")
+    db = _open(db_path, readonly=True)
     try:
-        signed = pinning.signed_head(_open(db_path, readonly=True), signer)
-    except (pinning.PinError, store.StoreError) as error:
+        signed = pinning.signed_head(db, signer, origin)
+    except (pinning.PinError, store.StoreError, checkpoint.CheckpointError) as error:
         raise click.ClickException(f"{db_path}: {printable(str(error))}") from None
+    if witness_urls:
+        signed += "".join(_cosignatures(db, signed, witness_urls, witness_keys))
     click.echo(signed, nl=False)
+
+
+def _cosignatures(db, signed, urls, keys):
+    """Every witness's cosignature lines on the signed checkpoint; a witness that does not cosign fails it all."""
+    from . import checkpoint, pinning, witness
+    from .transport import Transport
+    try:
+        verifiers = [witness.load_cosigner_verifier(key) for key in keys]
+    except witness.WitnessError as error:
+        raise click.BadParameter(str(error), param_hint="--witness-key") from None
+    leaves = pinning.leaves(db, checkpoint.parse(signed)[0].size)
+    transport = Transport(deadline=30)
+    try:
+        return [line for url in urls
+                for line in witness.request_cosignatures(signed, leaves, url, verifiers, transport)]
+    except witness.WitnessError as error:
+        raise click.ClickException(printable(str(error))) from None
+    finally:
+        transport.close()
+
+
+@cli.command(name="witness")
+@click.option("--state", "state_path", default="witness.db", show_default=True, type=FilePath(),
+              metavar="FILE", help="The witness's own SQLite file: the last tree it cosigned of each log.")
+@click.option("--key", "key_path", envvar="LEDGER_WITNESS_KEY", type=FilePath(), metavar="FILE",
+              help="The witness's cosignature/v1 signer key (env LEDGER_WITNESS_KEY).")
+@click.option("--new-key", "new_key", type=FilePath(), metavar="FILE",
+              help="Make a witness key in FILE (mode 0600) and its public key in FILE.pub, print the public key.")
+@click.option("--name", default=lambda: f"witness/{socket.gethostname()}", show_default="witness/HOST",
+              help="With --new-key: the witness's name (no spaces or '+').")
+@click.option("--log", "logs", multiple=True, metavar="[ORIGIN ]PUBLIC",
+              help="A log to witness: its verifier key (file or text), and its origin first if that is not the "
+                   "key's name (repeatable).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8002, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+def witness_command(state_path, key_path, new_key, name, logs, host, port):
+    """Run a c2sp.org/tlog-witness: POST /add-checkpoint cosigns a log's
+    checkpoint once it is signed by the log's key and proved consistent with
+    the last one this witness cosigned (409 for another old size, 422 for a
+    bad proof), so a second team can vouch for the ledger without trusting it."""
+    from . import checkpoint, witness
+    try:
+        if new_key:
+            click.echo(witness.write_new_key(new_key, name).text())
+            return
+        if not key_path or not logs:
+            raise click.UsageError("give --key FILE (make one with --new-key FILE) and at least one --log PUBLIC")
+        cosigner = witness.load_cosigner(key_path)
+    except witness.WitnessError as error:
+        raise click.ClickException(str(error)) from None
+    known = {}
+    for text in logs:
+        origin, _, key = text.strip().rpartition(" ")
+        try:
+            verifier = _verifier(key)
+        except checkpoint.CheckpointError as error:
+            raise click.BadParameter(f"{printable(text)}: {error}", param_hint="--log") from None
+        known[origin.strip() or verifier.name] = verifier
+    try:
+        served = witness.server(witness.Witness(state_path, cosigner, known), host, port)
+    except (witness.WitnessError, OSError) as error:
+        raise click.ClickException(f"cannot serve the witness: {error}") from None
+    click.echo(f"witness {cosigner.verifier.text()} at http://{host}:{served.server_port}/add-checkpoint for "
+               f"{', '.join(sorted(known))}", err=True)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: threading.Thread(target=served.shutdown).start())
+    served.serve_forever()
+    served.server_close()
+    click.echo("witness: stopped", err=True)
+
+
+@cli.command(name="tiles")
+@click.argument("directory", type=DirectoryPath())
+@db_option
+@click.option("--key", "key_path", envvar="LEDGER_CHECKPOINT_KEY", metavar="FILE",
+              help="The signer key to sign the head with (env LEDGER_CHECKPOINT_KEY); with --checkpoint, the "
+                   "verifier key (file or text) that must have signed it.")
+@click.option("--checkpoint", "checkpoint_path", type=FilePath(), metavar="FILE",
+              help="Publish this signed (and maybe cosigned) checkpoint, from `ledger checkpoint`, instead of "
+                   "signing the head.")
+@click.option("--origin", metavar="TEXT",
+              help="The checkpoint's origin line [default: the key's name]; tlog-tiles suggests the URL prefix the "
+                   "directory is published at, without https://.")
+def tiles_command(directory, db_path, key_path, checkpoint_path, origin):
+    """Write the ledger's Merkle tree to DIRECTORY as c2sp.org/tlog-tiles static
+    files: DIRECTORY/checkpoint, DIRECTORY/tile/<L>/<N>[.p/<W>] and
+    DIRECTORY/tile/entries/<N>[.p/<W>], for any web server or bucket to publish.
+
+    Only tiles the directory lacks are written; those it has must hold the
+    same bytes, and a published checkpoint the ledger no longer extends is
+    refused (exit 1): nothing is ever overwritten but DIRECTORY/checkpoint."""
+    from . import checkpoint, pinning, tiles
+    if not key_path:
+        raise click.UsageError("give --key FILE: the signer key (or, with --checkpoint, the verifier key)")
+    try:
+        if checkpoint_path:
+            signer, verifier = None, _verifier(key_path)
+        else:
+            signer, verifier = checkpoint.load_signer(key_path), None
+    except checkpoint.CheckpointError as error:
+        raise click.BadParameter(str(error), param_hint="--key") from None
+    db = _open(db_path, readonly=True)
+    try:
+        done = tiles.publish(db, directory, signer, verifier, checkpoint_path, origin)
+    except (tiles.TileError, pinning.PinError, checkpoint.CheckpointError, store.StoreError) as error:
+        raise click.ClickException(f"{db_path}: {printable(str(error))}") from None
+    click.echo(f"{directory}: tree of {done.size} events; {done.written} tiles written, {done.kept} already there")
 
 
 @cli.command()
@@ -882,12 +1026,18 @@ watch.help += _TARGET_HELP
 @click.option("--sql/--no-sql", default=None,
               help="Allow arbitrary SQL; canned queries run either way [default: on for a loopback --host, "
                    "off otherwise].")
-def serve(db_paths, db_options, host, port, sql):
+@click.option("--checkpoint", "checkpoints", multiple=True, metavar="[NAME=]FILE",
+              help="Serve this signed checkpoint file (re-read on every request: a latest.checkpoint, or what "
+                   "`ledger checkpoint` writes) at /NAME/-/tlog/checkpoint, beside the ledger's tlog tiles; NAME "
+                   "is needed with several ledgers (repeatable).")
+def serve(db_paths, db_options, host, port, sql, checkpoints):
     """Browse ledgers in Datasette, read-only, each with its metadata and canned queries, and with two or
-    more, queries across them all."""
+    more, queries across them all. Each ledger's Merkle tree is served as
+    c2sp.org/tlog-tiles under /NAME/-/tlog."""
     from . import serving  # Datasette loads for this command only
 
     try:
-        serving.serve([*db_options, *db_paths] or [os.environ.get("LEDGER_DB") or "ledger.db"], host, port, sql)
+        serving.serve([*db_options, *db_paths] or [os.environ.get("LEDGER_DB") or "ledger.db"], host, port, sql,
+                      checkpoints)
     except store.StoreError as error:
         raise click.ClickException(str(error)) from None

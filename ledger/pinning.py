@@ -55,13 +55,14 @@ def head(db, origin, verified=None):
     return notes.Checkpoint(origin, len(hashes), merkle.root(hashes), extensions)
 
 
-def signed_head(db, signer):
+def signed_head(db, signer, origin=None):
     """The signed head of a ledger that verifies (`ledger verify`'s checks, then the head it verified): a
-    checkpoint vouches for the history it pins, so a ledger that fails them is a PinError."""
+    checkpoint vouches for the history it pins, so a ledger that fails them is a PinError. Its origin is the
+    key's name unless `origin` says otherwise."""
     report = store.verify(db)
     if not report.ok:
         raise PinError(f"TAMPERED: {report.problems[0]}; a ledger that does not verify is not signed")
-    return notes.sign(head(db, signer.name, verified=report), signer)
+    return notes.sign(head(db, origin or signer.name, verified=report), signer)
 
 
 @contextlib.contextmanager
@@ -134,6 +135,11 @@ def _check_copy(directory, latest):
                        "bytes: move it aside (nothing in the directory is overwritten)")
 
 
+def read_note(path):
+    """A checkpoint file's bytes, bounded (a larger one fails to parse); a PinError if it cannot be read."""
+    return _read(path)
+
+
 def _read(path):
     try:
         return read_bytes(path, notes.MAX_NOTE_BYTES)  # a FIFO planted in the directory never blocks
@@ -184,9 +190,10 @@ def is_event_pin(text):
     return _PIN.fullmatch(text.strip()) is not None
 
 
-def read_pins(expected, verifier=None, origin=None):
+def read_pins(expected, verifier=None, origin=None, witnesses=None):
     """Pins from EVENT_ID:HASH texts, checkpoint files and directories of them (`*.checkpoint`). A
-    checkpoint counts only when `verifier`'s signature on it checks: anyone can write an unsigned one."""
+    checkpoint counts only when `verifier`'s signature on it checks: anyone can write an unsigned one; with
+    `witnesses`, (witness verifier keys, threshold), only when that many of them cosigned it too."""
     pins = []
     for text in expected:
         match = _PIN.fullmatch(text.strip())
@@ -197,11 +204,11 @@ def read_pins(expected, verifier=None, origin=None):
         files = sorted(path.glob("*.checkpoint")) if path.is_dir() else [path]
         if not files:
             raise PinError(f"{text}: no *.checkpoint files in this directory")
-        pins += [_checkpoint_pin(file, verifier, origin) for file in files]
+        pins += [_checkpoint_pin(file, verifier, origin, witnesses) for file in files]
     return sorted(pins, key=lambda pin: pin.size)
 
 
-def _checkpoint_pin(path, verifier, origin):
+def _checkpoint_pin(path, verifier, origin, witnesses=None):
     if verifier is None:
         raise PinError(f"{path}: a checkpoint needs the verifier key that must have signed it")
     try:
@@ -212,9 +219,21 @@ def _checkpoint_pin(path, verifier, origin):
         found = notes.verify(raw, verifier, origin)
     except CheckpointError as error:
         raise PinError(f"{path}: {error}") from None
+    if witnesses:
+        _check_cosigned(path, raw, *witnesses)
     seal = next((SEAL_LINE.fullmatch(line) for line in found.extensions if SEAL_LINE.fullmatch(line)), None)
     return Pin(str(path), found.size, root=found.root, seal=int(seal.group(1)) if seal else None,
                seal_hash=base64.b64decode(seal.group(2)) if seal else None)
+
+
+def _check_cosigned(path, raw, verifiers, threshold):
+    """A witnessed pin: at least `threshold` of the witnesses' cosignatures on it verify (c2sp.org/tlog-cosignature)."""
+    from .witness import cosignatures
+    found = cosignatures(raw, verifiers)
+    if len(found) < threshold:
+        names = ", ".join(sorted(found)) or "none"
+        raise PinError(f"{path}: cosigned by {len(found)} of the {len(verifiers)} witnesses given ({names}), "
+                       f"{threshold} needed")
 
 
 def check_pins(db, pins):

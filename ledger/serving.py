@@ -21,7 +21,7 @@ from datasette.plugins import pm
 from datasette.utils import tilde_encode
 from datasette.views.base import DatasetteError
 
-from . import pictures, reads, store
+from . import pictures, reads, store, tlogserve
 from .references import is_loopback_host
 from .store import StoreError
 
@@ -168,17 +168,20 @@ def _opened(connect, what, paths):
                              "put it back, or restart ledger serve without it", title="A ledger file is gone") from None
 
 
-def ledger_datasette(db_paths, sql=True):
+def ledger_datasette(db_paths, sql=True, checkpoints=None):
     """The Datasette `ledger serve` runs: each ledger under its name, the fleet's database when there is
-    one, and this module's connection limits as a plugin."""
+    one, this module's connection limits as a plugin, and each ledger's tlog tiles (with its checkpoint
+    file, from `checkpoints`, {name: path})."""
     plugin = sys.modules[__name__]
     if not pm.is_registered(plugin):
         pm.register(plugin, name=__name__)
-    if not pm.is_registered(pictures):
-        pm.register(pictures, name=pictures.__name__)
+    for module in (pictures, tlogserve):
+        if not pm.is_registered(module):
+            pm.register(module, name=module.__name__)
     ledgers = ledger_names(db_paths)
     datasette = Datasette([], metadata=serving_metadata(*db_paths, sql=sql), settings=SERVE_SETTINGS,
                           template_dir=str(TEMPLATES))
+    tlogserve.configure(datasette, checkpoints or {})
     datasette.remove_database(FLEET)  # the plain `_memory` Datasette adds when it is given no files
     for name, path in ledgers.items():
         datasette.add_database(_LedgerDatabase(datasette, path=path, is_mutable=True), name=name)
@@ -187,11 +190,29 @@ def ledger_datasette(db_paths, sql=True):
     return datasette
 
 
-def serve(db_paths, host, port, sql=None):
+def checkpoint_files(ledgers, given):
+    """{ledger name: checkpoint file} from `--checkpoint [NAME=]FILE` texts; NAME may be left out with one
+    ledger. Each file must be readable now (it is read again on every request, as a signer replaces it)."""
+    files = {}
+    for text in given:
+        name, equals, path = text.partition("=")
+        if not (equals and name in ledgers):
+            if len(ledgers) != 1:
+                raise StoreError(f"--checkpoint {text}: with several ledgers, say whose it is: NAME=FILE, NAME one "
+                                 f"of {', '.join(ledgers)}")
+            name, path = next(iter(ledgers)), text
+        if not os.access(path, os.R_OK) or os.path.isdir(path):
+            raise StoreError(f"--checkpoint {text}: {path} is not a readable file")
+        files[name] = path
+    return files
+
+
+def serve(db_paths, host, port, sql=None, checkpoints=()):
     """Serve until SIGINT or SIGTERM. `sql` None: arbitrary SQL only when bound to loopback."""
     for path in db_paths:
         store.open_readonly(path).close()  # refuses a missing file or not a ledger, and writes nothing
     ledgers = ledger_names(db_paths)
+    checkpoint_paths = checkpoint_files(ledgers, checkpoints)
     loopback = is_loopback_host(host)
     sql = loopback if sql is None else sql
     if not loopback:
@@ -202,10 +223,11 @@ def serve(db_paths, host, port, sql=None):
                    f"takes at most {attach_limit()}, and there are {len(ledgers)}", err=True)
     with closing(sqlite3.connect(":memory:")) as conn:  # the limit is the process's, whichever connection sets it
         conn.execute(f"PRAGMA hard_heap_limit = {HEAP_LIMIT}")
-    datasette = ledger_datasette(db_paths, sql)
+    datasette = ledger_datasette(db_paths, sql, checkpoint_paths)
     where = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     for name, path in ledgers.items():
-        click.echo(f"serving {path} at {where}/{tilde_encode(name)}", err=True)
+        click.echo(f"serving {path} at {where}/{tilde_encode(name)}, its tlog tiles at "
+                   f"{where}/{tilde_encode(name)}/-/tlog", err=True)
     if has_fleet(ledgers):
         click.echo(f"queries across all {len(ledgers)} ledgers at {where}/{FLEET}", err=True)
     # uvicorn stops gracefully on either signal, then raises it again: ignored then, the exit status is 0.

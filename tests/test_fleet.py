@@ -124,8 +124,8 @@ def test_each_ledger_is_served_under_its_name_with_its_own_metadata_and_queries(
     finally:
         stderr = served.stop()
     assert [fingerprint(fleet["ops"]), fingerprint(fleet["team"])] == before
-    assert f"serving {fleet['ops']} at {served.base}/ops\n" in stderr
-    assert f"serving {fleet['team']} at {served.base}{team}\n" in stderr
+    assert f"serving {fleet['ops']} at {served.base}/ops, its tlog tiles at {served.base}/ops/-/tlog\n" in stderr
+    assert f"serving {fleet['team']} at {served.base}{team}, its tlog tiles at {served.base}{team}/-/tlog\n" in stderr
     assert f"queries across all 2 ledgers at {served.base}/_memory\n" in stderr
 
 
