@@ -29,6 +29,7 @@ the minimum, and exits 1 if a count is off it (any count above it, or a warm run
 
 import argparse
 import base64
+import http.client
 import json
 import math
 import os
@@ -43,8 +44,11 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import urllib3
+
 from ledger.manifests import ACCEPT, OCI_INDEX, OCI_MANIFEST, compute_digest
 from ledger.registry import RegistryOptions
+from ledger.transport import Transport
 # The sandbox (local registry, pusher, proxies) is test-only: it lives in tests/, not in the package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from sandbox import LocalRegistry, Proxy, Pusher, ReferrersProxy, request_kind  # noqa: E402
@@ -195,11 +199,6 @@ def cpu_floor(args, registry, work):
 def engine_cpu(registry, layout, runs):
     """CPU per HEAD of the HTTP engine alone (no interpreter start, no ledger around it): why the transport is
     the ledger's own code and not urllib3 (issue 23)."""
-    import http.client
-
-    import urllib3
-
-    from ledger.transport import Transport
     paths = [f"/v2/{repo}/manifests/{tag}" for repo, tags in layout.tags.items() for tag in tags]
     headers = {"Accept": ACCEPT}
 

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import pytest
 
+from ledger.limits import DEFAULT_RETRIES
+
 import hostile
 from hostile import (DOCKER_MANIFEST, HostileRegistry, answer, by_digest, deep_json, drip, drip_headers, endless,
                      endless_links, good_registry, long_header, many_headers, nested, redirect, when, with_headers,
@@ -619,8 +621,8 @@ def test_manifests_dripped_a_byte_every_5s_end_at_the_deadline_at_concurrency(se
         server.add_image("bad/app", str(n), seed=f"bad {n}")
     server.misbehave[GET_MANIFEST] = drip(5.0)  # by tag and by digest: HEADs answer at once
     started = time.monotonic()
-    outcome = collect(db, targets_of(server, "/bad/app", "/good/app"), env=env,
-                      extra=["--deadline", "6", "--concurrency", "4"])
+    outcome = collect(db, targets_of(server, "/bad/app", "/good/app"), env=env, retries=DEFAULT_RETRIES,
+                      extra=["--deadline", "6", "--concurrency", "4"])  # the retries a run has (none at a deadline)
     elapsed = time.monotonic() - started
     assert_contained(outcome, db, env, server.host, good=good_of(server))
     assert elapsed < 30, f"the collect took {elapsed:.1f}s with a 6s deadline: {outcome.tail()}"
