@@ -7,8 +7,8 @@ a run), an answer's head is bounded (64 KiB a line, 100 lines, as http.client bo
 ASCII only, proxies come from the environment once per host, `~/.netrc` is never read, and connections
 are kept alive per origin. It knows nothing about registries.
 
-The request path is lean, for a run of thousands of HEADs (urllib3's pool costs three times its CPU a
-HEAD: scripts/bench_collect.py): http.client connects (TCP, TLS, a proxy's tunnel: its public
+The request path is lean, for a run of thousands of HEADs (urllib3's pool costs three to four times its CPU
+a HEAD: scripts/bench_collect.py): http.client connects (TCP, TLS, a proxy's tunnel: its public
 `connect()` and `sock`), and the rest is here, on public socket and io calls only: a request's head is
 written as bytes (its fixed lines made once per origin, with http.client's checks), an answer's status
 line, headers and body framing (a length, chunks, or up to the close) are read from the connection's
