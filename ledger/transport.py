@@ -1,17 +1,19 @@
 """The one HTTP path every request takes: registries, token servers, redirects, the Hub API, a daemon.
 
-Built on http.client rather than requests so that this module decides everything a hostile
-server could abuse: every body is read up to a limit, every request has an overall deadline
-(one watchdog thread shuts the socket when it passes, so a server dripping a byte a minute cannot
-hold a run), response headers are bounded as http.client bounds them (64 KiB a line, 100 lines),
-numbers are ASCII only, proxies come from the environment once per host, `~/.netrc` is never read,
-and connections are kept alive per origin. It knows nothing about registries.
+Not requests nor urllib3, so that this module decides everything a hostile server could abuse: every
+body is read up to a limit, every request has an overall deadline (one watchdog thread shuts the socket
+when it passes, so a server dripping a byte every few seconds, which no read timeout catches, cannot hold
+a run), an answer's head is bounded (64 KiB a line, 100 lines, as http.client bounds it), numbers are
+ASCII only, proxies come from the environment once per host, `~/.netrc` is never read, and connections
+are kept alive per origin. It knows nothing about registries.
 
-The request path is lean, for a run of thousands of HEADs: http.client connects (TCP, TLS, a
-proxy's tunnel) and frames bodies, but a request's head is written here as bytes (its fixed lines
-made once per origin, with http.client's checks), headers are read without the email package,
-a connection's buffered reader serves all its answers, a URL of a known origin is split without
-urlsplit, and a request costs the watchdog a queue entry, never a wake-up.
+The request path is lean, for a run of thousands of HEADs (urllib3's pool costs three to four times its CPU
+a HEAD: scripts/bench_collect.py): http.client connects (TCP, TLS, a proxy's tunnel: its public
+`connect()` and `sock`), and the rest is here, on public socket and io calls only: a request's head is
+written as bytes (its fixed lines made once per origin, with http.client's checks), an answer's status
+line, headers and body framing (a length, chunks, or up to the close) are read from the connection's
+one buffered reader, a URL of a known origin is split without urlsplit, and a request costs the
+watchdog a queue entry, never a wake-up.
 """
 
 import collections
@@ -144,20 +146,29 @@ class _Headers(dict):
         return list(self.lines)
 
 
-_MAX_LINE = http.client._MAXLINE  # 65536: the bounds http.client keeps, kept here too
-_MAX_HEADERS = http.client._MAXHEADERS  # 100
+# Bounds of an answer's head, the same as http.client keeps (but ours: its constants are private).
+_MAX_LINE = 65536  # a status, header, chunk-size or trailer line
+_MAX_HEADERS = 100  # lines of one answer's head (and of a chunked body's trailer)
+_MAX_INTERIM = 10  # 1xx answers before the real one
 _FIELD_NAME = re.compile(r"[!-9;-~]*")  # visible ASCII but ':' (what email's parser takes as a name)
+_CHUNK_SIZE = re.compile(rb"[ \t]*([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?\n")
+_EOL = (b"\r\n", b"\n")
 
 
-def _read_headers(fp):
-    """The header lines up to the blank one, bounded as http.client bounds them (a line of 64 KiB, 100
-    lines), parsed as email.message would for `get`: `Name: value`, a line starting with a space or
-    tab continuing the one before, the first line that is neither ending the headers."""
+def _line(reader, what):
+    line = reader.readline(_MAX_LINE + 1)
+    if len(line) > _MAX_LINE:
+        raise http.client.LineTooLong(what)
+    return line
+
+
+def _read_headers(reader):
+    """The header lines up to the blank one, bounded (a line of 64 KiB, 100 lines), parsed as email.message
+    would for `get`: `Name: value`, a line starting with a space or tab continuing the one before, the first
+    line that is neither ending the headers."""
     headers, lines, count, parsing = _Headers(), [], 0, True
     while True:
-        line = fp.readline(_MAX_LINE + 1)
-        if len(line) > _MAX_LINE:
-            raise http.client.LineTooLong("header line")
+        line = _line(reader, "header line")
         count += 1
         if count > _MAX_HEADERS:
             raise http.client.HTTPException(f"got more than {_MAX_HEADERS} headers")
@@ -184,62 +195,90 @@ def _read_headers(fp):
     return headers
 
 
-class _Socket:
-    """What http.client.HTTPResponse takes for a socket: `makefile` gives the connection's own reader."""
+def _status(reader):
+    """(version, status) of a status line, as http.client takes one: `HTTP/1.x NNN reason`."""
+    line = _line(reader, "status line")
+    if not line:
+        raise http.client.RemoteDisconnected("the server closed the connection without an answer")
+    parts = line.decode("iso-8859-1").split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not (parts[1].isascii() and parts[1].isdigit()
+                                                                      and len(parts[1]) == 3):
+        raise http.client.BadStatusLine(line[:200].decode("iso-8859-1"))
+    if parts[0] not in ("HTTP/1.0", "HTTP/1.1"):
+        raise http.client.UnknownProtocol(parts[0][:50])
+    return parts[0], int(parts[1])
 
-    __slots__ = ("reader",)
 
-    def __init__(self, reader):
-        self.reader = reader
+class _Answer:
+    """An answer's head and how its body is framed (RFC 9112 6.3): none, chunks, a length, or up to the close."""
 
-    def makefile(self, mode):
-        return self.reader
-
-
-class _RawResponse(http.client.HTTPResponse):
-    """http.client's response, its body reading and framing unchanged, with two things leaner: the
-    headers are read by `_read_headers` (email's parser took half the CPU of a HEAD), and the
-    connection's buffered reader is shared by its responses, not made anew for each."""
+    __slots__ = ("status", "headers", "chunked", "left", "will_close")
 
     def __init__(self, reader, method):
-        super().__init__(_Socket(reader), method=method)
-
-    def _close_conn(self):
-        self.fp = None  # the reader belongs to the connection, which closes it
-
-    def begin(self):
-        if self.headers is not None:
-            return
-        while True:
-            version, status, reason = self._read_status()
-            if status != http.client.CONTINUE:
+        for _ in range(_MAX_INTERIM + 1):
+            version, status = _status(reader)
+            headers = _read_headers(reader)
+            if status >= 200 or status == 101:
                 break
-            _read_headers(self.fp)  # a 100 Continue's own headers
-        self.code = self.status = status
-        self.reason = reason.strip()
-        if version in ("HTTP/1.0", "HTTP/0.9"):
-            self.version = 10
-        elif version.startswith("HTTP/1."):
-            self.version = 11
         else:
-            raise http.client.UnknownProtocol(version)
-        self.headers = self.msg = headers = _read_headers(self.fp)
+            raise http.client.HTTPException(f"more than {_MAX_INTERIM} interim answers")
+        self.status, self.headers = status, headers
+        tokens = (headers.get("connection") or "").lower()
+        self.will_close = "close" in tokens if version == "HTTP/1.1" else "keep-alive" not in tokens
         encoding = headers.get("transfer-encoding")
-        self.chunked = bool(encoding) and encoding.lower() == "chunked"
-        self.chunk_left = None
-        self.will_close = self._check_close()
-        length = None if self.chunked else ascii_int(headers.get("content-length"))
-        if status in (http.client.NO_CONTENT, http.client.NOT_MODIFIED) or 100 <= status < 200 \
-                or self._method == "HEAD":
-            length = 0
-        self.length = length
-        if not self.will_close and not self.chunked and length is None:
+        self.chunked = encoding is not None and encoding.strip().lower() == "chunked"
+        if method == "HEAD" or status in (204, 304) or status < 200:
+            self.chunked, self.left = False, 0
+        elif encoding is not None:
+            self.left = None  # chunked, or an encoding we do not decode: then up to the close
+        else:
+            self.left = ascii_int(headers.get("content-length"))
+        if self.left is None and not self.chunked:
             self.will_close = True
+
+    def pieces(self, reader):
+        """The body's bytes as they come, one read at most a piece (so the watchdog's shutdown ends it)."""
+        if self.chunked:
+            yield from self._chunks(reader)
+        elif self.left is None:
+            while piece := reader.read1(READ_CHUNK):
+                yield piece
+        else:
+            while self.left:
+                piece = reader.read1(min(self.left, READ_CHUNK))
+                if not piece:
+                    return  # short: the caller says by how much
+                self.left -= len(piece)
+                yield piece
+
+    def _chunks(self, reader):
+        while True:
+            match = _CHUNK_SIZE.fullmatch(_line(reader, "chunk size"))
+            if match is None:
+                raise http.client.HTTPException("a chunk size that is not one")
+            size = int(match.group(1), 16)
+            if size == 0:
+                break
+            while size:
+                piece = reader.read1(min(size, READ_CHUNK))
+                if not piece:
+                    raise http.client.IncompleteRead(b"")
+                size -= len(piece)
+                yield piece
+            if _line(reader, "chunk end") not in _EOL:
+                raise http.client.HTTPException("a chunk longer than its size")
+        for _ in range(_MAX_HEADERS):  # the trailer, up to its blank line
+            line = _line(reader, "trailer line")
+            if line in _EOL:
+                return
+            if not line:
+                raise http.client.IncompleteRead(b"")
+        raise http.client.HTTPException(f"got more than {_MAX_HEADERS} trailer lines")
 
 
 class _Connection:
     """One kept-alive connection: http.client connects it (TCP, TLS, a proxy's CONNECT tunnel, a Unix
-    socket); requests are written as bytes and answers read by _RawResponse on one buffered reader."""
+    socket); requests are written as bytes and answers read by _Answer on one buffered reader."""
 
     __slots__ = ("http", "sock", "reader")
 
@@ -275,17 +314,17 @@ class _UnixConnection(http.client.HTTPConnection):
 class Response:
     """Status and headers of an answer whose body is still on the wire: read it with a limit, or close it."""
 
-    __slots__ = ("_transport", "_origin", "_conn", "_raw", "_watch", "url", "status", "headers")
+    __slots__ = ("_transport", "_origin", "_conn", "_answer", "_watch", "url", "status", "headers")
 
-    def __init__(self, transport, origin, conn, raw, watch, url):
+    def __init__(self, transport, origin, conn, answer, watch, url):
         self._transport = transport
         self._origin = origin
         self._conn = conn
-        self._raw = raw
+        self._answer = answer
         self._watch = watch
         self.url = url
-        self.status = raw.status
-        self.headers = raw.headers  # case-insensitive .get()
+        self.status = answer.status
+        self.headers = answer.headers  # case-insensitive .get()
 
     def header(self, name):
         return self.headers.get(name)
@@ -298,12 +337,11 @@ class Response:
         if size is not None and size > limit:
             self.close()
             raise TransportError("too_large", f"{what} of {size} bytes exceeds the {limit}-byte limit")
+        if self._conn is None:
+            return b""  # an answer without a body, done already
         chunks, total = [], 0
         try:
-            while True:
-                chunk = self._raw.read1(READ_CHUNK)
-                if not chunk:
-                    break
+            for chunk in self._answer.pieces(self._conn.reader):
                 total += len(chunk)
                 if total > limit:
                     raise TransportError("too_large", f"{what} exceeds the {limit}-byte limit")
@@ -317,21 +355,11 @@ class Response:
         if self._watch.fired:  # the watchdog's shutdown looks like the end of a body without a length
             self.close()
             raise self._transport.failed(self._watch, None, f"reading the {what}")
-        if self._raw.length:  # read1 ends quietly where the server hung up before its Content-Length
+        if self._answer.left:  # the server hung up before its Content-Length
             self.close()
-            raise TransportError("broken", f"the {what} ended after {total} bytes, {self._raw.length} short")
-        self._raw.close()  # read1 leaves a response whose length ran out open; the connection is free again
+            raise TransportError("broken", f"the {what} ended after {total} bytes, {self._answer.left} short")
         self._finish()
         return b"".join(chunks)
-
-    def _empty(self):
-        """An answer that has no body (HEAD, 204, 304): done as soon as its headers are."""
-        try:
-            self._raw.read()
-        except (OSError, http.client.HTTPException, ValueError) as error:
-            self.close()
-            raise self._transport.failed(self._watch, error, "reading the answer") from None
-        self._finish()
 
     def close(self):
         """Abandon the body: the connection cannot be reused."""
@@ -341,11 +369,12 @@ class Response:
             self._conn = None
 
     def _finish(self):
+        """The body is read (or there is none): the connection serves the next request, unless it closes."""
         conn, self._conn = self._conn, None
         if conn is None:
             return
         self._transport.release(self._watch)
-        if self._raw.isclosed() and not self._raw.will_close and not self._watch.fired:
+        if not self._answer.will_close and not self._watch.fired:
             self._transport.give_back(self._origin, conn)
         else:
             conn.close()
@@ -601,8 +630,7 @@ class Transport:
                     conn.connect(self.timeout[1])
                 self._watchdog.attach(watch, conn.sock)
                 conn.sock.sendall(head + body if body else head)
-                raw = _RawResponse(conn.reader, method)
-                raw.begin()
+                answer = _Answer(conn.reader, method)
             except (OSError, http.client.HTTPException, ValueError) as error:
                 conn.close()
                 stale = reused and isinstance(error, (ConnectionError, http.client.RemoteDisconnected,
@@ -610,9 +638,9 @@ class Transport:
                 if stale:
                     continue
                 raise self.failed(watch, error, f"on {method} {_origin_text(url)}") from None
-            response = Response(self, origin, conn, raw, watch, url)
-            if method == "HEAD" or raw.status in (204, 304) or raw.status < 200:
-                response._empty()
+            response = Response(self, origin, conn, answer, watch, url)
+            if answer.left == 0:  # no body (HEAD, 204, 304, or a length of 0): the connection is free now
+                response._finish()
             return response
 
 

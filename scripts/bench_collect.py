@@ -10,7 +10,9 @@ CPU per request (skip it with --floor-tags 0): FLOOR_TAGS more tags (100 a repo)
 the registry (no proxy) by a warm `ledger collect`, beside the floor for a Python client over the same tags
 in the same run: a bare HEAD loop on one keep-alive http.client connection (the four manifest media types
 in Accept, Docker-Content-Digest read). Both are whole processes, interpreter start included, their CPU
-(user + system) from wait4; it prints ms per request of each, best of FLOOR_RUNS, and the ratio. Last, it
+(user + system) from wait4; it prints ms per request of each, best of FLOOR_RUNS, and the ratio. Then the
+HTTP engine alone, in this process over the same HEADs: the bare loop, the ledger's Transport, and urllib3's
+connection pool as the ledger would use it (no preloading, retries, redirects or decoding). Last, it
 collects MEMORY_TAGS tags straight from the registry and prints the collector's peak RSS. A summary ends
 the output: cold and warm against the skopeo loop, warm against the concurrency bound, CPU against the floor.
 
@@ -27,6 +29,7 @@ the minimum, and exits 1 if a count is off it (any count above it, or a warm run
 
 import argparse
 import base64
+import http.client
 import json
 import math
 import os
@@ -41,8 +44,11 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import urllib3
+
 from ledger.manifests import ACCEPT, OCI_INDEX, OCI_MANIFEST, compute_digest
 from ledger.registry import RegistryOptions
+from ledger.transport import Transport
 # The sandbox (local registry, pusher, proxies) is test-only: it lives in tests/, not in the package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from sandbox import LocalRegistry, Proxy, Pusher, ReferrersProxy, request_kind  # noqa: E402
@@ -186,7 +192,52 @@ def cpu_floor(args, registry, work):
     print(f"  bare HEAD loop   {floor_cpu:.2f}s CPU for {floor_requests} requests = {least:.3f} ms per request "
           "(one keep-alive http.client connection)")
     print(f"  ratio            {mine / least:.2f}x the floor (bound 2x)")
+    engine_cpu(registry, layout, args.floor_runs)
     return mine / least
+
+
+def engine_cpu(registry, layout, runs):
+    """CPU per HEAD of the HTTP engine alone (no interpreter start, no ledger around it): why the transport is
+    the ledger's own code and not urllib3 (issue 23)."""
+    paths = [f"/v2/{repo}/manifests/{tag}" for repo, tags in layout.tags.items() for tag in tags]
+    headers = {"Accept": ACCEPT}
+
+    def bare():
+        conn = http.client.HTTPConnection(registry.host)
+        for path in paths:
+            conn.request("HEAD", path, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            assert response.getheader("Docker-Content-Digest")
+        conn.close()
+
+    def transport():
+        engine = Transport(deadline=60)
+        for path in paths:
+            assert engine.request("HEAD", registry.url + path, headers).header("Docker-Content-Digest")
+        engine.close()
+
+    def pool():
+        engine = urllib3.HTTPConnectionPool(registry.host.rsplit(":", 1)[0], registry.port, maxsize=8)
+        timeout = urllib3.Timeout(connect=10, read=60)
+        for path in paths:
+            response = engine.urlopen("HEAD", path, headers=headers, preload_content=False, retries=False,
+                                      redirect=False, decode_content=False, timeout=timeout)
+            response.read()
+            response.release_conn()
+            assert response.headers.get("Docker-Content-Digest")
+        engine.close()
+
+    best = {}
+    for _ in range(runs):  # interleaved, so that all see the same machine
+        for name, loop in (("bare", bare), ("transport", transport), ("urllib3", pool)):
+            started = time.process_time()
+            loop()
+            best[name] = min(best.get(name, math.inf), (time.process_time() - started) * 1000 / len(paths))
+    print(f"HTTP engine      CPU per HEAD in one process, {len(paths)} HEADs, best of {runs}")
+    for name, said in (("bare", "bare http.client loop"), ("transport", "ledger's Transport"),
+                       ("urllib3", f"urllib3 {urllib3.__version__} pool")):
+        print(f"  {said:<23}{best[name]:.3f} ms ({best[name] / best['bare']:.2f}x the bare loop)")
 
 
 def skopeo_loop(host, layout):

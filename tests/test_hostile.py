@@ -36,6 +36,8 @@ from pathlib import Path
 
 import pytest
 
+from ledger.limits import DEFAULT_RETRIES
+
 import hostile
 from hostile import (DOCKER_MANIFEST, HostileRegistry, answer, by_digest, deep_json, drip, drip_headers, endless,
                      endless_links, good_registry, long_header, many_headers, nested, redirect, when, with_headers,
@@ -609,3 +611,21 @@ def test_an_index_of_thousands_of_hanging_children_ends_near_the_deadline(server
     assert outcome.killed is None and outcome.elapsed < 45, outcome.tail()
     assert "the registry stopped answering" in outcome.err and outcome.returncode == 3
     assert good_of(server) in current(db)
+
+
+def test_manifests_dripped_a_byte_every_5s_end_at_the_deadline_at_concurrency(server, db, env):
+    """Issue 23: a body that keeps arriving (a byte every 5 s, so no read ever times out) is cut off at the
+    request's deadline; several such tags at once end the collect near one deadline, not one each, nor
+    never (under contention a collect was still running at 150 s). A correctness bound, not a benchmark."""
+    for n in range(2, 6):
+        server.add_image("bad/app", str(n), seed=f"bad {n}")
+    server.misbehave[GET_MANIFEST] = drip(5.0)  # by tag and by digest: HEADs answer at once
+    started = time.monotonic()
+    outcome = collect(db, targets_of(server, "/bad/app", "/good/app"), env=env, retries=DEFAULT_RETRIES,
+                      extra=["--deadline", "6", "--concurrency", "4"])  # the retries a run has (none at a deadline)
+    elapsed = time.monotonic() - started
+    assert_contained(outcome, db, env, server.host, good=good_of(server))
+    assert elapsed < 30, f"the collect took {elapsed:.1f}s with a 6s deadline: {outcome.tail()}"
+    cut = [line for line in outcome.err.splitlines() if "gave up after 6s" in line and "bad/app" in line]
+    assert len(cut) >= 2, f"the dripped manifests were not cut at their deadline: {outcome.tail()}"
+    assert sum(r.kind == "manifest" and r.method == "GET" and r.repo == "bad/app" for r in server.requests) <= 10

@@ -234,3 +234,66 @@ def test_a_deadline_fires_after_the_watchdog_has_slept_through_an_idle_spell(raw
         transport.request("GET", slow.url + "/").read(10_000)
     assert caught.value.kind == "deadline"
     assert time.monotonic() - started < 3.5
+
+
+def test_a_chunked_body_is_read_and_its_connection_kept(raw):
+    """Chunks framed as RFC 9112 says (an extension, a trailer); the connection serves the next request."""
+    def chunked(conn, head):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"4;ext=1\r\n{\"a\"\r\n5\r\n: 12}\r\n0\r\nX-Trailer: t\r\n\r\n")
+    server = raw(chunked)
+    transport = Transport()
+    for _ in range(3):
+        assert transport.request("GET", server.url + "/").read(100) == b'{"a": 12}'
+    assert server.accepted == 1
+
+
+@pytest.mark.parametrize("size", [b"0x4", b"+4", b"4_0", b"-1", b"1" * 17, b"\xb2", b""],
+                         ids=["0x", "plus", "underscore", "negative", "17-digits", "superscript", "empty"])
+def test_a_chunk_size_that_int_would_take_but_is_no_hex_is_broken(raw, size):
+    server = raw(lambda conn, head: conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                                 + size + b"\r\nabcd\r\n0\r\n\r\n") or "close")
+    with pytest.raises(TransportError) as caught:
+        Transport().request("GET", server.url + "/").read(100)
+    assert caught.value.kind == "broken"
+
+
+def test_a_chunk_longer_than_its_size_and_a_body_cut_short_are_broken(raw):
+    longer = raw(lambda conn, head: conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                                 b"2\r\nabcd\r\n0\r\n\r\n") or "close")
+    cut = raw(lambda conn, head: conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc") or "close")
+    for server, said in ((longer, "broken answer"), (cut, "ended after 3 bytes, 7 short")):
+        with pytest.raises(TransportError) as caught:
+            Transport().request("GET", server.url + "/").read(100)
+        assert caught.value.kind == "broken" and said in caught.value.message
+
+
+def test_endless_interim_answers_are_broken(raw):
+    def continues(conn, head):
+        while True:
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+    with pytest.raises(TransportError) as caught:
+        Transport(deadline=10).request("GET", raw(continues).url + "/")
+    assert caught.value.kind == "broken"
+
+
+def test_an_answer_that_will_close_is_not_kept(raw):
+    """HTTP/1.0 without keep-alive, `Connection: close`, and an encoding not decoded here (read up to the close)."""
+    answers = [b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+               b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+               b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 1\r\n\r\n{}"]
+    for answer in answers:
+        server = raw(lambda conn, head, answer=answer: conn.sendall(answer) or "close")
+        transport = Transport()
+        for _ in range(2):
+            assert transport.request("GET", server.url + "/").read(100) == b"{}"
+        assert server.accepted == 2, answer
+
+
+def test_a_status_line_that_is_none_is_broken(raw):
+    superscript = "HTTP/1.1 \u00b200 OK".encode("latin-1")
+    for line in (b"HTTP/1.1 2000 OK", b"HTTP/2 200 OK", b"ICY 200 OK", superscript, b"x" * 70_000):
+        server = raw(lambda conn, head, line=line: conn.sendall(line + b"\r\nContent-Length: 0\r\n\r\n") or "close")
+        with pytest.raises(TransportError) as caught:
+            Transport().request("GET", server.url + "/")
+        assert caught.value.kind == "broken", line[:20]
