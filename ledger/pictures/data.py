@@ -1,6 +1,6 @@
 """What the pictures read: bounded SQL over one ledger into typed dataclasses (a Lane per tag key, a
-Timeline, an Overview). Only reads, each under a LIMIT or an index, so a page costs the same on any ledger;
-nothing here draws or knows Datasette."""
+Timeline, an Overview). Only reads, each under a LIMIT or through an index, so no ledger is too large to
+draw; nothing here draws or knows Datasette."""
 
 import json
 from dataclasses import dataclass
