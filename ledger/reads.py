@@ -98,6 +98,9 @@ _PAGE_OF_CHANGES = f"""(SELECT json_group_array(id) FROM (
                          {_CHANGES.format(schema="{schema}", tables="event_log e NOT INDEXED CROSS JOIN "
                                           "{schema}.tag_keys k ON k.id = e.key_id", keys="")}
                          ORDER BY e.id DESC LIMIT {_PAGE_ROWS}))"""
+# `ledger serve` serves the fleet-wide queries below in Datasette's `_memory` (the name its `crossdb` uses),
+# and the pictures link a digest there to fleet_digest_usage.
+FLEET = "_memory"
 _FLEET = {
     "fleet_current_tags": ("", """\
 SELECT {ledger} AS ledger, registry, repo, tag, digest, kind, image, created, first_seen, last_changed, source

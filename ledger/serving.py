@@ -22,6 +22,7 @@ from datasette.utils import tilde_encode
 from datasette.views.base import DatasetteError
 
 from . import pictures, reads, store, tlogserve
+from .reads import FLEET
 from .references import is_loopback_host
 from .store import StoreError
 
@@ -44,7 +45,6 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 # Datasette's own databases: a ledger cannot be served under either name.
 RESERVED_NAMES = ("_internal", "_memory")
-FLEET = "_memory"  # the cross-database name Datasette's `crossdb` uses, and where the fleet's queries are
 
 
 def ledger_names(db_paths):

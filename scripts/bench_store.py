@@ -172,7 +172,7 @@ def main():
         timed_out = "took too long" in body or "timed out" in body
         verdict = f"HTTP {status}" + (": a query or facet timed out" if timed_out else "")
         print(f"  {label:<34}{took * 1000:8.0f} ms  {verdict}")
-    # The pictures (ledger/pictures.py), in the Datasette `ledger serve` builds (it registers them). Every
+    # The pictures (ledger/pictures/), in the Datasette `ledger serve` builds (it registers them). Every
     # event above is of 2026-01-01, so each window runs from then to today and holds them all (the chart's
     # worst case); one more tag, moved through the year, is the timeline's worst case.
     moves, signed = 1200, 600

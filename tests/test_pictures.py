@@ -26,7 +26,7 @@ from conftest import Ledger
 from hostile import HostileRegistry
 from ledger import reads, serving, store
 from ledger.findings import Listing, RunResult, Sighting
-from ledger.pictures import ADDED, MOVED, NEW, REMOVED, colour_of, short
+from ledger.pictures.draw import ADDED, MOVED, NEW, REMOVED, colour_of, short
 from ledger.semantics import Scope
 from ledger.times import format_instant
 from sandbox import Pusher
