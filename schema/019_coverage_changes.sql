@@ -13,7 +13,7 @@ ALTER TABLE coverage RENAME TO coverage_listings;
 -- so a one-off collect of one repository never reads as the watch loop's registry having shrunk), and
 -- its place in the order runs were recorded: its run seal's id, so runs of one stream that finished
 -- out of order are compared in the order they were appended.
-CREATE TABLE coverage_runs (
+CREATE TABLE IF NOT EXISTS coverage_runs (
     run_id INTEGER PRIMARY KEY REFERENCES runs(id),
     stream BLOB NOT NULL,             -- 8 bytes of sha256 over the run's source and targets
     position INTEGER NOT NULL         -- the id of the run's seal
@@ -23,7 +23,7 @@ CREATE TABLE coverage_runs (
 -- was not made at all: it holds for every later run of the stream until the repository's next change.
 -- scope NULL: the stream's run no longer listed the repository (it left the catalog, or could not be
 -- reached); every other column as coverage had them.
-CREATE TABLE coverage_changes (
+CREATE TABLE IF NOT EXISTS coverage_changes (
     stream BLOB NOT NULL,
     source TEXT NOT NULL,
     registry TEXT NOT NULL,
