@@ -1,8 +1,9 @@
 """Run seals: every finished run's rows, hash-chained, so every stored fact is covered as events are.
 
-A seal commits to the run's own row, its coverage (the per-run rows of before schema 19, the
-coverage_runs row and coverage changes since) and errors, the manifests, platforms and images it wrote first, and the event chain's head when it finished, and is chained to the seal before it
-(seals go in the order runs finished). It keeps 8 bytes of sha256 per row, so `ledger verify`
+A seal commits to the run's own row, its coverage (the per-run rows of before schema 19, its
+coverage_runs row and coverage changes since) and errors, the manifests, platforms and images it wrote
+first, and the event chain's head when it finished, and is chained to the seal before it (seals go in
+the order runs finished). It keeps 8 bytes of sha256 per row, so `ledger verify`
 names the first row that differs, not just the run. A manifest's stored bytes are not in its row
 digest: they verify against the digest itself (and may be filled in later for a row from before
 they were kept).
@@ -235,7 +236,8 @@ def check(conn):
     if layout is None:
         return f"run_seals run_id={short}: its row digests do not match its counts (edited by hand)"
     present, found = _present(conn), _in_file(conn)
-    gone = next((sealed.table for sealed in TABLES if sealed not in found and sealed.table not in _RENAMED
+    held = {sealed.table for sealed in found}
+    gone = next((sealed.table for sealed in TABLES if sealed.table not in held
                  and any(counts.get(sealed.table) for counts in parsed.values())), None)
     if gone:
         return f"{gone}: the table is gone, and run seals cover rows of it (dropped by hand)"

@@ -37,6 +37,7 @@ def audited(registry, pusher, proxy, ledger, ns):
      "coverage_changes run_id=2 source=registry registry="),
     ("UPDATE coverage_runs SET position = 1 WHERE run_id = 2", "coverage_runs run_id=2: changed"),
     ("DELETE FROM coverage_runs WHERE run_id = 2", "coverage_runs: a row of run 2 is missing"),
+    ("DROP TABLE coverage_changes", "coverage_changes: the table is gone"),
     ("UPDATE errors SET message = 'all fine' WHERE id = 1", "errors id=1: changed"),
     ("DELETE FROM errors", "errors: a row of run 1 is missing"),
     ("INSERT INTO errors (run_id, at, registry, stage, message) VALUES (2, 'x', 'r', 'tags', 'forged')",
