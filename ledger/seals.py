@@ -1,15 +1,16 @@
 """Run seals: every finished run's rows, hash-chained, so every stored fact is covered as events are.
 
-A seal commits to the run's own row, its coverage and errors, the manifests, platforms and images
-it wrote first, and the event chain's head when it finished, and is chained to the seal before it
-(seals go in the order runs finished). It keeps 8 bytes of sha256 per row, so `ledger verify`
+A seal commits to the run's own row, its coverage (the per-run rows of before schema 19, its
+coverage_runs row and coverage changes since) and errors, the manifests, platforms and images it wrote
+first, and the event chain's head when it finished, and is chained to the seal before it (seals go in
+the order runs finished). It keeps 8 bytes of sha256 per row, so `ledger verify`
 names the first row that differs, not just the run. A manifest's stored bytes are not in its row
 digest: they verify against the digest itself (and may be filled in later for a row from before
 they were kept).
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from hashlib import sha256
 
 _CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -30,6 +31,7 @@ class Sealed:
     # so the rows sealed before they existed (all default) keep their digests. Those after the first go
     # in by name ({column: value}), so no value of one can pass for another's.
     optional: tuple = ()
+    stored: str = ""  # the table the rows are in, when it is not `table` (the name their digests keep)
 
     def select(self, one_run=True, present=None):
         """The run's rows (every run's, in run order, unless `one_run`). `present`: the optional columns
@@ -57,7 +59,7 @@ class Sealed:
     def _from(self):
         if self.table == "platforms":
             return "platforms t JOIN manifests m ON m.digest = t.index_digest"
-        return f"{self.table} t"
+        return f"{self.stored or self.table} t"
 
     def name(self, row):
         values = dict(zip(self.columns, row))
@@ -89,7 +91,27 @@ TABLES = (
     Sealed("signature_checks", ("id", "run_id", "checked_at", "registry", "repo", "signature", "subject", "key",
                                 "result", "reason", "layer"),
            "t.run_id = ?", "t.id", ("id",)),
+    # Schema 19: coverage as changes (seals made before it count none of these rows).
+    Sealed("coverage_runs", ("run_id", "stream", "position"), "t.run_id = ?", "t.run_id", ("run_id",)),
+    Sealed("coverage_changes", ("run_id", "stream", "source", "registry", "repo", "position", "scope", "complete",
+                                "tags_listed", "listed_at", "reason"),
+           "t.run_id = ?", "t.source, t.registry, t.repo", ("run_id", "source", "registry", "repo")),
 )
+# Where a table's rows are from schema 19 on; a file not yet upgraded keeps them under the sealed name.
+_RENAMED = {"coverage": "coverage_listings"}
+
+
+def _in_file(conn):
+    """TABLES as this file holds them: a renamed table read where it is, one the file does not have yet
+    (an older file read by verify) left out, its runs' seals counting none of its rows."""
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    found = []
+    for sealed in TABLES:
+        if _RENAMED.get(sealed.table) in names:
+            found.append(replace(sealed, stored=_RENAMED[sealed.table]))
+        elif sealed.table in names:
+            found.append(sealed)
+    return found
 
 
 def _literal(value):
@@ -115,12 +137,11 @@ def seal_hash(previous, run_id, head_event_id, head_hash, counts, rows):
 
 def run_rows(conn, run_id):
     """[(Sealed, [row, ...])] of one run, in the sealed order (sealed by the upgrade to version 6, a run's
-    rows lack the columns later versions add: their default is sealed, as it is for rows without them, and
-    the tables later versions add: it has none)."""
-    present = _present(conn)
-    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    return [(sealed, [row[1:] for row in conn.execute(sealed.select(present=present.get(sealed.table)), [run_id])]
-             if sealed.table in tables else []) for sealed in TABLES]
+    rows lack the columns later versions add: their default is sealed, as it is for rows without them)."""
+    present, found = _present(conn), {sealed.table: sealed for sealed in _in_file(conn)}
+    return [(sealed, [row[1:] for row in conn.execute(found[sealed.table].select(present=present.get(sealed.table)),
+                                                       [run_id])] if sealed.table in found else [])
+            for sealed in TABLES]
 
 
 def digests_of(rows_by_table):
@@ -222,8 +243,13 @@ def check(conn):
     short, layout = _layout(seals, parsed)
     if layout is None:
         return f"run_seals run_id={short}: its row digests do not match its counts (edited by hand)"
-    present = _present(conn)
-    for sealed in TABLES:
+    present, found = _present(conn), _in_file(conn)
+    held = {sealed.table for sealed in found}
+    gone = next((sealed.table for sealed in TABLES if sealed.table not in held
+                 and any(counts.get(sealed.table) for counts in parsed.values())), None)
+    if gone:
+        return f"{gone}: the table is gone, and run seals cover rows of it (dropped by hand)"
+    for sealed in found:
         problem = _check_table(conn, sealed, layout, present)
         if problem:
             return problem
@@ -277,7 +303,7 @@ def _uncovered(conn):
 def _strays(conn):
     """Rows of a run that has no seal: a run still going has none yet, and no rows either. An anti-join
     per table, so a ledger of many runs is not read into memory twice."""
-    for sealed in TABLES:
+    for sealed in _in_file(conn):
         column = "t.id" if sealed.table == "runs" else sealed.run_column
         query = (f"SELECT {column}, {', '.join('t.' + c for c in sealed.columns)} FROM {sealed._from} "
                  f"WHERE {column} IS NOT NULL AND {column} NOT IN (SELECT run_id FROM run_seals)")

@@ -13,3 +13,11 @@ CREATE INDEX IF NOT EXISTS platforms_by_digest ON platforms (digest);
 CREATE INDEX IF NOT EXISTS manifests_by_subject ON manifests (subject) WHERE subject IS NOT NULL;
 -- One result per signature, subject and key (NULL: none configured), looked up by current_tags' signed.
 CREATE UNIQUE INDEX IF NOT EXISTS signature_checks_once ON signature_checks (signature, subject, coalesce(key, ''));
+-- Coverage (schema 19): a run's changes, for its seal; a stream's runs in order, for "the run of the
+-- stream before"; a repository's changes across streams, for its last complete listing; the per-run
+-- rows of before, for the same question.
+CREATE INDEX IF NOT EXISTS coverage_changes_by_run ON coverage_changes (run_id);
+CREATE UNIQUE INDEX IF NOT EXISTS coverage_runs_by_stream ON coverage_runs (stream, position);
+CREATE INDEX IF NOT EXISTS coverage_changes_by_repo ON coverage_changes (registry, repo, source);
+CREATE INDEX IF NOT EXISTS coverage_listings_by_repo ON coverage_listings (registry, repo, source, listed_at)
+WHERE complete;

@@ -128,19 +128,46 @@ CREATE TRIGGER platforms_append_only_insert BEFORE INSERT ON platforms
 WHEN EXISTS (SELECT 1 FROM platforms WHERE index_digest = NEW.index_digest AND position = NEW.position)
 BEGIN SELECT RAISE(ABORT, 'ledger: platforms is append-only'); END;
 
+-- The per-run coverage rows written before schema 19: closed (a run now writes coverage_runs and
+-- coverage_changes).
 DROP TRIGGER IF EXISTS coverage_append_only_update;
-CREATE TRIGGER coverage_append_only_update BEFORE UPDATE ON coverage
+CREATE TRIGGER coverage_append_only_update BEFORE UPDATE ON coverage_listings
 BEGIN SELECT RAISE(ABORT, 'ledger: coverage is append-only'); END;
 
 DROP TRIGGER IF EXISTS coverage_append_only_delete;
-CREATE TRIGGER coverage_append_only_delete BEFORE DELETE ON coverage
+CREATE TRIGGER coverage_append_only_delete BEFORE DELETE ON coverage_listings
 BEGIN SELECT RAISE(ABORT, 'ledger: coverage is append-only'); END;
 
 DROP TRIGGER IF EXISTS coverage_append_only_insert;
-CREATE TRIGGER coverage_append_only_insert BEFORE INSERT ON coverage
-WHEN EXISTS (SELECT 1 FROM coverage WHERE run_id = NEW.run_id AND source = NEW.source AND registry = NEW.registry
-             AND repo = NEW.repo)
+CREATE TRIGGER coverage_append_only_insert BEFORE INSERT ON coverage_listings
 BEGIN SELECT RAISE(ABORT, 'ledger: coverage is append-only'); END;
+
+DROP TRIGGER IF EXISTS coverage_runs_append_only_update;
+CREATE TRIGGER coverage_runs_append_only_update BEFORE UPDATE ON coverage_runs
+BEGIN SELECT RAISE(ABORT, 'ledger: coverage_runs is append-only'); END;
+
+DROP TRIGGER IF EXISTS coverage_runs_append_only_delete;
+CREATE TRIGGER coverage_runs_append_only_delete BEFORE DELETE ON coverage_runs
+BEGIN SELECT RAISE(ABORT, 'ledger: coverage_runs is append-only'); END;
+
+DROP TRIGGER IF EXISTS coverage_runs_append_only_insert;
+CREATE TRIGGER coverage_runs_append_only_insert BEFORE INSERT ON coverage_runs
+WHEN EXISTS (SELECT 1 FROM coverage_runs WHERE run_id = NEW.run_id)
+BEGIN SELECT RAISE(ABORT, 'ledger: coverage_runs is append-only'); END;
+
+DROP TRIGGER IF EXISTS coverage_changes_append_only_update;
+CREATE TRIGGER coverage_changes_append_only_update BEFORE UPDATE ON coverage_changes
+BEGIN SELECT RAISE(ABORT, 'ledger: coverage_changes is append-only'); END;
+
+DROP TRIGGER IF EXISTS coverage_changes_append_only_delete;
+CREATE TRIGGER coverage_changes_append_only_delete BEFORE DELETE ON coverage_changes
+BEGIN SELECT RAISE(ABORT, 'ledger: coverage_changes is append-only'); END;
+
+DROP TRIGGER IF EXISTS coverage_changes_append_only_insert;
+CREATE TRIGGER coverage_changes_append_only_insert BEFORE INSERT ON coverage_changes
+WHEN EXISTS (SELECT 1 FROM coverage_changes WHERE stream = NEW.stream AND source = NEW.source
+             AND registry = NEW.registry AND repo = NEW.repo AND position = NEW.position)
+BEGIN SELECT RAISE(ABORT, 'ledger: coverage_changes is append-only'); END;
 
 DROP TRIGGER IF EXISTS errors_append_only_update;
 CREATE TRIGGER errors_append_only_update BEFORE UPDATE ON errors

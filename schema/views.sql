@@ -207,3 +207,29 @@ LEFT JOIN digest_names d ON d.id = e.digest_id
 WHERE e.kind = 'removed' AND k.source != 'referrer'
   AND NOT (substr(k.tag, 1, 7) IN ('sha256-', 'sha512-') AND length(k.tag) IN (71, 75, 76)
            AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('', '.sig', '.att', '.sbom'));
+
+-- What each run listed, and whether the listing was complete, as the coverage table of before said it:
+-- the rows written before schema 19 as they are, then each later run's listings, which are the latest
+-- change of each repository at or before the run's place in its stream (schema/019_coverage_changes.sql).
+-- listed_at is when the run listed it where the run changed it, else the run's finished_at (it was
+-- listed by then).
+DROP VIEW IF EXISTS coverage;
+CREATE VIEW coverage AS
+SELECT run_id, source, registry, repo, scope, complete, tags_listed, listed_at, reason FROM coverage_listings
+UNION ALL
+SELECT r.run_id, c.source, c.registry, c.repo, c.scope, c.complete, c.tags_listed,
+       CASE WHEN c.run_id = r.run_id THEN c.listed_at ELSE x.finished_at END, c.reason
+FROM coverage_runs r
+JOIN coverage_changes c ON c.stream = r.stream AND c.position <= r.position
+JOIN runs x ON x.id = r.run_id
+WHERE c.scope IS NOT NULL
+  AND c.position = (SELECT max(d.position) FROM coverage_changes d
+                    WHERE d.stream = c.stream AND d.source = c.source AND d.registry = c.registry
+                      AND d.repo = c.repo AND d.position <= r.position);
+
+CREATE TRIGGER coverage_append_only_view_insert INSTEAD OF INSERT ON coverage
+BEGIN SELECT RAISE(ABORT, 'ledger: coverage is append-only'); END;
+CREATE TRIGGER coverage_append_only_view_update INSTEAD OF UPDATE ON coverage
+BEGIN SELECT RAISE(ABORT, 'ledger: coverage is append-only'); END;
+CREATE TRIGGER coverage_append_only_view_delete INSTEAD OF DELETE ON coverage
+BEGIN SELECT RAISE(ABORT, 'ledger: coverage is append-only'); END;

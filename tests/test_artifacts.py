@@ -291,6 +291,8 @@ def _as_schema_6(path):
     conn.execute("ALTER TABLE errors DROP COLUMN source")  # schema 8's
     conn.execute("ALTER TABLE manifests DROP COLUMN category")  # schema 11's
     conn.execute("ALTER TABLE errors DROP COLUMN count")  # schema 10's
+    conn.execute("DROP INDEX coverage_listings_by_repo")
+    conn.execute("ALTER TABLE coverage_listings RENAME TO coverage")  # schema 19's (its new tables stay: sealed)
     conn.execute("PRAGMA user_version = 6")
     conn.commit()
     conn.close()

@@ -188,6 +188,8 @@ def _as_schema_8(path):
         conn.execute(f"DROP VIEW {view}")
     conn.execute("ALTER TABLE manifests DROP COLUMN category")
     conn.execute("ALTER TABLE errors DROP COLUMN count")  # schema 10's
+    conn.execute("DROP INDEX coverage_listings_by_repo")
+    conn.execute("ALTER TABLE coverage_listings RENAME TO coverage")  # schema 19's (its new tables stay: sealed)
     conn.execute("PRAGMA user_version = 8")
     conn.commit()
     conn.close()

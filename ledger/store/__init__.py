@@ -2,7 +2,8 @@
 
 database (open, connect, migrate, schema drift), encoding (digests, an event's canonical content and
 hash), facts (manifests as stored, what the ledger knows), runs (a run's lifecycle and locks), append
-(classify and chain a run's events), changes (what a run appended, for its notification),
+(classify and chain a run's events), coverage (which repositories a run listed, as changes), changes
+(what a run appended, for its notification),
 verification (verify).
 
 Each name loads its module when first used: a read command opens the file and never imports the

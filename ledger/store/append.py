@@ -5,6 +5,7 @@ import collections
 import json
 
 from .. import seals
+from . import coverage
 from ..findings import BY_DIGEST, Problem, identity
 from ..referrers import REFERRER, schema_tag
 from ..semantics import REMOVED, Observation, classify, removed_keys
@@ -274,13 +275,8 @@ def append_run(db, run_id, result):
         if result.status == "ok" and not all(problem.warning for problem in result.errors):
             result.status = "partial"  # a registry's word the bytes contradict (a referrer of another subject)
         kinds, (head_id, head_hash), new_images = _append_events(db, row_id, pending, facts)
-        for listing in result.coverage:
-            db.execute(
-                "INSERT INTO coverage (run_id, source, registry, repo, scope, complete, tags_listed, listed_at, reason) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [row_id, listing.source, listing.registry, listing.repo, listing.scope.describe(),
-                 int(listing.complete), len(listing.tags) if listing.complete else None, listing.listed_at,
-                 listing.reason])
+        position = db.execute("SELECT coalesce(max(id), 0) + 1 FROM run_seals").fetchone()[0]  # the seal's, below
+        coverage.save(db.conn, row_id, position, result.coverage)
         for error in result.errors:  # one row per kind, with the count of the failures it stands for
             db.execute(
                 "INSERT INTO errors (run_id, at, registry, repo, tag, digest, stage, http_status, code, message, "

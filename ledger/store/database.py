@@ -11,14 +11,14 @@ from importlib import resources
 from ..paths import PathError, check_file
 from .encoding import _CANONICAL, digest_key
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 19
 READABLE_FROM = 4  # the oldest schema whose tables reading and verify understand: the compact event log
 BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 65_536  # the default 2 MB thrashes on the key index of a million-event ledger
 _REAPPLIED = ("triggers.sql", "indexes.sql", "views.sql")
-_LEDGER_TABLES = {"runs", "events", "manifests", "platforms", "coverage", "errors", "tag_state",
-                  "event_log", "tag_keys", "digests", "media_types", "images", "ledger_meta", "run_seals",
-                  "signature_checks"}
+_LEDGER_TABLES = {"runs", "events", "manifests", "platforms", "coverage", "errors", "tag_state", "coverage_listings",
+                  "coverage_runs", "coverage_changes", "signature_checks",
+                  "event_log", "tag_keys", "digests", "media_types", "images", "ledger_meta", "run_seals"}
 
 
 def _after_migration(number, conn):

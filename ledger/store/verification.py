@@ -9,6 +9,7 @@ import sqlite3
 import zlib
 
 from .. import seals
+from . import coverage
 from ..findings import identity
 from ..manifests import created_before_7
 from ..referrers import REFERRER
@@ -183,6 +184,7 @@ def _verify(db, report):
     low, high = db.execute("SELECT coalesce(min(id), 1), coalesce(max(id), 0) FROM event_log").fetchone()
     derived = _check_chain(db, low, high, report)
     checks = [lambda: _check_run_heads(db), lambda: _orphan_events(db), lambda: seals.check(db.conn),
+              lambda: coverage.check(db.conn),
               lambda: _check_manifests(db, report), lambda: _derived_problem(db, derived),
               lambda: _check_schema(db)]
     for check in checks:
