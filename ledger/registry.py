@@ -219,6 +219,7 @@ class RegistryClient:
         self.transport.observe = observe  # -v, and the progress bar's rate: every request, token servers' too
         self.requests = Counter()
         self.rate_limit = {}  # Docker Hub's RateLimit-Limit / -Remaining, as last seen
+        self.rate_limited = False  # it sent a RateLimit header: a manifest GET may count as a pull there
         self.exhausted = False
         self.stalls = 0  # requests in a row that hit their deadline or timed out, with nothing answered between
         self.login_checked = False  # the ping's challenge was answered: a later 401 is about a scope, not a login
@@ -436,7 +437,11 @@ class RegistryClient:
         return response
 
     def _note_rate_limit(self, response):
-        remaining = _rate_number(response.header("RateLimit-Remaining"))
+        said = response.header("RateLimit-Remaining")
+        if said is None and response.header("RateLimit-Limit") is None:
+            return
+        self.rate_limited = True
+        remaining = _rate_number(said)
         if remaining is None:
             return
         limit = _rate_number(response.header("RateLimit-Limit"))
@@ -602,14 +607,38 @@ class RegistryClient:
                              code="DIGEST_INVALID")
         return digest, media_type, size
 
-    def fetch_manifest(self, repo, reference, tag=None):
-        """GET a manifest by digest (or tag) and verify the body: (body, media type, digest)."""
+    def fetch_tag(self, repo, tag):
+        """Resolve a tag with one GET instead of a HEAD, for a tag whose manifest is wanted anyway (one the
+        ledger never held): (body, media type, digest), the digest the registry's Docker-Content-Digest
+        checked against the body, or the body's hash when it sends none (then only of a body that is a
+        manifest, as fetch_head)."""
+        said = []
+        try:
+            body, media_type, digest = self.fetch_manifest(repo, tag, tag=tag, said=said)
+        except RegistryError as error:
+            if error.status == 404:
+                error.code = "TAG_UNKNOWN"
+                error.message = f"manifest: tag {tag} is in {repo}'s tag list, but its manifest is unknown (HTTP 404)"
+            raise
+        if not said:
+            try:
+                parse_manifest(body, digest, media_type)
+            except ManifestError as error:
+                raise self._fail(f"manifest: no Docker-Content-Digest, and the body is not a manifest ({error})",
+                                 "manifest", repo=repo, tag=tag, code="MANIFEST_INVALID") from None
+        return body, media_type, digest
+
+    def fetch_manifest(self, repo, reference, tag=None, said=None):
+        """GET a manifest by digest (or tag) and verify the body: (body, media type, digest). `said` (a
+        list) is given the registry's Docker-Content-Digest, when it sends one."""
         prefix, scopes = self._repo(repo)
-        url = f"{prefix}/manifests/{quote(reference, safe=':')}"
+        url = f"{prefix}/manifests/{_tag_path(reference) if tag else quote(reference, safe=':')}"
         where = {"repo": repo, "tag": tag, "digest": reference if valid_digest(reference) else None}
         response = self._request("GET", url, "manifest", headers=_ACCEPT, scopes=scopes, **where)
         media_type = bare_media_type(response.header("Content-Type"))
         header_digest = response.header("Docker-Content-Digest")
+        if header_digest is not None and said is not None:
+            said.append(header_digest)
         body = self._read(response, MAX_MANIFEST_BYTES, "manifest", **where)
         expected = reference if valid_digest(reference) else header_digest
         try:
