@@ -377,7 +377,7 @@ class _Work:
         """A tag resolved with a GET: the sighting, and the manifest's bytes at hand (unless this run has
         them already, or is fetching them)."""
         repo, tag = args
-        body, media_type, digest = fetched
+        body, media_type, digest, problem = fetched
         follow = self._probed()
         self.result.observations.append(Sighting(self.registry, repo, tag, now(), digest, media_type))
         self.progress(done=1)
@@ -385,10 +385,12 @@ class _Work:
             return follow  # as _on_head: the digest and media type are all there is
         if context.get("lists"):
             self.lists[digest].append((repo, context["lists"]))
-        if digest not in self.known and digest not in self.started:
+        if problem is not None and digest not in self.known:  # the header's digest stands, as a HEAD's
+            follow += self._on_error(self.client.fetch_manifest, (repo, digest), {}, problem)
+        elif digest not in self.known and digest not in self.started:
             self.started.add(digest)
             try:
-                follow += self._on_manifest((repo, digest), {}, fetched)
+                follow += self._on_manifest((repo, digest), {}, (body, media_type, digest))
             except SourceError as error:
                 follow += self._on_error(self.client.fetch_manifest, (repo, digest), {}, error)
         if context.get("lists"):

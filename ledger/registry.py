@@ -609,36 +609,56 @@ class RegistryClient:
 
     def fetch_tag(self, repo, tag):
         """Resolve a tag with one GET instead of a HEAD, for a tag whose manifest is wanted anyway (one the
-        ledger never held): (body, media type, digest), the digest the registry's Docker-Content-Digest
-        checked against the body, or the body's hash when it sends none (then only of a body that is a
-        manifest, as fetch_head)."""
-        said = []
+        ledger never held): (body, media type, digest, problem). The digest is the registry's
+        Docker-Content-Digest, as a HEAD's; a body that cannot be read or does not hash to it is the
+        problem (the sighting stands, the bytes do not, as when a GET after a HEAD fails). With no header,
+        the digest is the body's hash, and only of a body that is a manifest (as fetch_head)."""
+        prefix, scopes = self._repo(repo)
+        where = {"repo": repo, "tag": tag}
         try:
-            body, media_type, digest = self.fetch_manifest(repo, tag, tag=tag, said=said)
+            response = self._request("GET", f"{prefix}/manifests/{_tag_path(tag)}", "manifest", headers=_ACCEPT,
+                                     scopes=scopes, **where)
         except RegistryError as error:
             if error.status == 404:
                 error.code = "TAG_UNKNOWN"
                 error.message = f"manifest: tag {tag} is in {repo}'s tag list, but its manifest is unknown (HTTP 404)"
             raise
-        if not said:
+        media_type = bare_media_type(response.header("Content-Type"))
+        said = response.header("Docker-Content-Digest")
+        if said is not None and not valid_digest(said):
+            response.close()
+            raise self._fail(f"manifest: invalid Docker-Content-Digest {said[:80]!r}", "manifest",
+                             code="DIGEST_INVALID", **where)
+        try:
+            body = self._read(response, MAX_MANIFEST_BYTES, "manifest", **where)
+        except RegistryError as error:
+            if said is None:
+                raise
+            error.digest = said
+            return None, media_type, said, error
+        if said is None:
+            digest = compute_digest(body)
             try:
                 parse_manifest(body, digest, media_type)
             except ManifestError as error:
-                raise self._fail(f"manifest: no Docker-Content-Digest, and the body is not a manifest ({error})",
-                                 "manifest", repo=repo, tag=tag, code="MANIFEST_INVALID") from None
-        return body, media_type, digest
+                raise self._fail(f"manifest: no Docker-Content-Digest, and the manifest is not one ({error})",
+                                 "manifest", code="MANIFEST_INVALID", **where) from None
+            return body, media_type, digest, None
+        try:
+            verify_digest(body, said, media_type)
+        except ManifestError as error:
+            return None, media_type, said, self._fail(f"manifest: {error}", "manifest", code="DIGEST_MISMATCH",
+                                                      digest=said, **where)
+        return body, media_type, said, None
 
-    def fetch_manifest(self, repo, reference, tag=None, said=None):
-        """GET a manifest by digest (or tag) and verify the body: (body, media type, digest). `said` (a
-        list) is given the registry's Docker-Content-Digest, when it sends one."""
+    def fetch_manifest(self, repo, reference, tag=None):
+        """GET a manifest by digest (or tag) and verify the body: (body, media type, digest)."""
         prefix, scopes = self._repo(repo)
-        url = f"{prefix}/manifests/{_tag_path(reference) if tag else quote(reference, safe=':')}"
+        url = f"{prefix}/manifests/{quote(reference, safe=':')}"
         where = {"repo": repo, "tag": tag, "digest": reference if valid_digest(reference) else None}
         response = self._request("GET", url, "manifest", headers=_ACCEPT, scopes=scopes, **where)
         media_type = bare_media_type(response.header("Content-Type"))
         header_digest = response.header("Docker-Content-Digest")
-        if header_digest is not None and said is not None:
-            said.append(header_digest)
         body = self._read(response, MAX_MANIFEST_BYTES, "manifest", **where)
         expected = reference if valid_digest(reference) else header_digest
         try:
