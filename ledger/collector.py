@@ -378,13 +378,14 @@ class _Work:
         them already, or is fetching them)."""
         repo, tag = args
         body, media_type, digest, problem = fetched
-        follow = self._probed()
+        self._probed()
         self.result.observations.append(Sighting(self.registry, repo, tag, now(), digest, media_type))
         self.progress(done=1)
         if media_type in LEGACY_TYPES:
-            return follow  # as _on_head: the digest and media type are all there is
+            return []  # as _on_head: the digest and media type are all there is
         if context.get("lists"):
             self.lists[digest].append((repo, context["lists"]))
+        follow = []
         if problem is not None and digest not in self.known:  # the header's digest stands, as a HEAD's
             follow += self._on_error(self.client.fetch_manifest, (repo, digest), {}, problem)
         elif digest not in self.known and digest not in self.started:
@@ -399,11 +400,11 @@ class _Work:
 
     def _probed(self):
         """The first GET of a tag has answered: the registry's headers said whether it is rate-limited, and
-        the tags waiting for that are resolved now (each with a HEAD, if it is)."""
-        if self.probe != "out":
-            return []
-        self.probe, waiting, self.waiting = "done", self.waiting, []
-        return waiting
+        the tags waiting for that go first (each a HEAD, if it is); straight to the backlog, so that nothing
+        the handler raises afterwards can lose them."""
+        if self.probe == "out":
+            self.probe, waiting, self.waiting = "done", self.waiting, []
+            self.backlog.extendleft(reversed(waiting))
 
     def _follow(self, repo, digest):
         """Follow a digest's referrers (and its children's, for an index): its cosign tags and fallback
@@ -616,8 +617,9 @@ class _Work:
         return []
 
     def _on_error(self, fetch, args, context, error):
-        follow = self._probed() if fetch == self.client.fetch_tag else []
-        return follow + self._failure(fetch, args, context, error)
+        if fetch == self.client.fetch_tag:
+            self._probed()
+        return self._failure(fetch, args, context, error)
 
     def _failure(self, fetch, args, context, error):
         if error.code == "RATE_LIMIT_EXHAUSTED":
