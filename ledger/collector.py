@@ -4,6 +4,11 @@ Network jobs run on a bounded thread pool; when one finishes, its handler
 runs on the main thread and queues the next jobs (tag list -> HEADs ->
 manifest GETs -> config GETs), so the pipe stays full and only the main
 thread touches the results.
+
+Each manifest and config is fetched once per digest per run, across tags, repositories and platforms, and
+never once the ledger holds it. A tag the ledger never held is resolved with one GET (its manifest is wanted
+anyway), one it holds with a HEAD; where the registry sends rate-limit headers (Docker Hub counts a manifest
+GET as a pull, a HEAD not), every tag is resolved with a HEAD.
 """
 
 import queue
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 from .findings import WARNING, Listing, RunResult, SignatureCheck, Sighting, SourceError, finish, record, unexpected
 from .hub import fetch_hub_repositories
 from .limits import MAX_INDEX_CHILDREN
-from .manifests import LEGACY_TYPES, ManifestError, facts_of, needs_config, parse_manifest
+from .manifests import LEGACY_TYPES, ManifestError, facts_of, needs_config, parse_manifest, verify_digest
 from .references import DOCKER_HUB, storable_repo, storable_tag
 from .referrers import REFERRER, UNSERVED, ReferrerScope, cosign_tags, fallback_tag, schema_tag
 from .registry import ListingTruncated, RegistryClient, RegistryError, RegistryOptions
@@ -28,7 +33,7 @@ _NAMED_WARNINGS = 5  # names a warning quotes; it counts them all
 
 
 def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progress=None, children_of=None,
-            seen=None, observe=None, signatures=None):
+            seen=None, observe=None, signatures=None, tags_held=None, rate_limited=(), config_of=None):
     """Collect every target into a RunResult for the store to classify and append.
 
     `options` maps a registry to its RegistryOptions. `ledger_repos` maps a
@@ -40,6 +45,9 @@ def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progr
     repository the registry does not know is a deletion if so, else a failed
     target.
     `observe` is told of every HTTP request (transport.Transport.observe).
+    `tags_held(registry, repo)` gives the tags the ledger ever held there [default: none]: the others are
+    resolved with a GET, except on the registries in `rate_limited` (and Docker Hub), which get HEADs.
+    `config_of(digest)` gives the bytes of a config the ledger holds, or None [default: None].
     `progress(tags=, done=, lists=)` is told of tags to resolve, tags resolved, and tag lists asked
     (positive) and answered (negative).
     `signatures` (a signatures.Checking) has every signature artifact met checked
@@ -59,7 +67,9 @@ def collect(targets, known_digests=(), ledger_repos=None, *, options=None, progr
             live = (ledger_repos or {}).get(registry, set())
             work = _Work(registry, group, client, set(known_digests), live, result, progress,
                          children_of or (lambda _digest: None),
-                         (lambda repo: seen(registry, repo)) if seen else live.__contains__, signatures)
+                         (lambda repo: seen(registry, repo)) if seen else live.__contains__, signatures,
+                         (lambda repo: tags_held(registry, repo)) if tags_held else (lambda _repo: ()),
+                         registry == DOCKER_HUB or registry in rate_limited, config_of or (lambda _digest: None))
             with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="ledger") as pool:
                 work.run(pool)
         except SourceError as error:
@@ -96,7 +106,7 @@ class _Work:
     """The jobs of one registry in one run."""
 
     def __init__(self, registry, targets, client, known, ledger_repos, result, progress, children_of, seen,
-                 signatures):
+                 signatures, tags_held, head_first, config_of):
         self.registry = registry
         self.targets = targets
         self.named = {target.repo for target in targets if target.repo is not None}
@@ -113,6 +123,14 @@ class _Work:
         self.in_flight = 4 * max(client.options.concurrency, 1)
         self.done = queue.SimpleQueue()  # futures as they finish
         self.started = set()  # digests fetched, or being fetched, in this run
+        self.tags_held = tags_held
+        self.held_tags = {}  # repo -> the tags of it the ledger ever held
+        self.head_first = head_first  # every tag resolved with a HEAD: the registry counts GETs as pulls
+        self.probe = None  # "out" while the first GET of a tag is: until it answers, whether the registry is
+        self.waiting = []  # rate-limited is not known, and the other GETs of tags wait here
+        self.config_of = config_of
+        self.configs = {}  # config digest -> its bytes, verified: fetched this run, or read from the ledger
+        self.config_waits = {}  # config digest being fetched -> the (manifest, body) waiting for it
         self.index_needs = {}  # index digest -> child digests not yet recorded
         self.index_facts = {}
         self.stopped = False
@@ -133,6 +151,7 @@ class _Work:
         self.unchecked = defaultdict(list)  # signature digest not yet read -> [(repo, subject, key ids wanted)]
         self.signature_bodies = {}  # signature manifests this run read: digest -> bytes
         self.handlers = {self.client.fetch_tags: self._on_tags, self.client.fetch_head: self._on_head,
+                         self.client.fetch_tag: self._on_tag,
                          self.client.fetch_manifest: self._on_manifest, self.client.fetch_blob: self._on_config,
                          self.client.fetch_referrers: self._on_referrers, self._fetch_signature: self._on_signature}
 
@@ -165,10 +184,10 @@ class _Work:
 
     def _unexpected(self, fetch, args, error):
         stage = {self.client.fetch_tags: "tags", self.client.fetch_head: "head", self.client.fetch_manifest: "manifest",
-                 self.client.fetch_blob: "config", self.client.fetch_referrers: "referrers",
-                 self._fetch_signature: "signature"}[fetch]
+                 self.client.fetch_tag: "manifest", self.client.fetch_blob: "config",
+                 self.client.fetch_referrers: "referrers", self._fetch_signature: "signature"}[fetch]
         return unexpected(error, registry=self.registry, stage=stage, repo=args[0],
-                          tag=args[1] if fetch == self.client.fetch_head else None)
+                          tag=args[1] if fetch in (self.client.fetch_head, self.client.fetch_tag) else None)
 
     def _pump(self, pool):
         """A few jobs per worker in flight, the rest waiting as plain tuples: a tag list of 100,000 tags
@@ -181,6 +200,12 @@ class _Work:
         if self.client.exhausted or self.client.stalled:
             self._skip(job)
             return
+        if fetch == self.client.fetch_head and context.get("new") and not (self.head_first or self.client.rate_limited):
+            if self.probe == "out":
+                self.waiting.append(job)
+                return
+            self.probe = self.probe or "out"
+            fetch, job = self.client.fetch_tag, (self.client.fetch_tag, args, context)
         future = pool.submit(fetch, *args)
         self.futures[future] = job
         future.add_done_callback(self.done.put)
@@ -329,7 +354,16 @@ class _Work:
         wanted = [tag for tag in listed if scope.covers(tag) and (tag not in self.schema[repo] or (
             scope.tags is not None and tag in scope.tags))]
         self.progress(tags=len(wanted))
-        return [(self.client.fetch_head, (repo, tag), {}) for tag in wanted]
+        return [self._resolve(repo, tag) for tag in wanted]
+
+    def _resolve(self, repo, tag, **context):
+        """The job resolving a tag: a HEAD, which `_submit` makes a GET for a tag the ledger never held."""
+        held = self.held_tags.get(repo)
+        if held is None:
+            held = self.held_tags[repo] = self.tags_held(repo)
+        if tag not in held:
+            context["new"] = True
+        return self.client.fetch_head, (repo, tag), context
 
     def _on_head(self, args, context, resolved):
         repo, tag = args
@@ -341,13 +375,50 @@ class _Work:
             # digest and media type are all there is, and the event has them. Nothing is stored as known
             # from a HEAD's word alone (another registry could claim any digest that way).
             return []
-        follow = self._fetch_if_new(repo, digest)
-        if tag.endswith(".sig") and schema_tag(tag):  # cosign's signature tag of the digest in its name
-            follow += self._signature(repo, digest, tag[:-len(".sig")].replace("-", ":", 1))
+        follow = self._fetch_if_new(repo, digest) + self._cosign_signature(repo, tag, digest)
         if context.get("lists"):  # a fallback index: the referrers of its subject
             self.lists[digest].append((repo, context["lists"]))
             return follow + self._lists_ready(digest)
         return follow if schema_tag(tag) else follow + self._follow(repo, digest)
+
+    def _on_tag(self, args, context, fetched):
+        """A tag resolved with a GET: the sighting, and the manifest's bytes at hand (unless this run has
+        them already, or is fetching them)."""
+        repo, tag = args
+        body, media_type, digest, problem = fetched
+        self._probed()
+        self.result.observations.append(Sighting(self.registry, repo, tag, now(), digest, media_type))
+        self.progress(done=1)
+        if media_type in LEGACY_TYPES:
+            return []  # as _on_head: the digest and media type are all there is
+        if context.get("lists"):
+            self.lists[digest].append((repo, context["lists"]))
+        follow = self._cosign_signature(repo, tag, digest)  # first: checked once its bytes are recorded below
+        if problem is not None and digest not in self.known:  # the header's digest stands, as a HEAD's
+            follow += self._on_error(self.client.fetch_manifest, (repo, digest), {}, problem)
+        elif digest not in self.known and digest not in self.started:
+            self.started.add(digest)
+            try:
+                follow += self._on_manifest((repo, digest), {}, (body, media_type, digest))
+            except SourceError as error:
+                follow += self._on_error(self.client.fetch_manifest, (repo, digest), {}, error)
+        if context.get("lists"):
+            return follow + self._lists_ready(digest)
+        return follow if schema_tag(tag) else follow + self._follow(repo, digest)
+
+    def _cosign_signature(self, repo, tag, digest):
+        """cosign's signature tag of the digest in its name: a signature to check."""
+        if tag.endswith(".sig") and schema_tag(tag):
+            return self._signature(repo, digest, tag[:-len(".sig")].replace("-", ":", 1))
+        return []
+
+    def _probed(self):
+        """The first GET of a tag has answered: the registry's headers said whether it is rate-limited, and
+        the tags waiting for that go first (each a HEAD, if it is); straight to the backlog, so that nothing
+        the handler raises afterwards can lose them."""
+        if self.probe == "out":
+            self.probe, waiting, self.waiting = "done", self.waiting, []
+            self.backlog.extendleft(reversed(waiting))
 
     def _follow(self, repo, digest):
         """Follow a digest's referrers (and its children's, for an index): its cosign tags and fallback
@@ -359,10 +430,10 @@ class _Work:
         names = self.schema.get(repo)
         follow = []
         if names:  # the repository has referrer tags at all
-            follow = [(self.client.fetch_head, (repo, name), {}) for name in cosign_tags(digest) if name in names]
+            follow = [self._resolve(repo, name) for name in cosign_tags(digest) if name in names]
             if fallback_tag(digest) in names:
                 discovery.waiting += 1
-                follow.append((self.client.fetch_head, (repo, fallback_tag(digest)), {"lists": digest}))
+                follow.append(self._resolve(repo, fallback_tag(digest), lists=digest))
             self.progress(tags=len(follow))
         follow += self._ask(repo, digest)
         for child in self._capped(repo, digest, self._children(digest) or ()):
@@ -503,7 +574,7 @@ class _Work:
             raise RegistryError(f"manifest {digest}: {error}", registry=self.registry, stage="manifest",
                                 repo=repo, digest=digest, code="MANIFEST_INVALID") from None
         if needs_config(manifest):  # an image's config, or a Helm chart's (its name and version)
-            return [(self.client.fetch_blob, (repo, manifest.config_digest), {"manifest": manifest, "body": body})]
+            return self._config(repo, manifest, body)
         facts = facts_of(manifest, body)
         if manifest.kind != "index":
             return self._recorded(facts)
@@ -516,14 +587,45 @@ class _Work:
             follow += self._fetch_if_new(repo, child)
         return follow + self._index_ready(digest)
 
+    def _config(self, repo, manifest, body):
+        """A manifest's config: bytes this run has, or the ledger holds, or one GET that every manifest
+        naming the same config waits for."""
+        digest = manifest.config_digest
+        config = self.configs.get(digest)
+        if config is None and digest not in self.config_waits:
+            config = self.config_of(digest)
+            if config is not None:
+                try:
+                    verify_digest(config, digest)
+                    self.configs[digest] = config
+                except ManifestError:  # the ledger's copy does not hold: the registry's is fetched
+                    config = None
+        if config is not None:
+            return self._configured(repo, manifest, body, config)
+        if digest in self.config_waits:
+            self.config_waits[digest].append((manifest, body))
+            return []
+        self.config_waits[digest] = []
+        return [(self.client.fetch_blob, (repo, digest), {"manifest": manifest, "body": body})]
+
     def _on_config(self, args, context, body):
         repo, config_digest = args
-        manifest = context["manifest"]
+        self.configs[config_digest] = body
+        waiting = self.config_waits.pop(config_digest, [])
+        follow = self._configured(repo, context["manifest"], context["body"], body)
+        for manifest, manifest_body in waiting:
+            follow += self._configured(repo, manifest, manifest_body, body)
+        return follow
+
+    def _configured(self, repo, manifest, body, config):
         try:
-            facts = facts_of(manifest, context["body"], body)
+            facts = facts_of(manifest, body, config)
         except ManifestError as error:
-            raise RegistryError(f"config {config_digest}: {error}", registry=self.registry, stage="config",
-                                repo=repo, digest=manifest.digest, code="CONFIG_INVALID") from None
+            record(self.result, RegistryError(f"config {manifest.config_digest}: {error}", registry=self.registry,
+                                              stage="config", repo=repo, digest=manifest.digest,
+                                              code="CONFIG_INVALID"))
+            self._failed(manifest.digest)
+            return []
         return self._recorded(facts)
 
     def _recorded(self, facts):
@@ -566,6 +668,11 @@ class _Work:
         return []
 
     def _on_error(self, fetch, args, context, error):
+        if fetch == self.client.fetch_tag:
+            self._probed()
+        return self._failure(fetch, args, context, error)
+
+    def _failure(self, fetch, args, context, error):
         if error.code == "RATE_LIMIT_EXHAUSTED":
             self._skip((fetch, args, context))
             return []
@@ -582,16 +689,19 @@ class _Work:
         if fetch == self.client.fetch_tags:
             self._covered(args[0], context["scope"], reason=error.message)
         if fetch == self.client.fetch_manifest:
-            failed = args[1]
+            self._failed(args[1])
         elif fetch == self.client.fetch_blob:
-            failed = context["manifest"].digest
-        else:
-            return []
+            self._failed(context["manifest"].digest)
+            for manifest, _ in self.config_waits.pop(args[1], ()):  # the same config: the same failure
+                self._failed(manifest.digest)
+        return []
+
+    def _failed(self, digest):
+        """A manifest that could not be recorded: an index waiting for it is not recorded either."""
         for index, needs in list(self.index_needs.items()):
-            if failed in needs:
+            if digest in needs:
                 del self.index_needs[index]
                 self.index_facts.pop(index, None)
-        return []
 
     def _signature(self, repo, digest, subject):
         """A possible signature of `subject` (a referrer, or a cosign `.sig` tag's manifest): checked against

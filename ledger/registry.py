@@ -221,6 +221,7 @@ class RegistryClient:
         self.transport.observe = observe  # -v, and the progress bar's rate: every request, token servers' too
         self.requests = Counter()
         self.rate_limit = {}  # Docker Hub's RateLimit-Limit / -Remaining, as last seen
+        self.rate_limited = False  # it sent a RateLimit header: a manifest GET may count as a pull there
         self.exhausted = False
         self.stalls = 0  # requests in a row that hit their deadline or timed out, with nothing answered between
         self.login_checked = False  # the ping's challenge was answered: a later 401 is about a scope, not a login
@@ -438,7 +439,11 @@ class RegistryClient:
         return response
 
     def _note_rate_limit(self, response):
-        remaining = _rate_number(response.header("RateLimit-Remaining"))
+        said = response.header("RateLimit-Remaining")
+        if said is None and response.header("RateLimit-Limit") is None:
+            return
+        self.rate_limited = True
+        remaining = _rate_number(said)
         if remaining is None:
             return
         limit = _rate_number(response.header("RateLimit-Limit"))
@@ -604,6 +609,50 @@ class RegistryClient:
             raise self._fail(f"head: invalid Docker-Content-Digest {digest[:80]!r}", "head", repo=repo, tag=tag,
                              code="DIGEST_INVALID")
         return digest, media_type, size
+
+    def fetch_tag(self, repo, tag):
+        """Resolve a tag with one GET instead of a HEAD, for a tag whose manifest is wanted anyway (one the
+        ledger never held): (body, media type, digest, problem). The digest is the registry's
+        Docker-Content-Digest, as a HEAD's; a body that cannot be read or does not hash to it is the
+        problem (the sighting stands, the bytes do not, as when a GET after a HEAD fails). With no header,
+        the digest is the body's hash, and only of a body that is a manifest (as fetch_head)."""
+        prefix, scopes = self._repo(repo)
+        where = {"repo": repo, "tag": tag}
+        try:
+            response = self._request("GET", f"{prefix}/manifests/{_tag_path(tag)}", "manifest", headers=_ACCEPT,
+                                     scopes=scopes, **where)
+        except RegistryError as error:
+            if error.status == 404:
+                error.code = "TAG_UNKNOWN"
+                error.message = f"manifest: tag {tag} is in {repo}'s tag list, but its manifest is unknown (HTTP 404)"
+            raise
+        media_type = bare_media_type(response.header("Content-Type"))
+        said = response.header("Docker-Content-Digest")
+        if said is not None and not valid_digest(said):
+            response.close()
+            raise self._fail(f"manifest: invalid Docker-Content-Digest {said[:80]!r}", "manifest",
+                             code="DIGEST_INVALID", **where)
+        try:
+            body = self._read(response, MAX_MANIFEST_BYTES, "manifest", **where)
+        except RegistryError as error:
+            if said is None:
+                raise
+            error.digest = said
+            return None, media_type, said, error
+        if said is None:
+            digest = compute_digest(body)
+            try:
+                parse_manifest(body, digest, media_type)
+            except ManifestError as error:
+                raise self._fail(f"manifest: no Docker-Content-Digest, and the manifest is not one ({error})",
+                                 "manifest", code="MANIFEST_INVALID", **where) from None
+            return body, media_type, digest, None
+        try:
+            verify_digest(body, said, media_type)
+        except ManifestError as error:
+            return None, media_type, said, self._fail(f"manifest: {error}", "manifest", code="DIGEST_MISMATCH",
+                                                      digest=said, **where)
+        return body, media_type, said, None
 
     def fetch_manifest(self, repo, reference, tag=None):
         """GET a manifest by digest (or tag) and verify the body: (body, media type, digest)."""

@@ -86,10 +86,19 @@ def _collect(db, plan, run_id, known, ledger_repos, progress):
         indexes = store.known_indexes(db) if plan.targets else set()
         checking = Checking(plan.signature_keys, store.signature_checks_done(db),
                             lambda digest: store.manifest_body(db, digest)) if plan.targets else None
+        configs = None  # config digest -> a manifest keeping its bytes, read when a config is first wanted
+
+        def config_of(digest):
+            nonlocal configs
+            if configs is None:
+                configs = store.config_sources(db)
+            return store.stored_config(db, configs[digest]) if digest in configs else None
         result = collect(plan.targets, known, ledger_repos, options=plan.options, progress=progress,
                          observe=plan.observe,
                          children_of=lambda digest: store.children_of(db, digest) if digest in indexes else [],
                          seen=lambda registry, repo: store.held_repo(db, registry, repo, store.REGISTRY),
+                         tags_held=lambda registry, repo: store.tags_held(db, registry, repo, store.REGISTRY),
+                         rate_limited=store.rate_limited_registries(db), config_of=config_of,
                          signatures=checking) if plan.targets else None
         if plan.daemon:
             local = collect_daemon(plan.daemon, store.known_images(db), store.live_repos(db, plan.daemon.source))

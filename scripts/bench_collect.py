@@ -64,15 +64,20 @@ class Layout:
     def __init__(self):
         self.tags = {}  # repo -> [tag]
         self.manifests = set()  # top-level and platform-child manifest digests
+        self.tagged = set()  # the manifests some tag points at: a cold run's GET of the tag brings them
         self.configs = set()
 
     def minimum(self, cold, mode="auto"):
+        """Warm: one HEAD per tag. Cold: one GET per tag (the ledger never held it: its manifest is wanted),
+        one per manifest no tag points at (platform children, untagged referrers), one per config."""
         repos = len(self.tags)
+        tags = sum(len(tags) for tags in self.tags.values())
         counts = {"ping": 1, "catalog": max(1, math.ceil(repos / PAGE_SIZE)),
-                  "tags": sum(max(1, math.ceil(len(tags) / PAGE_SIZE)) for tags in self.tags.values()),
-                  "head": sum(len(tags) for tags in self.tags.values())}
+                  "tags": sum(max(1, math.ceil(len(tags) / PAGE_SIZE)) for tags in self.tags.values())}
         if cold:
-            counts.update(manifest=len(self.manifests), config=len(self.configs))
+            counts.update(manifest=tags + len(self.manifests - self.tagged), config=len(self.configs))
+        else:
+            counts["head"] = tags
         if mode != "never":
             counts["referrers"] = 1  # --referrers auto probes the registry once: distribution answers 404
         return counts
@@ -102,12 +107,13 @@ def push(registry, repos, tags, prefix="bench"):
         pusher = Pusher(registry.url)
         if multi:
             digest, children = pusher.index(repo, tag, [("amd64", None), ("arm64", "v8")], seed=seed)
-            return {digest, *children.values()}, {pusher.configs[child] for child in children.values()}
+            return digest, {digest, *children.values()}, {pusher.configs[child] for child in children.values()}
         digest, config, _ = pusher.image(repo, tag, seed=seed)
-        return {digest}, {config}
+        return digest, {digest}, {config}
 
     with ThreadPoolExecutor(8) as pool:
-        for manifests, configs in pool.map(one, jobs):
+        for tagged, manifests, configs in pool.map(one, jobs):
+            layout.tagged.add(tagged)
             layout.manifests |= manifests
             layout.configs |= configs
     return layout
@@ -388,7 +394,9 @@ class Supply(Layout):
     def expected(self, kind):
         """What the minimum of a kind is made of, to name what a run asked beyond it (None: not known)."""
         return {"head": {(repo, tag) for repo, tags in self.tags.items() for tag in tags},
-                "manifest": self.manifests, "config": self.configs,
+                "manifest": (self.manifests - self.tagged) | {(repo, tag) for repo, tags in self.tags.items()
+                                                              for tag in tags},
+                "config": self.configs,
                 "referrers": {(repo, d) for repo, digests in self.followed.items() for d in digests} if self.api
                 else None}.get(kind)
 
@@ -415,6 +423,7 @@ def push_supply(url, repos, tags, api, prefix="supply"):
             layout.untagged += 1
         else:
             layout.tags[repo].append(reference)
+            layout.tagged.add(built.digest)
 
     def image(repo, tag, t):
         seed = "supply-common" if t == 0 else f"{repo}-{t}"
@@ -428,6 +437,7 @@ def push_supply(url, repos, tags, api, prefix="supply"):
             layout.configs.add(config)
         layout.manifests.update([digest, *children])
         layout.tags[repo].append(tag)
+        layout.tagged.add(digest)
         return digest, children
 
     for r in range(repos):
@@ -465,13 +475,14 @@ def push_supply(url, repos, tags, api, prefix="supply"):
 
 
 def request_key(kind, path):
-    """What a request asks for: a digest for manifests and configs (one fetch serves every repo),
-    (repo, tag or digest) for HEADs and referrers, the path for the rest."""
+    """What a request asks for: a digest for manifests by digest and configs (one fetch serves every repo),
+    (repo, tag or digest) for HEADs, a tag's GET and referrers, the path for the rest."""
     route = path.split("?", 1)[0]
     if kind not in ("head", "manifest", "config", "referrers"):
         return path
     name, _, last = route[len("/v2/"):].rpartition("/")
-    return last if kind in ("manifest", "config") else (name.rpartition("/")[0], last)
+    by_digest = kind == "config" or (kind == "manifest" and last.startswith("sha256:"))
+    return last if by_digest else (name.rpartition("/")[0], last)
 
 
 def explain(kind, log, expected):

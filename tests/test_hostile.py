@@ -39,7 +39,7 @@ import pytest
 from ledger.limits import DEFAULT_RETRIES
 
 import hostile
-from hostile import (DOCKER_MANIFEST, HostileRegistry, answer, by_digest, deep_json, drip, drip_headers, endless,
+from hostile import (DOCKER_MANIFEST, HostileRegistry, answer, deep_json, drip, drip_headers, endless,
                      endless_links, good_registry, long_header, many_headers, nested, redirect, when, with_headers,
                      with_link)
 
@@ -206,7 +206,7 @@ def assert_tolerated(outcome, db, env, server, repo="bad/app", tag="1"):
     """A clean run over a hostile value that needed no use: nothing printed, nothing false."""
     assert_ended_sanely(outcome)
     assert outcome.returncode == 0 and outcome.err.strip() == "", outcome.tail()
-    assert rows(db, "SELECT status FROM runs") == [{"status": "ok"}]
+    assert {row["status"] for row in rows(db, "SELECT status FROM runs")} == {"ok"}  # a warm case runs twice
     recorded = current(db)
     assert good_of(server) in recorded
     digest = server.repos[repo][tag]
@@ -305,9 +305,9 @@ def _manifest_with_sizes(server, size):
 
 
 def _serve_other_body(server):
-    """GET bad/app by digest answers good/app's manifest under bad/app's Docker-Content-Digest."""
+    """GET of bad/app's manifest (by tag or digest) answers good/app's under bad/app's Docker-Content-Digest."""
     _, _, good_body = server.manifest_of("good/app", "1")
-    server.misbehave[("GET", "manifest", "bad/app")] = when(by_digest, with_headers(body=good_body))
+    server.misbehave[("GET", "manifest", "bad/app")] = with_headers(body=good_body)
 
 
 def _set(key, hook):
@@ -333,9 +333,9 @@ PER_REPO = [
     pytest.param(_set(CATALOG, deep_json(200_000, shape="dict", wrap=(b'{"repositories":', b"}"))),
                  {"catalog": True}, id="catalog-nested-200000"),
     # 2. a Content-Length only str.isdigit() accepts
-    pytest.param(_set(HEAD, with_headers(("Content-Length", "\u00b2".encode("latin-1")))), {"tolerable": True},
-                 id="content-length-superscript-on-head"),
-    pytest.param(_set(GET_MANIFEST, when(by_digest, with_headers(("Content-Length", "\u00b2".encode("latin-1"))))),
+    pytest.param(_set(HEAD, with_headers(("Content-Length", "\u00b2".encode("latin-1")))),
+                 {"tolerable": True, "warm": True}, id="content-length-superscript-on-head"),
+    pytest.param(_set(GET_MANIFEST, with_headers(("Content-Length", "\u00b2".encode("latin-1")))),
                  {"tolerable": True}, id="content-length-superscript-on-get"),
     # 3. Retry-After on a 503 (retries on, so it is read)
     pytest.param(_set(TAGS, answer(503, UNAVAILABLE, [("Retry-After", "\u00b2".encode("latin-1"))])),
@@ -346,7 +346,7 @@ PER_REPO = [
     pytest.param(_set(TAGS, endless(404, chunked=True)), {}, id="tag-list-404-endless-chunked-body"),
     pytest.param(_set(TAGS, endless(404)), {}, id="tag-list-404-endless-body"),
     pytest.param(_set(CATALOG, endless(500)), {"catalog": True}, id="catalog-500-endless-body"),
-    pytest.param(_set(GET_MANIFEST, when(by_digest, drip(20.0))), {}, id="manifest-dripped-1-byte-per-20s"),
+    pytest.param(_set(GET_MANIFEST, drip(20.0)), {}, id="manifest-dripped-1-byte-per-20s"),
     pytest.param(_set(TAGS, drip_headers(1.0)), {}, id="headers-dripped-1-byte-per-second"),
     pytest.param(_set(TAGS, many_headers(100_000)), {}, id="100000-headers"),
     pytest.param(_set(TAGS, long_header(1 << 20)), {}, id="1MiB-header-line"),
@@ -368,6 +368,9 @@ PER_REPO = [
 
 @pytest.mark.parametrize("setup,options", PER_REPO)
 def test_a_hostile_answer_for_one_repository_is_contained(server, db, env, setup, options):
+    """A cold run resolves its tags with GETs; `warm` first collects the repos, so their tags get HEADs."""
+    if options.get("warm"):
+        collect(db, targets_of(server, "/bad/app", "/good/app"), env=env)
     setup(server)
     targets = targets_of(server, "/bad/app", "/good/app")
     if options.get("catalog"):
@@ -482,7 +485,7 @@ def test_a_netrc_never_supplies_an_authorization_header(server, servers, db, env
     elsewhere = servers(host="localhost")
     elsewhere.add_image("good/app", "1", seed="good")  # the same bytes, so the redirect target serves them
     server.require_bearer(realm)
-    server.misbehave[("GET", "manifest", "good/app")] = when(by_digest, redirect(lambda h: elsewhere.url + h.path))
+    server.misbehave[("GET", "manifest", "good/app")] = redirect(lambda h: elsewhere.url + h.path)
     netrc = Path(env["HOME"]) / ".netrc"
     netrc.write_text("machine 127.0.0.1 login n password netrc-secret\n"
                      "machine localhost login n password netrc-secret\n"
@@ -536,8 +539,7 @@ def test_a_manifest_redirected_to_another_host_gets_no_credentials(server, serve
     elsewhere = servers(host="localhost")
     elsewhere.add_image("good/app", "1", seed="good")
     server.require_basic("me", "secret")
-    server.misbehave[("GET", "manifest", "good/app")] = when(by_digest, redirect(
-        lambda h: elsewhere.url + h.path, 307))
+    server.misbehave[("GET", "manifest", "good/app")] = redirect(lambda h: elsewhere.url + h.path, 307)
     outcome = collect(db, targets_of(server, "/good/app"), env=env, extra=["--username", "me", "--password-stdin"],
                       stdin="secret\n")
     assert_ended_sanely(outcome)

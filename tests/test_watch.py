@@ -58,7 +58,7 @@ def test_sigint_during_a_run_lets_it_finish(registry, pusher, ns, tmp_path):
     db = str(tmp_path / "w.db")
     with Proxy(registry.host, latency=0.1) as slow:
         process = watch(f"{slow.host}/{ns}/app", db, "--every", "1h", "--concurrency", "2")
-        assert wait_for(lambda: slow.counts["head"] >= 2)
+        assert wait_for(lambda: slow.counts["manifest"] >= 2)  # cold: each tag resolved with a GET
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
@@ -74,15 +74,15 @@ def test_a_second_signal_abandons_the_run_and_records_it(registry, pusher, ns, t
     db = str(tmp_path / "w.db")
     with Proxy(registry.host, latency=0.2) as slow:
         process = watch(f"{slow.host}/{ns}/app", db, "--every", "1h", "--concurrency", "1")
-        assert wait_for(lambda: slow.counts["head"] >= 1)
+        assert wait_for(lambda: slow.counts["manifest"] >= 1)  # cold: each tag resolved with a GET
         process.send_signal(signal.SIGINT)
         time.sleep(0.1)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=60)
-        heads = slow.counts["head"]
+        resolved = slow.counts["manifest"]
     assert process.returncode == 0, err
     assert "run abandoned" in err
-    assert heads < 20  # it stopped asking
+    assert resolved < 20  # it stopped asking
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT status, error_summary FROM runs").fetchall() == [
         ("failed", "interrupted: stopped by a signal")]

@@ -22,6 +22,7 @@ _WHERE = {
     "event_hash": "encoding",
     "children_of": "facts", "known_digests": "facts", "known_images": "facts", "known_indexes": "facts",
     "held_repo": "facts", "live_repos": "facts", "manifest_body": "facts", "signature_checks_done": "facts",
+    "config_sources": "facts", "stored_config": "facts", "tags_held": "facts", "rate_limited_registries": "facts",
     "stored_facts": "facts",
     "finish_failed_run": "runs", "start_run": "runs",
     "verify": "verification",

@@ -45,6 +45,36 @@ def known_digests(db):
     return {row[0] for row in db.execute("SELECT digest FROM manifests WHERE body IS NOT NULL")}
 
 
+def config_sources(db):
+    """Config digest -> a manifest whose row keeps that config's bytes: a config the ledger holds is read
+    from it, never fetched again."""
+    return dict(db.execute("SELECT config_digest, digest FROM manifests WHERE config_body IS NOT NULL "
+                           "AND config_digest IS NOT NULL"))
+
+
+def stored_config(db, manifest_digest):
+    """The config bytes a manifest's row keeps, or None (the caller checks them against their digest)."""
+    row = db.execute("SELECT config_body FROM manifests WHERE digest = ?", [manifest_digest]).fetchone()
+    try:
+        return _inflate(row[0], MAX_CONFIG_BYTES) if row and row[0] else None
+    except (zlib.error, TypeError, ValueError):
+        return None
+
+
+def tags_held(db, registry, repo, source):
+    """The tags of a repository the ledger ever held a key for (live or removed): a tag not among them is
+    resolved with one GET, since its manifest is wanted anyway."""
+    return {row[0] for row in db.execute("SELECT tag FROM tag_keys WHERE registry = ? AND repo = ? AND source = ?",
+                                         [registry, repo, source])}
+
+
+def rate_limited_registries(db):
+    """Registries that sent rate-limit headers in some run: there a manifest GET is a pull, a HEAD is not."""
+    return {row[0] for row in db.execute(
+        "SELECT DISTINCT key FROM runs, json_each(runs.rate_limits) WHERE runs.rate_limits IS NOT NULL "
+        "AND json_valid(runs.rate_limits) AND json_type(runs.rate_limits) = 'object'")}
+
+
 def known_indexes(db):
     """Digests of the indexes the ledger holds: only these have children whose referrers are followed."""
     return {row[0] for row in db.execute("SELECT digest FROM manifests WHERE kind = 'index' AND body IS NOT NULL")}
