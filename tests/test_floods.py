@@ -12,7 +12,7 @@ import sqlite3
 
 import pytest
 
-from hostile import HostileRegistry, answer, referrer_flood, referrer_manifest, referrers_list, when
+from sandbox.hostile import HostileRegistry, answer, referrer_flood, referrer_manifest, referrers_list, when
 from test_hostile import assert_ended_sanely, assert_verifies, env, rows, run_ledger  # noqa: F401 (env: a fixture)
 
 TAGS = 12

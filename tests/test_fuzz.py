@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hostile import (FUZZ_ENDPOINTS, FUZZ_TARGETS, HOSTILE_HEADERS, HOSTILE_STATUSES, FuzzCase, ResponseSpec,
+from sandbox.hostile import (FUZZ_ENDPOINTS, FUZZ_TARGETS, HOSTILE_HEADERS, HOSTILE_STATUSES, FuzzCase, ResponseSpec,
                      good_registry, hostile_bodies, run_in_process)
 from ledger.cli import cli
 

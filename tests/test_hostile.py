@@ -36,8 +36,8 @@ from pathlib import Path
 
 import pytest
 
-import hostile
-from hostile import (DOCKER_MANIFEST, HostileRegistry, answer, by_digest, deep_json, drip, drip_headers, endless,
+from sandbox import hostile
+from sandbox.hostile import (DOCKER_MANIFEST, HostileRegistry, answer, by_digest, deep_json, drip, drip_headers, endless,
                      endless_links, good_registry, long_header, many_headers, nested, redirect, when, with_headers,
                      with_link)
 

@@ -23,7 +23,7 @@ import pytest
 import sqlite_utils
 
 from conftest import Ledger
-from hostile import HostileRegistry
+from sandbox.hostile import HostileRegistry
 from ledger import reads, serving, store
 from ledger.findings import Listing, RunResult, Sighting
 from ledger.pictures import ADDED, MOVED, NEW, REMOVED, colour_of, short
