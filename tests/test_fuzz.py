@@ -27,6 +27,8 @@ from sandbox.hostile import (FUZZ_ENDPOINTS, FUZZ_TARGETS, HOSTILE_HEADERS, HOST
                      good_registry, hostile_bodies, run_in_process)
 from ledger.cli import cli
 
+pytestmark = pytest.mark.slow  # hundreds of hostile collects
+
 # As in test_properties.py: locally every run explores new examples; in CI (CI set) the same
 # examples run every time. Few examples: each is a whole collect.
 FUZZ = settings(max_examples=150, deadline=None, derandomize=bool(os.environ.get("CI")),
