@@ -447,6 +447,7 @@ def bands_seen(rows, colours):
     return lanes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["timeline", "timelines"])
 def test_chromium_draws_both_pages_with_every_band(story, weeks, serve, tmp_path, name):
     """The timeline of `prod` (three bands, a signature's mark) and a 30-day timelines page of changes days
