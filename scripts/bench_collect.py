@@ -49,8 +49,8 @@ import urllib3
 from ledger.manifests import ACCEPT, OCI_INDEX, OCI_MANIFEST, compute_digest
 from ledger.registry import RegistryOptions
 from ledger.transport import Transport
-# The sandbox (local registry, pusher, proxies) is test-only: it lives in tests/, not in the package.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+# sandbox/ is a package of this source tree, not installed (see ARCHITECTURE.md): the repository root goes on sys.path.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sandbox import LocalRegistry, Proxy, Pusher, ReferrersProxy, request_kind  # noqa: E402
 
 LEDGER = [sys.executable, "-m", "ledger"]

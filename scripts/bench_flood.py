@@ -2,7 +2,7 @@
 with the same thousands of referrers whose manifests name another subject (issue 21: 180,000 errors rows,
 a 93 MiB ledger and 498 MiB RSS at 120 tags, before the caps).
 
-A loopback HostileRegistry (tests/hostile.py) serves TAGS tags of distinct images in one repository, and
+A loopback HostileRegistry (sandbox/hostile.py) serves TAGS tags of distinct images in one repository, and
 the referrers API. A first collect, with no referrers API yet, records the tags; then the API answers every
 digest with the same FLOOD lying referrers, and a second collect (the ledger's default caps) is measured:
 its peak RSS (VmHWM of the collect process, polled from /proc while it runs: ru_maxrss would carry the
@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# The hostile registry is test-only: it lives in tests/, not in the package.
-sys.path.insert(0, str(ROOT / "tests"))
-from hostile import HostileRegistry, referrer_flood  # noqa: E402
+# sandbox/ is a package of this source tree, not installed (see ARCHITECTURE.md): the repository root goes on sys.path.
+sys.path.insert(0, str(ROOT))
+from sandbox.hostile import HostileRegistry, referrer_flood  # noqa: E402
 
 RSS_TARGET_MB = 300
 GROWTH_TARGET_MB = 5

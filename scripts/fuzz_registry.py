@@ -1,6 +1,6 @@
 """Fuzz `ledger collect` with hostile registry answers.
 
-Runs N random hostile configurations against the loopback HostileRegistry of tests/hostile.py
+Runs N random hostile configurations against the loopback HostileRegistry of sandbox/hostile.py
 (`random_case`: one to three endpoints among ping, catalog, a tag list, a manifest HEAD or GET, a
 config blob and the token realm, each answering with a hostile status, hostile header values and
 a hostile body, framed by a Content-Length, by closing or chunked; random targets, Basic or Bearer
@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+# sandbox/ is a package of this source tree, not installed (see ARCHITECTURE.md): the repository root goes on sys.path.
 sys.path.insert(0, str(ROOT))
 
-import hostile  # noqa: E402  (tests/hostile.py)
+from sandbox import hostile  # noqa: E402
 from ledger.cli import cli  # noqa: E402
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import requests
 
 from ledger.manifests import ACCEPT
-# The sandbox (local registry, pusher, proxies) is test-only: it lives in tests/, not in the package.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+# sandbox/ is a package of this source tree, not installed (see ARCHITECTURE.md): the repository root goes on sys.path.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sandbox import RESET, TRUNCATE, LocalRegistry, Proxy, Pusher  # noqa: E402
 
 

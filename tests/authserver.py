@@ -8,7 +8,6 @@ import json
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import bcrypt
@@ -17,6 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+
+from sandbox.loopback import LoopbackServer
 
 
 def _b64url(data):
@@ -94,47 +95,36 @@ class TokenServer:
         self.requests = []
         self.issued = []
         self._lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                server._answer(self, parse_qs(urlsplit(self.path).query), self._basic_user())
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                form = parse_qs(self.rfile.read(length).decode())
-                user = server.refresh_tokens.get((form.get("refresh_token") or [""])[0])
-                if form.get("grant_type") != ["refresh_token"] or user is None:
-                    return server._deny(self)
-                scopes = (form.get("scope") or [""])[0].split()
-                server._answer(self, {"service": form.get("service", []), "scope": scopes}, user, oauth=True)
-
-            def _basic_user(self):
-                header = self.headers.get("Authorization", "")
-                if not header.startswith("Basic "):
-                    return None
-                user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-                return user if server.users.get(user) == password else False
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = LoopbackServer({"GET": self._get, "POST": self._refresh}).start()
+        self.realm = f"{self.server.url}/token"
 
     def registry_config(self):
         return (f"auth: {{token: {{realm: {self.realm}, service: {self.SERVICE}, issuer: {self.ISSUER}, "
                 f"rootcertbundle: {self.bundle}}}}}\n")
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
+
+    def _get(self, handler):
+        self._answer(handler, parse_qs(urlsplit(handler.path).query), self._basic_user(handler))
+
+    def _refresh(self, handler):
+        form = parse_qs(handler.body().decode())
+        user = self.refresh_tokens.get((form.get("refresh_token") or [""])[0])
+        if form.get("grant_type") != ["refresh_token"] or user is None:
+            return self._deny(handler)
+        scopes = (form.get("scope") or [""])[0].split()
+        self._answer(handler, {"service": form.get("service", []), "scope": scopes}, user, oauth=True)
+
+    def _basic_user(self, handler):
+        header = handler.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return None
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        return user if self.users.get(user) == password else False
 
     def _deny(self, handler):
-        handler.send_response(401)
-        handler.send_header("Content-Length", "0")
-        handler.end_headers()
+        handler.send(401)
 
     def _answer(self, handler, query, user, oauth=False):
         with self._lock:
@@ -153,11 +143,7 @@ class TokenServer:
         token = self.sign(user or "", access)
         body = json.dumps({"access_token" if oauth else "token": token, "expires_in": self.expires_in,
                            "issued_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}).encode()
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
+        handler.send(200, body, [("Content-Type", "application/json")])
 
     def sign(self, subject, access):
         now = int(time.time())

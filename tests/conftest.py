@@ -184,6 +184,13 @@ def serve():
         served.stop()
 
 
+def pytest_collection_modifyitems(items):
+    """A test that needs podman is slow: the service takes seconds to stop (README: the quick loop)."""
+    for item in items:
+        if "podman_service" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def podman_service(registry, tmp_path_factory):
     """Debian's podman serving the Docker Engine API, once per session, trusting the test registry."""

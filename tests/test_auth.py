@@ -3,13 +3,12 @@
 import base64
 import os
 import stat
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 from conftest import PASSWORD
 
 from sandbox import Proxy
+from sandbox.loopback import LoopbackServer
 
 
 def basic_auth(user="alice", password=PASSWORD):
@@ -149,24 +148,14 @@ class BlobStore:
     """Another loopback origin that serves blobs (as S3 would) and records the headers it gets."""
 
     def __init__(self, upstream):
-        store = self
+        self.upstream = upstream
         self.headers = []
+        self.server = LoopbackServer({"GET": self._get}).start()
+        self.url = self.server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                store.headers.append(dict(self.headers))
-                body = requests.get(f"{upstream}{self.path}", auth=("alice", PASSWORD)).content
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _get(self, request):
+        self.headers.append(dict(request.headers))
+        request.send(200, requests.get(f"{self.upstream}{request.path}", auth=("alice", PASSWORD)).content)
 
 
 def test_a_blob_redirect_to_another_host_never_carries_authorization(htpasswd_registry, pusher, ledger, ns,
@@ -189,7 +178,7 @@ def test_a_blob_redirect_to_another_host_never_carries_authorization(htpasswd_re
     # the registry got nothing before it challenged, and credentials on every request after
     assert seen_auth[0] is None and all(seen_auth[1:])
     assert ledger.rows("SELECT image FROM current_tags")[0]["image"].startswith("sha256:")
-    blobs.server.shutdown()
+    blobs.server.stop()
 
 
 def test_no_password_or_token_is_ever_written_or_printed(htpasswd_registry, token_registry, pusher, ledger, ns,

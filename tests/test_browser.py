@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
+pytestmark = pytest.mark.slow  # headless Chromium
+
 ARTIFACTS = Path(os.environ.get("LEDGER_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
 # As root Chromium needs --no-sandbox; the rest keep it off the network this machine does not have.
 CHROMIUM = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

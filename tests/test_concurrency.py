@@ -7,12 +7,15 @@ import sys
 import threading
 import time
 
+import pytest
 import requests
 
 from ledger import store
 from ledger.findings import RunResult, Sighting
 from ledger.manifests import ACCEPT
 from sandbox import Proxy
+
+pytestmark = pytest.mark.slow  # collects killed and raced, many times over
 
 
 def collect_process(target, db, *extra):

@@ -7,14 +7,13 @@ feed, the notification and the metrics file must all say the same number."""
 import json
 import re
 import sqlite3
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from sandbox.loopback import LoopbackServer
 from test_notify import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,35 +29,20 @@ class ScriptedDaemon:
 
     def __init__(self):
         self.images = {}
-        daemon = self
+        self.server = LoopbackServer({"GET": self._get}).start()
+        self.host = f"tcp://{self.server.host}"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                if self.path == "/_ping":
-                    body = b"OK"
-                elif self.path.startswith("/images/json"):
-                    body = json.dumps(daemon.listing()).encode()
-                elif self.path.startswith("/images/sha256:"):
-                    body = json.dumps({"Id": self.path.split("/")[2], "Config": {"Labels": {}},
-                                       "Architecture": "amd64", "Os": "linux"}).encode()
-                else:
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.host = f"tcp://127.0.0.1:{self.server.server_address[1]}"
+    def _get(self, request):
+        if request.path == "/_ping":
+            body = b"OK"
+        elif request.path.startswith("/images/json"):
+            body = json.dumps(self.listing()).encode()
+        elif request.path.startswith("/images/sha256:"):
+            body = json.dumps({"Id": request.path.split("/")[2], "Config": {"Labels": {}},
+                               "Architecture": "amd64", "Os": "linux"}).encode()
+        else:
+            return request.send(404)
+        request.send(200, body, [("Content-Type", "application/json")])
 
     def listing(self):
         return [{"Id": image, "Created": 1700000000, "Size": 1000,
@@ -67,8 +51,7 @@ class ScriptedDaemon:
                 for image, keys in self.images.items()]
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 # (name, passes): each pass is {image ID: [(repo, tag, RepoDigest)]} and the new images it must count.
@@ -134,4 +117,4 @@ def test_a_daemon_image_id_seen_before_is_never_new(ledger, tmp_path, name, pass
         assert ledger("verify").exit_code == 0
     finally:
         daemon.close()
-        receiver.server.shutdown()
+        receiver.stop()

@@ -242,6 +242,7 @@ def test_a_ledger_file_gone_while_served_is_an_error_page_naming_it(tmp_path):
     assert raised.value.message.startswith(f"{gone}: ")
 
 
+@pytest.mark.slow
 def test_a_missing_ledger_among_several_is_one_line_before_anything_is_served(fleet, tmp_path):
     missing = str(tmp_path / "typo.db")
     result = subprocess.run([sys.executable, "-m", "ledger", "serve", fleet["ops"], missing, "--port",
@@ -256,6 +257,7 @@ def empty_ledgers(directory, *names):
     return [str(directory / f"{name}.db") for name in names]
 
 
+@pytest.mark.slow
 def test_two_ledgers_with_one_name_are_refused(tmp_path):
     (tmp_path / "eu").mkdir()
     (tmp_path / "us").mkdir()
@@ -272,6 +274,7 @@ def test_two_ledgers_with_one_name_are_refused(tmp_path):
     assert result.returncode == 1 and "cannot be served as /_memory" in result.stderr
 
 
+@pytest.mark.slow
 def test_more_ledgers_than_sqlite_attaches_are_served_without_the_fleet_queries(tmp_path, serving):
     names = [f"team-{n}" for n in range(attach_limit() + 1)]
     served = serving(*empty_ledgers(tmp_path, *names))
@@ -293,6 +296,7 @@ def test_no_sql_holds_for_the_fleet_database_and_its_queries_still_run(tmp_path,
     assert served.get("/_memory/fleet_digest_usage.json", digest="sha256:" + "0" * 64) == []
 
 
+@pytest.mark.slow
 def test_a_fleet_in_a_read_only_directory_is_read_without_writing(fleet, tmp_path, serving):
     """Both copies attached as the store opens them: `immutable` where SQLite cannot make its side files."""
     directory = tmp_path / "ro"

@@ -12,7 +12,7 @@ import sqlite3
 
 import pytest
 
-from hostile import HostileRegistry, answer, referrer_flood, referrer_manifest, referrers_list, when
+from sandbox.hostile import HostileRegistry, answer, referrer_flood, referrer_manifest, referrers_list, when
 from test_hostile import assert_ended_sanely, assert_verifies, env, rows, run_ledger  # noqa: F401 (env: a fixture)
 
 TAGS = 12
@@ -95,6 +95,7 @@ def test_a_referrer_flood_is_a_few_rows_with_true_counts_and_removes_nothing(flo
     assert f"({PER_RUN} times)" in text and f"({TAGS} times)" in text
 
 
+@pytest.mark.slow
 def test_thousands_of_tags_failing_alike_are_one_row_with_their_count(db, env):
     """The class, not the instance: per-tag errors of one code in one repository merge too."""
     server = HostileRegistry()
@@ -174,6 +175,7 @@ def test_errors_rows_sealed_before_schema_10_still_verify_after_it(tmp_path):
     db.close()
 
 
+@pytest.mark.slow
 def test_an_index_of_thousands_of_children_is_fetched_up_to_its_cap(db, env):
     from ledger.limits import MAX_INDEX_CHILDREN
 

@@ -23,9 +23,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hostile import (FUZZ_ENDPOINTS, FUZZ_TARGETS, HOSTILE_HEADERS, HOSTILE_STATUSES, FuzzCase, ResponseSpec,
+from sandbox.hostile import (FUZZ_ENDPOINTS, FUZZ_TARGETS, HOSTILE_HEADERS, HOSTILE_STATUSES, FuzzCase, ResponseSpec,
                      good_registry, hostile_bodies, run_in_process)
 from ledger.cli import cli
+
+pytestmark = pytest.mark.slow  # hundreds of hostile collects
 
 # As in test_properties.py: locally every run explores new examples; in CI (CI set) the same
 # examples run every time. Few examples: each is a whole collect.

@@ -37,9 +37,8 @@ from pathlib import Path
 import pytest
 
 from ledger.limits import DEFAULT_RETRIES
-
-import hostile
-from hostile import (DOCKER_MANIFEST, HostileRegistry, answer, deep_json, drip, drip_headers, endless,
+from sandbox import hostile
+from sandbox.hostile import (DOCKER_MANIFEST, HostileRegistry, answer, deep_json, drip, drip_headers, endless,
                      endless_links, good_registry, long_header, many_headers, nested, redirect, when, with_headers,
                      with_link)
 
@@ -346,8 +345,8 @@ PER_REPO = [
     pytest.param(_set(TAGS, endless(404, chunked=True)), {}, id="tag-list-404-endless-chunked-body"),
     pytest.param(_set(TAGS, endless(404)), {}, id="tag-list-404-endless-body"),
     pytest.param(_set(CATALOG, endless(500)), {"catalog": True}, id="catalog-500-endless-body"),
-    pytest.param(_set(GET_MANIFEST, drip(20.0)), {}, id="manifest-dripped-1-byte-per-20s"),
-    pytest.param(_set(TAGS, drip_headers(1.0)), {}, id="headers-dripped-1-byte-per-second"),
+    pytest.param(_set(GET_MANIFEST, drip(20.0)), {}, id="manifest-dripped-1-byte-per-20s", marks=pytest.mark.slow),
+    pytest.param(_set(TAGS, drip_headers(1.0)), {}, id="headers-dripped-1-byte-per-second", marks=pytest.mark.slow),
     pytest.param(_set(TAGS, many_headers(100_000)), {}, id="100000-headers"),
     pytest.param(_set(TAGS, long_header(1 << 20)), {}, id="1MiB-header-line"),
     # 7. misc
@@ -386,6 +385,7 @@ def test_a_hostile_answer_for_one_repository_is_contained(server, db, env, setup
         assert rows(db, "SELECT count(*) AS n FROM manifests WHERE digest = ?", [bad_digest]) == [{"n": 0}]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("max_tags,most_pages", [(10_000, 3), (None, 13)], ids=["max-tags-10000", "default-max-tags"])
 def test_endless_distinct_link_pages_stop_at_the_tag_cap_without_false_removals(server, db, env, ledger, max_tags,
                                                                                  most_pages):
@@ -594,6 +594,7 @@ def test_watch_keeps_running_through_a_crasher_and_stops_on_sigterm(server, db, 
     assert_verifies(db, env)
 
 
+@pytest.mark.slow
 def test_an_index_of_thousands_of_hanging_children_ends_near_the_deadline(server, db, env):
     """Each child GET hangs: a registry that stopped answering is given up after a few deadlines in a
     row, not asked thousands of times (which held a run for half an hour)."""

@@ -2,15 +2,14 @@
 
 import json
 import re
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from ledger.hub import HubError, fetch_hub_repositories
 from ledger.registry import retry_after
 from ledger.settings import SettingsError, load_config
+from sandbox.loopback import LoopbackServer
 
 
 def flaky(proxy, path_part, failures, status=503, headers=()):
@@ -177,43 +176,33 @@ class HubStandIn:
     """Serves the documented JSON shape of Docker Hub's repository listing, in pages."""
 
     def __init__(self, namespace, names, page_size=2, password=None):
-        hub = self
+        self.namespace, self.names, self.page_size, self.password = namespace, names, page_size, password
         self.logins = []
+        self.server = LoopbackServer({"GET": self._list, "POST": self._login}).start()
+        self.url = self.server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
+    def _login(self, request):
+        sent = json.loads(request.body())
+        self.logins.append(sent["username"])
+        if sent["password"] != self.password:
+            return _send_json(request, 401, {"detail": "Incorrect authentication credentials"})
+        _send_json(request, 200, {"token": "hub-jwt"})
 
-            def _send(self, status, document):
-                body = json.dumps(document).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    def _list(self, request):
+        prefix = f"/v2/namespaces/{self.namespace}/repositories"
+        if not request.path.startswith(prefix):
+            return _send_json(request, 404, {"message": "object not found"})
+        page = int(request.path.partition("page=")[2] or 1) if "page=" in request.path else 1
+        chunk = self.names[(page - 1) * self.page_size: page * self.page_size]
+        more = page * self.page_size < len(self.names)
+        _send_json(request, 200, {
+            "count": len(self.names), "previous": None,
+            "next": f"{self.url}{prefix}?page_size={self.page_size}&page={page + 1}" if more else None,
+            "results": [{"name": n, "namespace": self.namespace, "repository_type": "image"} for n in chunk]})
 
-            def do_POST(self):
-                sent = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                hub.logins.append(sent["username"])
-                if sent["password"] != password:
-                    return self._send(401, {"detail": "Incorrect authentication credentials"})
-                self._send(200, {"token": "hub-jwt"})
 
-            def do_GET(self):
-                prefix = f"/v2/namespaces/{namespace}/repositories"
-                if not self.path.startswith(prefix):
-                    return self._send(404, {"message": "object not found"})
-                page = int(self.path.partition("page=")[2] or 1) if "page=" in self.path else 1
-                chunk = names[(page - 1) * page_size: page * page_size]
-                more = page * page_size < len(names)
-                self._send(200, {"count": len(names), "previous": None,
-                                 "next": f"{hub.url}{prefix}?page_size={page_size}&page={page + 1}" if more else None,
-                                 "results": [{"name": n, "namespace": namespace, "repository_type": "image"}
-                                             for n in chunk]})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+def _send_json(request, status, document):
+    request.send(status, json.dumps(document).encode(), [("Content-Type", "application/json")])
 
 
 def test_docker_hub_namespaces_are_listed_through_the_hub_api(monkeypatch):
@@ -228,7 +217,7 @@ def test_docker_hub_namespaces_are_listed_through_the_hub_api(monkeypatch):
         fetch_hub_repositories("other")
     with pytest.raises(HubError, match="refused the credentials from test"):
         fetch_hub_repositories("myorg", Credentials(username="me", password="nope", source="test"))
-    hub.server.shutdown()
+    hub.server.stop()
 
 
 def test_a_registry_without_a_catalog_gets_advice(registry, proxy, ledger):

@@ -172,6 +172,7 @@ def inclusion_forgeries(m, n, leaf, proof):
     yield "zero prepended", (m, n, leaf, [ZERO, *proof], ROOTS[n])
 
 
+@pytest.mark.slow
 def test_every_corrupted_inclusion_proof_below_80_leaves_fails():
     for n in range(1, 80):
         for m in range(n):
@@ -227,6 +228,7 @@ def consistency_forgeries(m, n, proof):
     yield "empty appended", (m, n, ROOTS[m], ROOTS[n], [*proof, b""])
 
 
+@pytest.mark.slow
 def test_every_corrupted_consistency_proof_below_80_leaves_fails():
     for n in range(2, 80):
         for m in range(1, n):

@@ -10,12 +10,12 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from sandbox import free_port
+from sandbox.loopback import LoopbackServer
 
 
 class Receiver:
@@ -27,27 +27,16 @@ class Receiver:
         self.received = []
         self.release = threading.Event()
         self.ledger = None
-        receiver = self
+        self.server = LoopbackServer({"POST": self._receive}).start()
+        self.port = self.server.port
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.received.append({"path": self.path.split("?")[0], "query": self.path.partition("?")[2],
-                                          "headers": dict(self.headers), "json": json.loads(body),
-                                          "finished": receiver.finished_runs()})
-                if self.path.startswith("/hang"):
-                    receiver.release.wait(30)
-                self.send_response(500 if self.path.startswith("/fail") else 204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _receive(self, request):
+        self.received.append({"path": request.path.split("?")[0], "query": request.path.partition("?")[2],
+                              "headers": dict(request.headers), "json": json.loads(request.body()),
+                              "finished": self.finished_runs()})
+        if request.path.startswith("/hang"):
+            self.release.wait(30)
+        request.send(500 if request.path.startswith("/fail") else 204)
 
     def finished_runs(self):
         if self.ledger is None:
@@ -66,8 +55,7 @@ class Receiver:
 
     def stop(self):
         self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 @pytest.fixture
@@ -307,7 +295,7 @@ LIVE = re.compile(r"@(?:everyone|here|channel|room)|<[!@#a-z]|<https?:|\]\(")
 def test_a_hostile_registrys_words_reach_the_receiver_as_words_never_mentions_or_links(ledger, receiver):
     """A registry's error message is told as it reads, with no live mention or link in it for Slack, Discord,
     Teams or Matrix to act on."""
-    import hostile
+    from sandbox import hostile
     server = hostile.good_registry()
     try:
         server.misbehave[("GET", "tags", "bad/app")] = hostile.answer(

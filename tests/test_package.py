@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # builds and installs the wheel
+
 ROOT = Path(__file__).resolve().parent.parent
 NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*.pyc",
                                     ".hypothesis", ".pytest_cache", "test-artifacts", "*.db", "*.db-wal", "*.db-shm")
@@ -78,11 +80,14 @@ def test_the_wheel_holds_nothing_test_only(wheel):
     names = _names(wheel)
     outside = sorted(name for name in names if not name.startswith(("ledger/", "registry_ledger-")))
     assert not outside, f"files outside the package: {outside}"
-    # The names of tests/ and scripts/ (sandbox.py, conftest.py, authserver.py, demo.py, ...) are nowhere in it.
-    test_only_names = {path.name for folder in ("tests", "scripts") for path in (ROOT / folder).iterdir()}
-    assert "sandbox.py" in test_only_names
+    # The names of tests/, scripts/ and the sandbox/ package (conftest.py, authserver.py, demo.py, hostile.py,
+    # loopback.py, ...) are nowhere in it; __init__.py, which ledger/ has too, apart.
+    test_only_names = {path.name for folder in ("tests", "scripts", "sandbox") for path in (ROOT / folder).iterdir()
+                       if path.name != "__init__.py"}
+    assert {"conftest.py", "demo.py", "hostile.py", "loopback.py"} <= test_only_names
     test_only = sorted(name for name in names if any(
-        part in test_only_names or part in ("tests", "scripts") or part.startswith("test_") for part in name.split("/")))
+        part in test_only_names or part in ("tests", "scripts", "sandbox") or part.startswith("test_")
+        for part in name.split("/")))
     assert not test_only, f"test-only files in the wheel: {test_only}"
     assert not [name for name in names if name.endswith(".pyc") or "__pycache__" in name]
     kinds = {Path(name).suffix for name in names if name.startswith("ledger/")}

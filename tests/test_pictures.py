@@ -23,7 +23,7 @@ import pytest
 import sqlite_utils
 
 from conftest import Ledger
-from hostile import HostileRegistry
+from sandbox.hostile import HostileRegistry
 from ledger import reads, serving, store
 from ledger.findings import Listing, RunResult, Sighting
 from ledger.pictures.draw import ADDED, MOVED, NEW, REMOVED, colour_of, short
@@ -447,6 +447,7 @@ def bands_seen(rows, colours):
     return lanes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["timeline", "timelines"])
 def test_chromium_draws_both_pages_with_every_band(story, weeks, serve, tmp_path, name):
     """The timeline of `prod` (three bands, a signature's mark) and a 30-day timelines page of changes days

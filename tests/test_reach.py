@@ -111,6 +111,7 @@ def test_verbose_names_the_https_attempt_a_fallback_began_with(registry, pusher,
                      rf"GET http://{registry.host}/v2/ 200 \d+ms$", output, re.M), output
 
 
+@pytest.mark.slow
 def test_the_progress_bar_counts_tags_with_a_rate_and_a_countdown_on_a_terminal_only(registry, pusher, ns,
                                                                                        tmp_path):
     for n in range(12):

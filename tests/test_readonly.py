@@ -75,6 +75,7 @@ def unprivileged(args, db, cwd):
                           text=True, cwd=cwd)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("side_files", [False, True], ids=["bare", "with-wal-and-shm"])
 def test_reads_work_on_a_read_only_file_in_a_read_only_directory(ledger, story, tmp_path, side_files):
     directory = tmp_path / "ro"

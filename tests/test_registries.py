@@ -8,7 +8,7 @@ import pytest
 from conftest import PASSWORD
 from test_auth import basic_auth
 
-from hostile import HostileRegistry
+from sandbox.hostile import HostileRegistry
 from ledger.references import TAG_RE, TargetError, parse_target, storable_repo, storable_tag
 
 LONG = "v" + "1" * 149  # 150 characters: Pulp serves it, distribution's grammar stops at 128

@@ -5,6 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a soak, short as it is
+
 
 def test_a_short_soak_with_faults_and_kills_has_no_mismatch():
     script = Path(__file__).parent.parent / "scripts" / "soak.py"

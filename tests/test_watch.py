@@ -52,6 +52,7 @@ def test_watch_survives_a_failed_run_and_stops_on_sigterm_with_exit_0(registry, 
     assert all(finished for _, finished in runs(db))
 
 
+@pytest.mark.slow
 def test_sigint_during_a_run_lets_it_finish(registry, pusher, ns, tmp_path):
     for n in range(12):
         pusher.image(f"{ns}/app", f"t{n}", seed=ns + str(n))

@@ -24,7 +24,7 @@ endless distinct `Link` pages, redirects.
 `ResponseSpec`, the value pools and `random_case` are what the property test (tests/test_fuzz.py)
 and scripts/fuzz_registry.py draw hostile answers from.
 
-Nothing here imports the ledger: the server must not share code with what it tests. Only
+Nothing here uses the ledger's code: the server must not share code with what it tests. Only
 127.0.0.1 (and `localhost`) is ever used.
 """
 
@@ -34,12 +34,12 @@ import http
 import json
 import re
 import secrets
-import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from sandbox.loopback import LoopbackServer, QuietHandler
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -142,19 +142,10 @@ class Request:
         return self.header("Authorization")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     timeout = 60  # an idle keep-alive connection, or a client that stopped reading, is dropped after this
-
-    def log_message(self, *args):
-        pass
-
-    def setup(self):
-        if isinstance(self.request, ssl.SSLSocket):
-            self.request.settimeout(self.timeout)
-            self.request.do_handshake()
-        super().setup()
 
     # -- what hooks use ------------------------------------------------------------------------
 
@@ -228,14 +219,6 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def handle_error(self, request, client_address):
-        pass  # clients hang up on endless answers on purpose
-
-
 @dataclass
 class _Auth:
     scheme: str  # basic | bearer
@@ -246,7 +229,7 @@ class _Auth:
     service: str = "hostile"
 
 
-class HostileRegistry:
+class HostileRegistry(LoopbackServer):
     """An in-memory registry on 127.0.0.1 whose endpoints misbehave on demand (see the module doc).
 
     `tls=(certificate, key)` serves HTTPS. `token_users` makes `/token` demand Basic credentials
@@ -267,35 +250,17 @@ class HostileRegistry:
         self.hostile_served = 0
         self.stopping = threading.Event()
         self._lock = threading.Lock()
-        self.server = _Server(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler, tls=tls)
         self.server.hostile = self
-        if tls:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(*tls)
-            self.server.socket = context.wrap_socket(self.server.socket, server_side=True,
-                                                     do_handshake_on_connect=False)
-        self.port = self.server.server_address[1]
         self.scheme = "https" if tls else "http"
         self.host = f"{host}:{self.port}"
         self.url = f"{self.scheme}://{self.host}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     # -- life ----------------------------------------------------------------------------------
 
-    def start(self):
-        self._thread.start()
-        return self
-
     def stop(self):
         self.stopping.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        super().stop()
 
     def reset(self):
         """Behave again: no hooks, no auth, no request log."""

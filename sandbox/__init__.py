@@ -3,10 +3,13 @@
 For the demo, the tests and the benchmarks: the real CNCF distribution
 registry (`docker-registry` from Debian) on a free loopback port, images
 pushed with plain HTTP calls, and a proxy that counts (and can alter) what
-passes through it.
+passes through it. sandbox.hostile is a registry that misbehaves on demand,
+sandbox.loopback the one HTTP server every loopback stand-in is served by.
 
-Test-only, so it lives in tests/ and not in the installed package: the tests
-import it as `sandbox`, and scripts/ put tests/ on sys.path first.
+Not in the installed package (pyproject's packages.find takes ledger only):
+a top-level package of the source tree, which the tests import with the
+repository root on sys.path (pyproject's pytest `pythonpath`), and scripts/
+by putting the repository root (not tests/) on sys.path first.
 """
 
 import gzip
@@ -26,11 +29,11 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 
 from ledger.manifests import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+from sandbox.loopback import LoopbackServer, QuietHandler
 
 CONFIG_TYPES = {DOCKER_MANIFEST: "application/vnd.docker.container.image.v1+json",
                 OCI_MANIFEST: "application/vnd.oci.image.config.v1+json"}
@@ -234,7 +237,7 @@ def request_kind(method, path):
     return "other"
 
 
-class Proxy:
+class Proxy(LoopbackServer):
     """A loopback reverse proxy in front of a registry that counts requests by kind and injects faults.
 
     `alter_request(method, path, headers)` may return new forwarded headers;
@@ -254,14 +257,11 @@ class Proxy:
         self._lock = threading.Lock()
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # headers and body go in two writes; Nagle would hold the body ~40 ms
 
             upstream = None
-
-            def log_message(self, *args):
-                pass
 
             def finish(self):
                 super().finish()
@@ -273,30 +273,7 @@ class Proxy:
 
             do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request, client_address):
-                pass  # injected resets make broken pipes on purpose
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        self.url = f"http://{self.host}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        super().__init__(Handler)
 
     def reset(self):
         with self._lock:
