@@ -1,5 +1,6 @@
 """Every command and option is documented in the README."""
 
+import re
 from pathlib import Path
 
 import click
@@ -47,3 +48,20 @@ def test_the_exit_statuses_are_the_same_in_the_readme_and_the_help():
     helped = {int(line.split()[0]) for line in shown.splitlines() if line[:6].strip().isdigit()}
     assert documented == helped == {0, 1, 2, 3}
     assert {module.EXIT_FAILED, module.EXIT_PARTIAL, 2} <= documented
+
+
+def test_the_command_reference_is_made_from_the_cli():
+    """README's command reference names every command and option once, as --help does: made by
+    scripts/readme_reference.py, so a new or changed option fails here until it is run again."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("readme_reference",
+                                                  Path(__file__).parent.parent / "scripts" / "readme_reference.py")
+    reference = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reference)
+    assert reference.rewritten(README) == README, "README.md's command reference is out of date: run " + reference.COMMAND
+    section = README[README.index(reference.BEGIN):README.index(reference.END)]
+    for name, opt in set(options()):
+        if opt != "--help":
+            heading = section.index(f"#### `ledger {name}`")
+            rows = section[heading:section.find("#### ", heading + 1)]
+            assert len(re.findall(rf"^\| `([^`]*[ ,/])?{re.escape(opt)}[ `,/=]", rows, re.M)) == 1, (name, opt)
