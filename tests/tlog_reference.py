@@ -42,7 +42,15 @@ def path(level, n, width=256):
 
 
 def open_note(raw, vkey):
-    """The checkpoint (origin, size, root, body) once the log key's signature on the note verifies."""
+    """The checkpoint (origin, size, root, body) once the log key's signature on the note verifies;
+    a note that does not even parse (bad UTF-8, base64, layout or size) is refused, as a client must."""
+    try:
+        return _open_note(raw, vkey)
+    except (ValueError, IndexError) as error:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise Refused(f"malformed checkpoint: {error}") from None
+
+
+def _open_note(raw, vkey):
     name, key_id, key = vkey.split("+", 2)
     key = base64.b64decode(key)
     if key[0] != 1 or sha(name.encode() + b"\n" + key)[:4].hex() != key_id:
