@@ -11,3 +11,6 @@ CREATE INDEX IF NOT EXISTS errors_by_run ON errors (run_id);
 CREATE INDEX IF NOT EXISTS platforms_by_digest ON platforms (digest);
 -- A digest's OCI 1.1 referrers, for current_tags' signed / attested / sbom and current_referrers.
 CREATE INDEX IF NOT EXISTS manifests_by_subject ON manifests (subject) WHERE subject IS NOT NULL;
+-- A key's events at one digest, together: whether a move goes back to a digest the key held before
+-- (tag_history's change, the rollbacks view) is one probe, and every digest seen twice by a key one pass.
+CREATE INDEX IF NOT EXISTS event_log_by_digest ON event_log (digest_id, key_id);
