@@ -145,7 +145,8 @@ def _message(changes, on):
     if errors:
         parts.append(f"{len(errors)} error{'s' * (len(errors) != 1)}")
     title = f"registry ledger: run {changes.run_id} {changes.status}" + (f": {', '.join(parts)}" if parts else "")
-    lines = [_change_line(change, on) for change in changes.changes
+    told_first = sorted(changes.changes, key=lambda change: change.change != "rollback")  # never crowded out
+    lines = [_change_line(change, on) for change in told_first
              if chosen(change.kind, change.new_image) or (change.change == "rollback" and "rollback" in on)]
     lines += [f"error {printable(str(problem))[:_LINE]}" for problem in errors]
     listed = lines[:NOTIFY_ITEMS]

@@ -73,14 +73,14 @@ def test_each_move_is_told_as_what_it_is(story, ledger):
     assert set(table[1]) <= {"-", " "}
     assert [line.split()[2] for line in table[2:]] == ["added", "moved", "rollback"]
     assert first["observed_at"] in table[4]
-    replaced = ledger.rows("SELECT tag, change FROM replaced_tags ORDER BY event_id")
+    replaced = ledger.rows("SELECT run_id, tag, change FROM replaced_tags ORDER BY run_id, tag")
     assert [r["change"] for r in replaced] == ["moved", "platforms_added", "moved", "rollback", "rollback"]
 
 
 def test_the_rollbacks_view_and_canned_query_say_when_and_for_how_long(story, ledger):
     s = story
     [moved_away] = ledger.rows("SELECT observed_at FROM events WHERE tag = '1' AND kind = 'moved' AND run_id = 2")
-    view = ledger.rows("SELECT * FROM rollbacks ORDER BY event_id")
+    view = ledger.rows("SELECT * FROM rollbacks ORDER BY tag")
     assert [(r["tag"], r["digest"], r["from_digest"]) for r in view] == [("1", s["a"], s["b"]),
                                                                         ("multi", s["one"], s["two"])]
     assert view[0]["left_at"] == moved_away["observed_at"] and view[0]["away_seconds"] >= 0
@@ -95,8 +95,9 @@ def test_the_rollbacks_view_and_canned_query_say_when_and_for_how_long(story, le
         return asyncio.run(get())
 
     rows = query()
-    assert [(r["tag"], r["digest"], r["first_seen"]) for r in rows] == [
-        ("multi", s["one"], view[1]["first_seen"]), ("1", s["a"], view[0]["first_seen"])]
+    assert sorted((r["tag"], r["digest"], r["first_seen"]) for r in rows) == [
+        ("1", s["a"], view[0]["first_seen"]), ("multi", s["one"], view[1]["first_seen"])]
+    assert rows == sorted(rows, key=lambda r: r["rolled_back_at"], reverse=True)  # newest first
     assert all(isinstance(r["away_days"], float) and r["away_days"] >= 0 for r in rows)
     assert [r["tag"] for r in query(pattern=f"*/{s['ns']}/app:1")] == ["1"]
     assert query(since=s["times"][2]) == []  # none after the last run
@@ -133,3 +134,22 @@ def test_a_platforms_added_notification_names_the_new_platforms(registry, pusher
     assert message["title"] == "registry ledger: run 2 ok: 1 moved"
     assert message["message"] == (f"platforms added {target}:multi {short(one)} -> {short(two)} "
                                   "(+linux/arm64/v8, +linux/s390x)")
+
+
+def test_a_rollback_is_listed_before_many_other_moves(registry, pusher, ledger, ns, receiver):
+    target, repo = f"{registry.host}/{ns}/app", f"{ns}/app"
+    a, _, a_body = pusher.image(repo, "zz", seed=ns + "a")
+    for n in range(21):
+        pusher.image(repo, f"t{n:02}", seed=f"{ns}{n}")
+    ledger.collect(target)
+    pusher.image(repo, "zz", seed=ns + "b")
+    ledger.collect(target)
+    republish(pusher, repo, "zz", a_body)
+    for n in range(21):
+        pusher.image(repo, f"t{n:02}", seed=f"{ns}{n}-new")
+    ledger.collect(target, "--notify", receiver.url(), "--notify-on", "moved")
+    [message] = receiver.messages()
+    assert message["title"] == "registry ledger: run 3 ok: 22 moved (1 rolled back)"
+    lines = message["message"].splitlines()
+    assert lines[0].startswith(f"rolled back {target}:zz ") and short(a) in lines[0]
+    assert len(lines) == 21 and lines[-1] == "... and 2 more (run 3 in the ledger)"
