@@ -48,22 +48,29 @@ class Stopwatch:
 
 
 def build(path, events, tags, repos):
-    """Run 1 adds every tag; each later run moves a slice of them, until `events` events exist; one tag in 50
-    of a slice moves back to its first digest (a rollback) when it moves a second time or later.
+    """Run 1 adds every tag; each later run moves a slice of them, until `events` events exist; one tag in 50,
+    from its third sighting on, moves back to the digest it held before its current one (a rollback).
 
     Only store.append_run is timed: classifying, hashing, interning and writing a run's results."""
     db = store.open_db(path)
     keys = [(f"bench.example/team{n % repos}/app{n % (repos * 7)}", f"v{n}") for n in range(tags)]
     appended, run, elapsed = 0, 0, 0.0
     batch = min(tags, 100_000)
+    held = {key: (None, None) for key in keys[::50]}  # a flapping tag's digest now and the one before
+
+    def pick(repo, tag, run):
+        if (repo, tag) not in held:
+            return digest(repo, tag, run)
+        now, before = held[repo, tag]
+        held[repo, tag] = (before or digest(repo, tag, run), now)
+        return held[repo, tag][0]
     while appended < events:
         run += 1
         chunk = keys if run == 1 else keys[((run - 2) * batch) % tags:][:batch]
         chunk = chunk[: events - appended]
         at = f"2026-01-01T00:00:00.{run:06d}Z"
-        observations = [Sighting("bench.example", repo.split("/", 1)[1], tag, at,
-                                 digest(repo, tag, 1 if run > 2 + tags // batch and n % 50 == 0 else run), MANIFEST)
-                        for n, (repo, tag) in enumerate(chunk)]
+        observations = [Sighting("bench.example", repo.split("/", 1)[1], tag, at, pick(repo, tag, run), MANIFEST)
+                        for repo, tag in chunk]
         run_id = store.start_run(db, "registry", ["bench.example"])
         result = RunResult(observations=observations)
         started = time.perf_counter()
