@@ -874,12 +874,14 @@ def at(time, pattern, db_path, source, as_json, as_csv, full):
 @source_option
 @output_options
 def changes(since, until, pattern, db_path, source, as_json, as_csv, full):
-    """Tags added, moved, updated and removed in a window. Exits 1 when PATTERN names nothing the ledger ever
-    held."""
+    """Tags added, moved, updated and removed in a window; CHANGE tells a move back to an earlier digest
+    (rollback, with when the tag first pointed there: SEEN_BEFORE) and one that only added platforms to an
+    index (platforms_added) from other moves. Exits 1 when PATTERN names nothing the ledger ever held."""
     db = _open(db_path, readonly=True)
     rows = reads.changes(db, _when(since, db), _when(until, db, end_of_day=True) if until else None, pattern, source)
-    _answer(db, rows, pattern, ["observed_at", "kind", "registry", "repo", "tag", "prev_digest", "digest", "run_id",
-                                "source"], as_json, as_csv, full, empty="no changes")
+    columns = ["observed_at", "kind", "change", "registry", "repo", "tag", "prev_digest", "digest", "seen_before",
+               "earlier_event_id", "run_id", "source"]
+    _answer(db, rows, pattern, columns, as_json, as_csv, full, empty="no changes", brief=columns[:9] + ["run_id"])
 
 
 @cli.command()

@@ -29,5 +29,5 @@ MAX_PAGES = 1_000  # pages of one listing: catalog, tag list, referrers
 NOTIFY_DEADLINE = 10.0  # seconds for every target of one run's notification together
 NOTIFY_DEADLINE_RANGE = (1, 20)
 NOTIFY_ITEMS = 20  # changes and errors listed in one notification; the rest are counted
-NOTIFY_KINDS = ("added", "moved", "updated", "removed", "new_images", "partial", "failed")
+NOTIFY_KINDS = ("added", "moved", "rollback", "updated", "removed", "new_images", "partial", "failed")
 NOTIFY_ON = ("moved", "removed", "new_images", "failed")  # the default

@@ -135,7 +135,10 @@ def _message(changes, on):
     def chosen(kind, new):
         return kind in on or (new and "new_images" in on)
 
-    total = sum(count for (kind, new), count in changes.counts.items() if chosen(kind, new))
+    # A rollback is a move back to a digest the key held before, so never a new image: told with the moves,
+    # or alone when `on` names it and not them.
+    rollbacks = changes.rollbacks if "rollback" in on and "moved" not in on else 0
+    total = sum(count for (kind, new), count in changes.counts.items() if chosen(kind, new)) + rollbacks
     told = changes.status in on
     errors = changes.errors if told else []
     if not total and not told:
@@ -144,7 +147,10 @@ def _message(changes, on):
     for kind in ("added", "moved", "updated", "removed"):
         count = changes.counts[kind, False] + changes.counts[kind, True]
         if kind in on and count:
-            parts.append(f"{count} {kind}")
+            back = f" ({changes.rollbacks} rolled back)" if kind == "moved" and changes.rollbacks else ""
+            parts.append(f"{count} {kind}{back}")
+    if rollbacks:
+        parts.append(f"{rollbacks} rolled back")
     new_images = sum(count for (_, new), count in changes.counts.items() if new)
     if "new_images" in on and new_images:
         parts.append(f"{new_images} new image{'s' * (new_images != 1)}")
@@ -152,7 +158,9 @@ def _message(changes, on):
     if failures:
         parts.append(f"{failures} error{'s' * (failures != 1)}")
     title = f"registry ledger: run {changes.run_id} {changes.status}" + (f": {', '.join(parts)}" if parts else "")
-    lines = [_change_line(change, on) for change in changes.changes if chosen(change.kind, change.new_image)]
+    told_first = sorted(changes.changes, key=lambda change: change.change != "rollback")  # never crowded out
+    lines = [_change_line(change, on) for change in told_first
+             if chosen(change.kind, change.new_image) or (change.change == "rollback" and "rollback" in on)]
     lines += [f"error {printable(str(problem))[:_LINE]}" for problem in errors]
     listed = lines[:NOTIFY_ITEMS]
     more = total + len(errors) - len(listed)
@@ -169,6 +177,11 @@ def _change_line(change, on):
     before, after = told(change.prev_digest, change.prev_image), told(change.digest, change.image)
     what = {"moved": f"{before} -> {after}", "removed": f"was {after}"}.get(change.kind, after)
     label = change.kind if change.kind in on else "new image"
+    if change.change == "rollback" and ("moved" in on or "rollback" in on):
+        label, what = "rolled back", f"{what} (back to what it pointed to from {change.seen_before or '?'} " \
+                                     f"to {change.left_at or '?'})"
+    elif change.change == "platforms_added" and label == "moved":
+        label, what = "platforms added", f"{what} (+{', +'.join(change.platforms_added) or '?'})"
     also = " (new image)" if label != "new image" and change.new_image and "new_images" in on else ""
     return printable(f"{label} {key} {what}{also}")[:_LINE]
 

@@ -286,13 +286,28 @@ def history(db, reference, source=None):
     return list(db.query(_HISTORY.format(also=also), params))
 
 
+# A change's class (tag_history's change: a move as moved, rollback or platforms_added) and, for a rollback,
+# its earlier sighting as the rollbacks view tells it: when the key first pointed to the digest it came back
+# to, and the key's latest earlier event there. Views from before the classes (a ledger read-only, not yet
+# upgraded by a collect) say NULL.
+_CHANGE = """h.change,
+       CASE WHEN h.change = 'rollback' THEN (SELECT min(x.observed_at) FROM event_log x
+                                              WHERE x.digest_id = e.digest_id AND x.key_id = e.key_id) END AS seen_before,
+       CASE WHEN h.change = 'rollback' THEN (SELECT max(x.id) FROM event_log x WHERE x.digest_id = e.digest_id
+                                              AND x.key_id = e.key_id AND x.id < e.id) END AS earlier_event_id"""
+
+
 def changes(db, since, until=None, pattern=None, source=None):
-    """Every event observed from `since` (included: a date is the start of its day) to `until`, in order."""
-    where, params = pattern_clause(pattern, "")
-    also, more = _source_clause(source)
+    """Every event observed from `since` (included: a date is the start of its day) to `until`, in order,
+    with its change class."""
+    where, params = pattern_clause(pattern, "h.")
+    also, more = _source_clause(source, "h.")
+    change = (_CHANGE if _has_column(db, "tag_history", "change")
+              else "NULL AS change, NULL AS seen_before, NULL AS earlier_event_id")
     return list(db.query(
-        f"SELECT observed_at, kind, registry, repo, tag, prev_digest, digest, run_id, source FROM tag_history "
-        f"WHERE observed_at >= :since AND observed_at <= :until {where} {also} ORDER BY event_id",
+        f"SELECT h.observed_at, h.kind, h.registry, h.repo, h.tag, h.prev_digest, h.digest, h.run_id, h.source, "
+        f"{change} FROM tag_history h JOIN event_log e ON e.id = h.event_id "
+        f"WHERE h.observed_at >= :since AND h.observed_at <= :until {where} {also} ORDER BY h.event_id",
         {"since": since, "until": until or "9999", **params, **more}))
 
 
@@ -344,10 +359,6 @@ def runs(db, limit, problems=False):
                 f"SELECT stage, registry, repo, tag, http_status, code, message, {count} FROM errors "
                 "WHERE run_id = ? ORDER BY id", [row["id"]]))
     return rows
-
-
-def _has_column(db, table, column):
-    return any(row["name"] == column for row in db.query(f"PRAGMA table_info({table})"))
 
 
 def run_problems(rows, summaries=True):

@@ -21,3 +21,6 @@ CREATE UNIQUE INDEX IF NOT EXISTS coverage_runs_by_stream ON coverage_runs (stre
 CREATE INDEX IF NOT EXISTS coverage_changes_by_repo ON coverage_changes (registry, repo, source);
 CREATE INDEX IF NOT EXISTS coverage_listings_by_repo ON coverage_listings (registry, repo, source, listed_at)
 WHERE complete;
+-- A key's events at one digest, together: whether a move goes back to a digest the key held before
+-- (tag_history's change, the rollbacks view) is one probe, and every digest seen twice by a key one pass.
+CREATE INDEX IF NOT EXISTS event_log_by_digest ON event_log (digest_id, key_id);

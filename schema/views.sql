@@ -150,7 +150,27 @@ CREATE VIEW tag_history AS
 SELECT e.id AS event_id, e.run_id, e.observed_at, e.kind, k.registry, k.repo, k.tag,
        d.digest, i.digest AS image, pd.digest AS prev_digest, pi.digest AS prev_image,
        m.media_type, e.created, e.author, e.size,
-       d.first_event_id IS e.id OR i.first_event_id IS e.id AS first_sighting, k.source
+       d.first_event_id IS e.id OR i.first_event_id IS e.id AS first_sighting, k.source,
+       -- The event's kind, with a move told apart (derived here, never stored: the chain's kinds stay four).
+       -- 'rollback': back to a digest the key pointed to before (the rollbacks view says when and for how
+       -- long it was away); one probe of event_log_by_digest. 'platforms_added': from an index to one whose
+       -- platforms (os, architecture, variant; attestations are not platforms) are a strict superset of
+       -- the old one's, each old platform with the same child digest. An index rebuilt with other children
+       -- as well is an ordinary 'moved'; so is a move between digests whose manifests could not be read.
+       CASE WHEN e.kind != 'moved' THEN e.kind
+            WHEN EXISTS (SELECT 1 FROM event_log x WHERE x.digest_id = e.digest_id AND x.key_id = e.key_id
+                                                       AND x.id < e.id) THEN 'rollback'
+            WHEN EXISTS (SELECT 1 FROM manifests mo WHERE mo.digest = pd.digest AND mo.kind = 'index')
+             AND EXISTS (SELECT 1 FROM platforms n WHERE n.index_digest = d.digest AND n.attestation = 0
+                         AND NOT EXISTS (SELECT 1 FROM platforms o WHERE o.index_digest = pd.digest
+                                         AND o.attestation = 0 AND o.os IS n.os
+                                         AND o.architecture IS n.architecture AND o.variant IS n.variant))
+             AND NOT EXISTS (SELECT 1 FROM platforms o WHERE o.index_digest = pd.digest AND o.attestation = 0
+                             AND NOT EXISTS (SELECT 1 FROM platforms n WHERE n.index_digest = d.digest
+                                             AND n.attestation = 0 AND n.digest = o.digest AND n.os IS o.os
+                                             AND n.architecture IS o.architecture AND n.variant IS o.variant))
+            THEN 'platforms_added'
+            ELSE 'moved' END AS change
 FROM event_log e
 LEFT JOIN tag_keys k ON k.id = e.key_id
 LEFT JOIN event_log p ON p.id = e.prev_event_id
@@ -165,11 +185,40 @@ DROP VIEW IF EXISTS replaced_tags;
 CREATE VIEW replaced_tags AS
 SELECT registry, repo, tag, observed_at AS replaced_at,
        prev_digest AS old_digest, digest AS new_digest,
-       prev_image AS old_image, image AS new_image, run_id, source, event_id
+       prev_image AS old_image, image AS new_image, run_id, source, event_id, change
 FROM tag_history
 WHERE kind = 'moved' AND source != 'referrer'
   AND NOT (substr(tag, 1, 7) IN ('sha256-', 'sha512-') AND length(tag) IN (71, 75, 76)
            AND NOT substr(tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(tag, 72) IN ('', '.sig', '.att', '.sbom'));
+
+-- Image tags moved back to a digest they pointed to before: `first_seen`, when the key first pointed there;
+-- `left_at`, when it last stopped (moved away or removed); `away_seconds` from then to the rollback;
+-- `earlier_event_id`, the key's latest earlier event at that digest. A key's events at one digest sit
+-- together in event_log_by_digest, so one pass over that index finds the (digest, key) pairs seen more
+-- than once (few: an update, a removal, a rollback) and only their events are read; no search per event.
+-- A daemon's copy known by its image ID alone has no digest to compare and is never listed.
+DROP VIEW IF EXISTS rollbacks;
+CREATE VIEW rollbacks AS
+SELECT k.registry, k.repo, k.tag, e.observed_at AS rolled_back_at, d.digest, pd.digest AS from_digest,
+       f.observed_at AS first_seen, gone.observed_at AS left_at,
+       CAST(round((julianday(e.observed_at) - julianday(gone.observed_at)) * 86400) AS INTEGER) AS away_seconds,
+       l.id AS earlier_event_id, e.run_id, k.source, e.id AS event_id
+FROM (SELECT digest_id, key_id, min(id) AS first_id FROM event_log WHERE digest_id IS NOT NULL
+      GROUP BY digest_id, key_id HAVING count(*) > 1) g
+JOIN event_log e ON e.digest_id = g.digest_id AND e.key_id = g.key_id AND e.id > g.first_id
+JOIN event_log f ON f.id = g.first_id
+JOIN event_log l ON l.id = (SELECT max(x.id) FROM event_log x WHERE x.digest_id = e.digest_id
+                                                                  AND x.key_id = e.key_id AND x.id < e.id)
+LEFT JOIN event_log gone ON gone.id = CASE WHEN l.kind = 'removed' THEN l.id ELSE (
+    SELECT n.id FROM event_log n WHERE n.key_id = e.key_id AND n.observed_at >= l.observed_at AND n.id > l.id
+    ORDER BY n.observed_at, n.id LIMIT 1) END
+LEFT JOIN tag_keys k ON k.id = e.key_id
+LEFT JOIN event_log p ON p.id = e.prev_event_id
+LEFT JOIN digest_names d ON d.id = e.digest_id
+LEFT JOIN digest_names pd ON pd.id = p.digest_id
+WHERE e.kind = 'moved' AND k.source != 'referrer'
+  AND NOT (substr(k.tag, 1, 7) IN ('sha256-', 'sha512-') AND length(k.tag) IN (71, 75, 76)
+           AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('', '.sig', '.att', '.sbom'));
 
 -- A digest (or, where a source gives no digest, an image ID) whose first event in the whole ledger
 -- belongs to that run, with what it is (`kind`: image, index, legacy, or an artifact's kind: signature,

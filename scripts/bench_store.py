@@ -48,19 +48,28 @@ class Stopwatch:
 
 
 def build(path, events, tags, repos):
-    """Run 1 adds every tag; each later run moves a slice of them, until `events` events exist.
+    """Run 1 adds every tag; each later run moves a slice of them, until `events` events exist; one tag in 50,
+    from its third sighting on, moves back to the digest it held before its current one (a rollback).
 
     Only store.append_run is timed: classifying, hashing, interning and writing a run's results."""
     db = store.open_db(path)
     keys = [(f"bench.example/team{n % repos}/app{n % (repos * 7)}", f"v{n}") for n in range(tags)]
     appended, run, elapsed = 0, 0, 0.0
     batch = min(tags, 100_000)
+    held = {key: (None, None) for key in keys[::50]}  # a flapping tag's digest now and the one before
+
+    def pick(repo, tag, run):
+        if (repo, tag) not in held:
+            return digest(repo, tag, run)
+        now, before = held[repo, tag]
+        held[repo, tag] = (before or digest(repo, tag, run), now)
+        return held[repo, tag][0]
     while appended < events:
         run += 1
         chunk = keys if run == 1 else keys[((run - 2) * batch) % tags:][:batch]
         chunk = chunk[: events - appended]
         at = f"2026-01-01T00:00:00.{run:06d}Z"
-        observations = [Sighting("bench.example", repo.split("/", 1)[1], tag, at, digest(repo, tag, run), MANIFEST)
+        observations = [Sighting("bench.example", repo.split("/", 1)[1], tag, at, pick(repo, tag, run), MANIFEST)
                         for repo, tag in chunk]
         run_id = store.start_run(db, "registry", ["bench.example"])
         result = RunResult(observations=observations)
@@ -132,6 +141,14 @@ def main():
     print(f"one tag history  {took * 1000:.2f} ms ({len(rows)} events)")
     took, rows = timed(lambda: reads.state_at(db, "2026-01-01T00:00:00.000003Z", f"bench.example/{repo}"), repeat=20)
     print(f"one repo at T    {took * 1000:.2f} ms ({len(rows)} tags)")
+    last = db.execute("SELECT run_id, min(id), max(id), min(observed_at) FROM event_log "
+                      "WHERE run_id = (SELECT max(run_id) FROM event_log)").fetchone()
+    took, rows = timed(lambda: reads.changes(db, "2026-01-01T00:00:00.000000Z", pattern=f"bench.example/{repo}"))
+    print(f"one repo changes {took * 1000:.0f} ms ({len(rows)} events, "
+          f"{sum(row['change'] == 'rollback' for row in rows)} rollbacks; `ledger changes --since`)")
+    took, told = timed(lambda: store.run_changes(db, last[0], "ok", last[1:3], []), repeat=1)
+    print(f"notification     {took * 1000:.0f} ms to read the last run's {last[2] - last[1] + 1} events "
+          f"({told.rollbacks} rollbacks) for its message")
     print("views and queries: the whole HTML page as `ledger serve` gives it (rows, count, facets), best of 3, "
           "in Datasette's own client (each query's limit: 1000 ms):")
     from datasette.app import Datasette
@@ -151,12 +168,16 @@ def main():
         ("removed_tags (a page)", "/ledger/removed_tags", {}),
         ("new_digests (a page)", "/ledger/new_digests", {}),
         ("current_referrers (a page)", "/ledger/current_referrers", {}),
+        ("rollbacks (a page)", "/ledger/rollbacks", {}),
+        ("replaced_tags, rollbacks", "/ledger/replaced_tags", {"change": "rollback"}),
     ] + [(f"query {name}{'' if params else ' (defaults)'}", f"/ledger/{name}", params) for name, params in [
         ("state_at", {"at": "2026-01-01T00:00:00.000003Z", "pattern": "bench.example/team7/*"}),
         ("state_at", {}),
         ("history_of_tag", {"ref": f"bench.example/{repo}:{tag}"}),
         ("replaced_in_window", {"since": "2000-01-01T00:00:00Z"}),
         ("release_tags_moved", {"pattern": "bench.example/team7/*"}),
+        ("rollbacks", {}),
+        ("rollbacks", {"pattern": "bench.example/team7/*"}),
         ("new_images_since", {"since": "2000-01-01T00:00:00Z"}),
         ("removed_in_window", {"since": "2000-01-01T00:00:00Z"}),
         ("digest_usage", {"digest": digest(f"bench.example/{repo}", tag, 1)}),

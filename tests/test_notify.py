@@ -251,7 +251,7 @@ def test_the_config_file_names_targets_and_kinds(registry, pusher, ledger, ns, r
     (["--notify", "nosuchservice://token-abc/x"], None,
      "--notify nosuchservice://... (target 1): not a URL apprise can send to"),
     (["--notify", "json://127.0.0.1:9/", "--notify-on", "moved,renamed"], None,
-     "--notify-on: 'renamed' is not one of added, moved, updated, removed, new_images, partial, failed"),
+     "--notify-on: 'renamed' is not one of added, moved, rollback, updated, removed, new_images, partial, failed"),
     (["--notify-on", "moved"], None, "--notify-on and --notify-deadline need a --notify URL"),
     ([], '[registries."a.io"]\nnotify = ["json://127.0.0.1:9/"]\n',
      '[registries."a.io"]: notify belongs at the top level'),

@@ -2,7 +2,7 @@
 append's transaction, so a message says what the ledger now holds, not what the sources reported."""
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..limits import NOTIFY_ITEMS
 from ..referrers import schema_tag
@@ -23,6 +23,10 @@ class Change:
     image: str | None
     prev_image: str | None
     new_image: bool  # the first time the ledger saw this image (the new_images view)
+    change: str = ""  # tag_history's change: the kind, with a move told as moved, rollback or platforms_added
+    seen_before: str | None = None  # a rollback's: when the key first pointed to the digest it came back to
+    left_at: str | None = None  # a rollback's: when the key last stopped pointing there
+    platforms_added: tuple = ()  # a platforms_added move's: the new platforms, as os/architecture[/variant]
 
 
 @dataclass
@@ -32,32 +36,68 @@ class RunChanges:
     run_id: int
     status: str
     counts: Counter  # (kind, new image?) -> events of image tags this run appended
-    changes: list  # Change: the first NOTIFY_ITEMS of each (kind, new image?), in the order appended
+    changes: list  # Change: the first NOTIFY_ITEMS of each (kind or rollback, new image?), in the order appended
     errors: list  # Problem: the run's failures, warnings left out
+    rollbacks: int = 0  # of the moves counted: back to a digest the key pointed to before
 
 
-# The run's events of image tags, with whether each shows a new image. Both are ranges of event ids, so
-# a run of 100,000 events is read once in id order and only the listed ones in full.
+# The run's events of image tags, with whether each shows a new image and whether a move is a rollback (one
+# probe of event_log_by_digest, as tag_history's change makes it). Both are ranges of event ids, so a run of
+# 100,000 events is read once in id order and only the listed ones in full.
 _RUN_EVENTS = """
-SELECT e.id, e.kind, k.tag, e.id IN (SELECT event_id FROM new_images WHERE event_id BETWEEN ? AND ?)
+SELECT e.id, e.kind, k.tag, e.id IN (SELECT event_id FROM new_images WHERE event_id BETWEEN ? AND ?),
+       e.kind = 'moved' AND EXISTS (SELECT 1 FROM event_log x WHERE x.digest_id = e.digest_id
+                                                              AND x.key_id = e.key_id AND x.id < e.id)
 FROM event_log e JOIN tag_keys k ON k.id = e.key_id
 WHERE e.id BETWEEN ? AND ? AND k.source != 'referrer'
 ORDER BY e.id
 """
-_DETAILS = ("SELECT event_id, kind, registry, repo, tag, source, digest, prev_digest, image, prev_image "
+_DETAILS = ("SELECT event_id, kind, registry, repo, tag, source, digest, prev_digest, image, prev_image, change "
             "FROM tag_history WHERE event_id IN ({}) ORDER BY event_id")
+# A rollback's earlier sighting, as the rollbacks view tells it (read for the listed ones only).
+_EARLIER = """
+SELECT (SELECT min(x.observed_at) FROM event_log x WHERE x.digest_id = e.digest_id AND x.key_id = e.key_id),
+       (SELECT CASE WHEN l.kind = 'removed' THEN l.observed_at ELSE (
+                   SELECT n.observed_at FROM event_log n WHERE n.key_id = l.key_id AND n.observed_at >= l.observed_at
+                   AND n.id > l.id ORDER BY n.observed_at, n.id LIMIT 1) END
+        FROM event_log l WHERE l.id = (SELECT max(x.id) FROM event_log x WHERE x.digest_id = e.digest_id
+                                                                         AND x.key_id = e.key_id AND x.id < e.id))
+FROM event_log e WHERE e.id = ?
+"""
+# The platforms a platforms_added move brought: the new index's, less the old one's.
+_ADDED_PLATFORMS = """
+SELECT DISTINCT n.os || '/' || n.architecture || coalesce('/' || n.variant, '') FROM platforms n
+WHERE n.index_digest = ? AND n.attestation = 0
+  AND NOT EXISTS (SELECT 1 FROM platforms o WHERE o.index_digest = ? AND o.attestation = 0 AND o.os IS n.os
+                  AND o.architecture IS n.architecture AND o.variant IS n.variant)
+ORDER BY 1
+"""
 
 
 def run_changes(db, run_id, status, events, errors):
     """The changes of run `run_id`, which appended the events `events` (first, last id) or none (None)."""
-    counts, listed = Counter(), {}
+    counts, quota, listed = Counter(), Counter(), {}
     if events:
-        for event_id, kind, tag, new in db.execute(_RUN_EVENTS, [*events, *events]):
+        for event_id, kind, tag, new, rollback in db.execute(_RUN_EVENTS, [*events, *events]):
             if schema_tag(tag):
                 continue
             counts[kind, bool(new)] += 1
-            if counts[kind, bool(new)] <= NOTIFY_ITEMS:
+            quota["rollback" if rollback else kind, bool(new)] += 1  # rollbacks are listed even after many moves
+            if quota["rollback" if rollback else kind, bool(new)] <= NOTIFY_ITEMS:
                 listed[event_id] = bool(new)
-    rows = db.execute(_DETAILS.format(", ".join("?" * len(listed))), list(listed)) if listed else ()
-    changes = [Change(*row, new_image=listed[row[0]]) for row in rows]
-    return RunChanges(run_id, status, counts, changes, [problem for problem in errors if not problem.warning])
+    rows = db.execute(_DETAILS.format(", ".join("?" * len(listed))), list(listed)).fetchall() if listed else ()
+    changes = [_change(db, row, listed[row[0]]) for row in rows]
+    return RunChanges(run_id, status, counts, changes, [problem for problem in errors if not problem.warning],
+                      rollbacks=quota["rollback", False] + quota["rollback", True])
+
+
+def _change(db, row, new_image):
+    *event, change = row
+    found = Change(*event, new_image=new_image, change=change or event[1])
+    if change == "rollback":
+        seen_before, left_at = db.execute(_EARLIER, [found.event_id]).fetchone()
+        return replace(found, seen_before=seen_before, left_at=left_at)
+    if change == "platforms_added":
+        added = db.execute(_ADDED_PLATFORMS, [found.digest, found.prev_digest]).fetchall()
+        return replace(found, platforms_added=tuple(platform for (platform,) in added))
+    return found
