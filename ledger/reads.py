@@ -5,6 +5,7 @@ import re
 
 from .references import TargetError, parse_target
 from .suggest import closest, did_you_mean
+from .times import parse_when
 
 # For each tag key, its latest event observed at or before :at (empty: now): one index seek per key,
 # because a key's events never go back in time. Image tags only. `ledger at` narrows it by its
@@ -263,6 +264,18 @@ def current_tags(db, pattern=None, source=None, unsigned=False):
 
 def _has_column(db, table, column):
     return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
+
+
+def moment(db, text, end_of_day=False):
+    """TIME as people type it, or a run id (`42` or `run:42`: the moment that run finished). A date is the
+    start of that day (UTC), or with `end_of_day` (an --until) its last microsecond. ValueError says why not."""
+    run = re.fullmatch(r"(?:run:)?(\d+)", text.strip())
+    if run and len(run.group(1)) < 8:
+        found = db.execute("SELECT finished_at FROM runs WHERE id = ?", [int(run.group(1))]).fetchone()
+        if not found or not found[0]:
+            raise ValueError(f"run {run.group(1)} is not a finished run")
+        return found[0]
+    return parse_when(text, end_of_day=end_of_day)
 
 
 def state_at(db, at, pattern=None, source=None):

@@ -105,6 +105,7 @@ class Plan:
     notify: Notifications | None = None  # with --notify, or notify in the config file
     observe: object = None  # told of every HTTP request (-v, the progress bar): transport.Transport.observe
     signature_keys: tuple = ()  # signatures.Key, from --signature-key and signature_keys in the config file
+    metrics: object = None  # metrics.Metrics with --metrics-file or --metrics-port, told of every run
 
 
 def describe(plan):
