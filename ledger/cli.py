@@ -10,10 +10,7 @@ import sys
 import click
 
 from . import __version__, output, reads, store
-from .limits import (CONCURRENCY_RANGE, DEADLINE_RANGE, DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, DEFAULT_RETRIES,
-                     MAX_REFERRERS, MAX_REFERRERS_RANGE, MAX_RUN_REFERRERS, MAX_RUN_REFERRERS_RANGE, MAX_TAGS,
-                     MAX_TAGS_RANGE, NOTIFY_DEADLINE, NOTIFY_DEADLINE_RANGE, NOTIFY_KINDS, NOTIFY_ON,
-                     REFERRER_MODES, RETRIES_RANGE, RPS_RANGE)
+from .options import click_options
 from .params import DirectoryPath, FilePath, Float, Int, TreeSize
 from .terminal import printable
 
@@ -63,85 +60,8 @@ def cli():
 
 
 def collect_options(command):
-    """The options `collect` and `watch` share."""
-    for option in reversed([
-        click.argument("targets", nargs=-1),
-        db_option,
-        click.option("--config", "config_path", type=FilePath(), metavar="FILE",
-                     help="A TOML file of registries with their own targets, credentials, TLS and limits."),
-        click.option("--concurrency", default=DEFAULT_CONCURRENCY, show_default=True, type=click.IntRange(*CONCURRENCY_RANGE),
-                     help="Requests in flight at once, per registry."),
-        click.option("--rps", type=Float(*RPS_RANGE), metavar="N",
-                     help="At most N requests per second, per registry."),
-        click.option("--retries", default=DEFAULT_RETRIES, show_default=True, type=click.IntRange(*RETRIES_RANGE),
-                     help="Retries on connection errors, 5xx and 429, with backoff."),
-        click.option("--deadline", default=DEFAULT_DEADLINE, show_default=True,
-                     type=Float(*DEADLINE_RANGE), metavar="SECONDS",
-                     help="Give up on one request (connect to last byte) after this long."),
-        click.option("--max-tags", default=MAX_TAGS, show_default=True, type=click.IntRange(*MAX_TAGS_RANGE),
-                     metavar="N", help="Most tags listed per repository; past it the listing is incomplete and "
-                                       "removes nothing."),
-        click.option("--max-referrers", default=MAX_REFERRERS, show_default=True,
-                     type=click.IntRange(*MAX_REFERRERS_RANGE), metavar="N",
-                     help="Most referrers followed per digest; past it the rest are cut (an error row) and none "
-                          "of its referrers is removed."),
-        click.option("--max-run-referrers", default=MAX_RUN_REFERRERS, show_default=True,
-                     type=click.IntRange(*MAX_RUN_REFERRERS_RANGE), metavar="N",
-                     help="Most referrers followed per registry in one run; past it the rest are cut (an error "
-                          "row) and removes nothing."),
-        click.option("--include-tags", metavar="REGEX", help="Only tags this regex matches (searched; anchor with ^ $)."),
-        click.option("--exclude-tags", metavar="REGEX", help="Skip tags this regex matches."),
-        click.option("--allow-empty", is_flag=True,
-                     help="A glob (or a registry's catalog) that matches no repository is expected: not an error."),
-        click.option("--referrers", type=click.Choice(REFERRER_MODES), default="auto", show_default=True,
-                     help="Ask the OCI referrers API for each digest's signatures, attestations and SBOMs: "
-                          "auto (where the registry serves it), always (an error where it does not), never "
-                          "(the referrers tag schema and cosign's tags alone, which cost no request)."),
-        click.option("--signature-key", multiple=True, type=FilePath(), metavar="PEM",
-                     help="Verify signatures (cosign keyed, Notation JWS) against this public key or certificate "
-                          "(repeatable); `signed` means a signature that verified against one of them."),
-        click.option("--plain-http", is_flag=True,
-                     help="Use plain HTTP for every registry (localhost and 127.0.0.0/8 always may)."),
-        click.option("--ca-file", type=FilePath(exists=True), metavar="PEM",
-                     help="Trust this CA bundle for TLS."),
-        click.option("--insecure", is_flag=True, help="Skip TLS certificate verification (not recommended)."),
-        click.option("--username", envvar="LEDGER_USERNAME", metavar="USER",
-                     help="User name for the registries named here (env LEDGER_USERNAME)."),
-        click.option("--password-stdin", is_flag=True,
-                     help="Read the password or token from standard input (or set LEDGER_PASSWORD)."),
-        click.option("--docker-config", type=FilePath(), metavar="FILE",
-                     help="Docker config to read credentials from [default: $DOCKER_CONFIG/config.json or "
-                          "~/.docker/config.json]."),
-        click.option("--daemon", is_flag=True,
-                     help="Also record the images a local Docker daemon holds (keyed apart from the registries)."),
-        click.option("--docker-host", metavar="URL",
-                     help="The daemon's API with --daemon: unix:///path or tcp://HOST:PORT "
-                          "[default: $DOCKER_HOST or unix:///var/run/docker.sock]."),
-        click.option("--checkpoint-dir", type=DirectoryPath(), metavar="DIR",
-                     help="After every run, write the signed head to a new DIR/run-ID.checkpoint and link "
-                          "DIR/latest.checkpoint to it, once it extends the checkpoints there: a rolled-back or "
-                          "rewritten ledger is refused, exit 1, and no file is overwritten (keep DIR elsewhere: "
-                          "a git repo, a bucket)."),
-        click.option("--checkpoint-key", envvar="LEDGER_CHECKPOINT_KEY", type=FilePath(),
-                     metavar="FILE", help="The signer key for --checkpoint-dir (env LEDGER_CHECKPOINT_KEY)."),
-        click.option("--notify", multiple=True, metavar="URL",
-                     help="Send a message about each run that changed something or failed to this apprise URL "
-                          "(json://, slack://, msteams://, discord://, matrix://, mailto://, ...; repeatable); "
-                          "${VAR} in it is read from the environment when sending, and never stored or shown."),
-        click.option("--notify-on", metavar="KINDS",
-                     help=f"What is worth a message, comma-separated: {', '.join(NOTIFY_KINDS)} "
-                          f"[default: {','.join(NOTIFY_ON)}]."),
-        click.option("--notify-deadline", type=Float(*NOTIFY_DEADLINE_RANGE), metavar="SECONDS",
-                     help=f"Give up on a run's notifications after this long, every URL together "
-                          f"[default: {NOTIFY_DEADLINE:g}]."),
-        click.option("--metrics-file", type=FilePath(), metavar="PATH",
-                     help="After every run, write Prometheus metrics to PATH, atomically (name it *.prom for "
-                          "node_exporter's textfile collector)."),
-        click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary; errors only."),
-        click.option("-v", "--verbose", is_flag=True,
-                     help="Print each HTTP request to stderr: method, URL (without its query), status, "
-                          "milliseconds; never a header or credential."),
-    ]):
+    """The options `collect` and `watch` share: TARGETS, --db, and options.COLLECT."""
+    for option in reversed([click.argument("targets", nargs=-1), db_option, *click_options()]):
         command = option(command)
     return command
 
