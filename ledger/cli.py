@@ -1,6 +1,11 @@
-"""The `ledger` command line: thin wrappers over collector and store."""
+"""The `ledger` command line: each command parses its options, calls one function, and prints.
 
-import functools
+The options `collect` and `watch` share are declared in options.py (with the config file's keys); their
+runs are wired in collecting.py (plan, progress, summary, the watch loop) over run.py (one run and its
+hooks). The reads are reads.py's SQL printed by output.py; verify, checkpoint, tiles, prove and witness
+load their keys and pins through trust.py.
+"""
+
 import json
 import os
 import re
@@ -10,7 +15,7 @@ import sys
 import click
 
 from . import __version__, output, reads, store
-from .options import click_options
+from .options import click_options, db_option, output_options, source_option
 from .params import DirectoryPath, FilePath, Float, Int, TreeSize
 from .terminal import printable
 
@@ -21,23 +26,13 @@ from .terminal import printable
 EXIT_FAILED, EXIT_PARTIAL = 1, 3
 _EXITS = {"failed": EXIT_FAILED, "partial": EXIT_PARTIAL}  # a run's status; ok is 0
 
-db_option = click.option(
-    "--db", "db_path", default="ledger.db", show_default=True, envvar="LEDGER_DB", metavar="PATH",
-    type=FilePath(), help="The ledger file (env LEDGER_DB).")
-
-
-source_option = click.option(
-    "--source", metavar="GLOB",
-    help="Only keys of this source: 'registry', or a Docker daemon's 'daemon:HOSTNAME' ('daemon:*') [default: all].")
-
-
-def _open(path, readonly=False):
-    """The ledger at PATH: read-only for the reading commands (never created or written), else to append to.
-    A reader given no file says how to make one, or where to point instead."""
+def _open(path):
+    """The ledger at PATH, read-only (never created or written). A reader given no file says how to make
+    one, or where to point instead."""
     try:
-        return store.open_readonly(path) if readonly else store.open_db(path)
+        return store.open_readonly(path)
     except store.StoreError as error:
-        missing = readonly and not os.path.lexists(path)
+        missing = not os.path.lexists(path)
         raise click.ClickException(str(error) + (
             " (make one with `ledger collect TARGET`, or name another with --db PATH or LEDGER_DB)" if missing
             else "")) from None
@@ -131,7 +126,7 @@ def verify(db_path, as_json, expect, public_key, witness_keys, witness_threshold
     """
     from . import pinning, trust
     pins = trust.pins(expect, public_key, witnesses=trust.witnesses(expect, witness_keys, witness_threshold))
-    db = _open(db_path, readonly=True)
+    db = _open(db_path)
     try:
         report = pinning.verify(db, pins)
     except store.StoreError as error:
@@ -170,7 +165,7 @@ def checkpoint_command(db_path, key_path, new_key, name, origin, witness_urls, w
         return
     if bool(witness_urls) != bool(witness_keys):
         raise click.UsageError("--witness URL and --witness-key KEY go together")
-    click.echo(trust.signed_head(_open(db_path, readonly=True), db_path, key, origin, witness_urls, witness_keys),
+    click.echo(trust.signed_head(_open(db_path), db_path, key, origin, witness_urls, witness_keys),
                nl=False)
 
 @cli.command(name="witness")
@@ -217,7 +212,7 @@ def tiles_command(directory, db_path, key_path, checkpoint_path, origin):
     refused (exit 1): nothing is ever overwritten but DIRECTORY/checkpoint."""
     from . import checkpoint, pinning, tiles, trust
     signer, verifier = trust.tile_keys(key_path, checkpoint_path)
-    db = _open(db_path, readonly=True)
+    db = _open(db_path)
     try:
         done = tiles.publish(db, directory, signer, verifier, checkpoint_path, origin)
     except (tiles.TileError, pinning.PinError, checkpoint.CheckpointError, store.StoreError) as error:
@@ -241,7 +236,7 @@ def prove(event_id, consistency, size, public_key, db_path):
     if (event_id is None) == (consistency is None):
         raise click.UsageError("give an EVENT_ID, or --consistency OLD NEW")
     from . import pinning, trust
-    db = _open(db_path, readonly=True)
+    db = _open(db_path)
     try:
         if consistency:
             old, new = (trust.tree(value, public_key) for value in consistency)
@@ -250,20 +245,6 @@ def prove(event_id, consistency, size, public_key, db_path):
             click.echo(json.dumps(pinning.inclusion(db, event_id, size), indent=2))
     except pinning.PinError as error:
         raise click.ClickException(str(error)) from None
-
-
-def output_options(command):
-    """--json and --csv for scripts (one of them: both is bad usage); aligned columns otherwise."""
-    @functools.wraps(command)
-    def checked(*args, **kwargs):
-        if kwargs.get("as_json") and kwargs.get("as_csv"):
-            raise click.UsageError("--json and --csv: give one of them")
-        return command(*args, **kwargs)
-    checked = click.option("--csv", "as_csv", is_flag=True, help="Print CSV (the columns of --full, in order).")(checked)
-    checked = click.option("--json", "as_json", is_flag=True, help="Print JSON (the columns of --full, in order).")(
-        checked)
-    return click.option("--full", is_flag=True, help="Every column, digests whole (JSON and CSV always have them).")(
-        checked)
 
 
 def _when(text, db, end_of_day=False):
@@ -291,7 +272,7 @@ def tags(pattern, db_path, source, unsigned, as_json, as_csv, full):
     collect with --signature-key; `has_signature`: a signature artifact is there, verified or not.
     Signature, attestation, SBOM and referrer tags are not listed: see `ledger history` and the
     current_referrers view. Exits 1 when PATTERN names nothing the ledger ever held."""
-    db = _open(db_path, readonly=True)
+    db = _open(db_path)
     rows = reads.current_tags(db, pattern, source, unsigned)
     output.answer(db, rows, pattern, TAGS_COLUMNS, as_json, as_csv, full, empty="no tags", brief=[
         "registry", "repo", "tag", "digest", "kind", "created", "last_changed", "signed", "has_signature", "attested",
@@ -306,7 +287,7 @@ def tags(pattern, db_path, source, unsigned, as_json, as_csv, full):
 def history(reference, db_path, source, as_json, as_csv, full):
     """Every event of one tag (REGISTRY/REPO:TAG), oldest first, with its signatures', attestations' and
     SBOMs' comings and goings (WHAT) for every digest it pointed to. Exits 1 when the ledger never held the tag."""
-    db = _open(db_path, readonly=True)
+    db = _open(db_path)
     try:
         rows = reads.history(db, reference, source)
     except ValueError as error:  # references.TargetError is one
@@ -325,7 +306,7 @@ def history(reference, db_path, source, as_json, as_csv, full):
 def at(time, pattern, db_path, source, as_json, as_csv, full):
     """What every tag pointed to at TIME: '2026-11-20T14:00:00Z', '2 days ago', a run id, or a date (its start,
     00:00 UTC). Exits 1 when PATTERN names nothing the ledger ever held."""
-    db = _open(db_path, readonly=True)
+    db = _open(db_path)
     rows = reads.state_at(db, _when(time, db), pattern, source)
     output.answer(db, rows, pattern, ["registry", "repo", "tag", "digest", "image", "created", "since", "run_id", "source"],
             as_json, as_csv, full, empty="no tags at that time",
@@ -343,7 +324,7 @@ def at(time, pattern, db_path, source, as_json, as_csv, full):
 def changes(since, until, pattern, db_path, source, as_json, as_csv, full):
     """Tags added, moved, updated and removed in a window. Exits 1 when PATTERN names nothing the ledger ever
     held."""
-    db = _open(db_path, readonly=True)
+    db = _open(db_path)
     rows = reads.changes(db, _when(since, db), _when(until, db, end_of_day=True) if until else None, pattern, source)
     output.answer(db, rows, pattern, ["observed_at", "kind", "registry", "repo", "tag", "prev_digest", "digest", "run_id",
                                 "source"], as_json, as_csv, full, empty="no changes")
@@ -358,7 +339,7 @@ def platforms(reference, db_path, source, as_json, as_csv, full):
     """The platforms of what REFERENCE points to now (REGISTRY/REPO:TAG), or of a digest (sha256:...): an
     index's children, attestations left out, or a single image's own platform. Exits 1 when the ledger
     never held the tag."""
-    db = _open(db_path, readonly=True)
+    db = _open(db_path)
     try:
         digest, rows = reads.platforms(db, reference, source)
     except ValueError as error:  # references.TargetError is one
@@ -381,7 +362,7 @@ def digest_command(digest, db_path, as_json, as_csv, full):
     if not re.fullmatch(r"(sha256:)?[0-9a-fA-F]{64}", digest.strip()):
         raise click.BadParameter(f"{digest!r} is not a whole digest: give sha256: and 64 hex digits "
                                  "(tables shorten them; --full or --json shows them whole)", param_hint="DIGEST")
-    rows = reads.digest_usage(_open(db_path, readonly=True), digest.strip())
+    rows = reads.digest_usage(_open(db_path), digest.strip())
     columns = ["registry", "repo", "tag", "points_there_now", "first_seen", "last_seen", "source"]
     output.emit(rows, columns, as_json, as_csv, full, empty=None)
     if not rows:
@@ -399,7 +380,7 @@ def runs(db_path, limit, with_errors, as_json, as_csv, full):
     A run still 'running' whose lock is free (its process is gone) is closed
     as failed ("interrupted") by the next collect, from any host.
     """
-    rows = reads.runs(_open(db_path, readonly=True), limit, problems=with_errors)
+    rows = reads.runs(_open(db_path), limit, problems=with_errors)
     columns = ["id", "started_at", "finished_at", "status", "targets", "tags_seen", "added", "moved", "updated",
                "removed", "new_images", "errors", "error_summary"]
     # --errors: each run's errors, a list in JSON, a cell of JSON in CSV, and lines under the table

@@ -4,6 +4,7 @@ settings.Flags, and the config file's keys, types and ranges (settings.py) are a
 so a flag and its TOML key cannot drift apart. Imports only click and the light modules, for --help.
 """
 
+import functools
 from dataclasses import dataclass
 
 import click
@@ -161,3 +162,29 @@ RUN_KEYS = frozenset(option.config_key for option in COLLECT if option.config ==
 def click_options():
     """The click options, in the order --help lists them."""
     return [option.decorator() for option in COLLECT]
+
+
+# The options of many commands.
+
+db_option = click.option(
+    "--db", "db_path", default="ledger.db", show_default=True, envvar="LEDGER_DB", metavar="PATH",
+    type=FilePath(), help="The ledger file (env LEDGER_DB).")
+
+
+source_option = click.option(
+    "--source", metavar="GLOB",
+    help="Only keys of this source: 'registry', or a Docker daemon's 'daemon:HOSTNAME' ('daemon:*') [default: all].")
+
+
+def output_options(command):
+    """--json and --csv for scripts (one of them: both is bad usage); aligned columns otherwise."""
+    @functools.wraps(command)
+    def checked(*args, **kwargs):
+        if kwargs.get("as_json") and kwargs.get("as_csv"):
+            raise click.UsageError("--json and --csv: give one of them")
+        return command(*args, **kwargs)
+    checked = click.option("--csv", "as_csv", is_flag=True, help="Print CSV (the columns of --full, in order).")(checked)
+    checked = click.option("--json", "as_json", is_flag=True, help="Print JSON (the columns of --full, in order).")(
+        checked)
+    return click.option("--full", is_flag=True, help="Every column, digests whole (JSON and CSV always have them).")(
+        checked)
