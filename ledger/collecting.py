@@ -161,7 +161,8 @@ def report(plan, quiet, watching=False, verbose=False):
         click.echo(f"{output.stamp()} run {outcome.run_id}: ok, no changes ({outcome.counts['tags_seen']} tags seen, "
                    f"{sum(result.requests.values())} requests in {outcome.elapsed:.2f}s)")
     elif not quiet:
-        output.summary(outcome.run_id, result, outcome.counts, outcome.elapsed, f"{output.stamp()} " if watching else "")
+        prefix = f"{output.stamp()} " if watching else ""
+        output.summary(outcome.run_id, result, outcome.counts, outcome.elapsed, prefix)
     if outcome.unanchored or outcome.unwritten:
         raise click.ClickException("; ".join(filter(None, [outcome.unanchored, outcome.unwritten])))
     return result.status
