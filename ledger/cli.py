@@ -1,67 +1,41 @@
-"""The `ledger` command line: thin wrappers over collector and store."""
+"""The `ledger` command line: each command parses its options, calls one function, and prints.
 
-import csv
-import functools
+The options `collect` and `watch` share are declared in options.py (with the config file's keys); their
+runs are wired in collecting.py (plan, progress, summary, the watch loop) over run.py (one run and its
+hooks). The reads are reads.py's SQL printed by output.py; verify, checkpoint, tiles, prove and witness
+load their keys and pins through trust.py.
+"""
+
 import json
 import os
-import random
 import re
-import signal
 import socket
-import sqlite3
 import sys
-import threading
-import time
 
 import click
 
-from . import __version__, reads, store
-from .limits import (CONCURRENCY_RANGE, DEADLINE_RANGE, DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, DEFAULT_RETRIES,
-                     MAX_REFERRERS, MAX_REFERRERS_RANGE, MAX_RUN_REFERRERS, MAX_RUN_REFERRERS_RANGE, MAX_TAGS,
-                     MAX_TAGS_RANGE, NOTIFY_DEADLINE, NOTIFY_DEADLINE_RANGE, NOTIFY_KINDS, NOTIFY_ON,
-                     REFERRER_MODES, RETRIES_RANGE, RPS_RANGE)
+from . import __version__, output, reads, store
+from .options import click_options, db_option, output_options, source_option
 from .params import DirectoryPath, FilePath, Float, Int, TreeSize
-from .terminal import printable, short_digest, table
-from .times import parse_when
+from .terminal import printable
 
 # Only what --help and the reading commands need is imported here: collecting imports the network code
 # (and apprise with --notify, prometheus_client with metrics), `serve` Datasette, `verify --key` and
 # checkpoints cryptography, each in its own command.
 
 EXIT_FAILED, EXIT_PARTIAL = 1, 3
+_EXITS = {"failed": EXIT_FAILED, "partial": EXIT_PARTIAL}  # a run's status; ok is 0
 
-db_option = click.option(
-    "--db", "db_path", default="ledger.db", show_default=True, envvar="LEDGER_DB", metavar="PATH",
-    type=FilePath(), help="The ledger file (env LEDGER_DB).")
-
-
-source_option = click.option(
-    "--source", metavar="GLOB",
-    help="Only keys of this source: 'registry', or a Docker daemon's 'daemon:HOSTNAME' ('daemon:*') [default: all].")
-
-
-def _open(path, readonly=False):
-    """The ledger at PATH: read-only for the reading commands (never created or written), else to append to.
-    A reader given no file says how to make one, or where to point instead."""
+def _open(path):
+    """The ledger at PATH, read-only (never created or written). A reader given no file says how to make
+    one, or where to point instead."""
     try:
-        return store.open_readonly(path) if readonly else store.open_db(path)
+        return store.open_readonly(path)
     except store.StoreError as error:
-        missing = readonly and not os.path.lexists(path)
+        missing = not os.path.lexists(path)
         raise click.ClickException(str(error) + (
             " (make one with `ledger collect TARGET`, or name another with --db PATH or LEDGER_DB)" if missing
             else "")) from None
-
-
-def _answer(db, rows, pattern, columns, as_json, as_csv, full, empty, brief=None):
-    """A read command's rows; none, for a name the ledger never held, is that name's error (after an empty
-    JSON list or CSV header, so a script still reads what it expects)."""
-    unheld = reads.unheld(db, pattern) if pattern and not rows else None
-    if unheld is None:
-        _emit(rows, columns, as_json, as_csv, full, empty=empty, brief=brief)
-        return
-    if as_json or as_csv:
-        _emit(rows, columns, as_json, as_csv, full, brief=brief)
-    raise click.ClickException(unheld)  # exit 1, as grep's when nothing matches
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,177 +54,9 @@ def cli():
     """
 
 
-class _Progress:
-    """One line on a terminal's stderr, redrawn at most ten times a second: tags resolved out of tags
-    known, requests per second, and once every tag list is in (the total is known) a countdown to the
-    end. Nothing until the first tags are known, so never '0/0'."""
-
-    EVERY = 0.1
-
-    def __init__(self, enabled):
-        self.enabled = enabled
-        self.lock = threading.Lock()
-        self.started = time.monotonic()
-        self.drawn = 0.0
-        self.tags = self.done = self.lists = self.requests = 0
-        self.resolving = None  # when the first tags were known: the countdown's rate is from then
-        self.shown = False
-
-    def __call__(self, tags=0, done=0, lists=0):
-        with self.lock:
-            self.tags += tags
-            if self.tags and self.resolving is None:
-                self.resolving = time.monotonic()
-            self.done += done
-            self.lists += lists
-            self._draw()
-
-    def request(self):
-        with self.lock:
-            self.requests += 1
-            self._draw()
-
-    def _draw(self, final=False):
-        now = time.monotonic()
-        if not self.enabled or (now - self.drawn < self.EVERY and not final):
-            return
-        self.drawn = now
-        elapsed = max(now - self.started, 1e-3)
-        rate = f"{self.requests / elapsed:.0f} req/s"
-        if not self.tags:
-            line = f"collecting: listing ({self.requests} requests, {rate})"
-        else:
-            line = f"collecting {self.done}/{self.tags}{'+' if self.lists else ''} tags  {rate}"
-            if not self.lists and self.done:
-                left = round((self.tags - self.done) * (now - self.resolving) / self.done)
-                line += f"  ETA {left // 60}:{left % 60:02d}"
-        sys.stderr.write(f"\r\x1b[K{line}")
-        sys.stderr.flush()
-        self.shown = True
-
-    def close(self):
-        """The last count stays on its line, as a finished bar does; what follows starts below it."""
-        with self.lock:
-            if self.shown:
-                self._draw(final=True)
-                sys.stderr.write("\n")
-                sys.stderr.flush()
-            self.enabled = self.shown = False
-
-
-class _Trace:
-    """-v: one line on stderr per HTTP request, as it is answered: method, URL, status, milliseconds. The
-    URL without its query (a token server's carries the account and scopes) or any user:password in it,
-    and never a header; through printable, since a redirect's URL is a server's word."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-
-    def __call__(self, method, url, status, seconds, failure):
-        shown = _shown_url(url)
-        outcome = str(status) if failure is None else f"failed ({failure})"
-        line = printable(f"{method} {shown} {outcome} {seconds * 1000:.0f}ms")
-        with self.lock:
-            click.echo(line, err=True)
-
-
-def _shown_url(url):
-    """A URL as -v prints it: no user:password, no query (it may carry an account or a token), no
-    fragment; `?...` says a query was dropped."""
-    base, query, _ = url.partition("#")[0].partition("?")
-    scheme, sep, rest = base.partition("://")
-    netloc, slash, path = rest.partition("/")
-    netloc = netloc.rpartition("@")[2]
-    return f"{scheme}{sep}{netloc}{slash}{path}" + ("?..." if query else "")
-
-
-def _observer(progress, trace):
-    """What the transport tells of each request: the progress bar's rate, and -v's line."""
-    if trace is None:
-        return lambda *request: progress.request()
-    return lambda *request: (progress.request(), trace(*request))
-
-
 def collect_options(command):
-    """The options `collect` and `watch` share."""
-    for option in reversed([
-        click.argument("targets", nargs=-1),
-        db_option,
-        click.option("--config", "config_path", type=FilePath(), metavar="FILE",
-                     help="A TOML file of registries with their own targets, credentials, TLS and limits."),
-        click.option("--concurrency", default=DEFAULT_CONCURRENCY, show_default=True, type=click.IntRange(*CONCURRENCY_RANGE),
-                     help="Requests in flight at once, per registry."),
-        click.option("--rps", type=Float(*RPS_RANGE), metavar="N",
-                     help="At most N requests per second, per registry."),
-        click.option("--retries", default=DEFAULT_RETRIES, show_default=True, type=click.IntRange(*RETRIES_RANGE),
-                     help="Retries on connection errors, 5xx and 429, with backoff."),
-        click.option("--deadline", default=DEFAULT_DEADLINE, show_default=True,
-                     type=Float(*DEADLINE_RANGE), metavar="SECONDS",
-                     help="Give up on one request (connect to last byte) after this long."),
-        click.option("--max-tags", default=MAX_TAGS, show_default=True, type=click.IntRange(*MAX_TAGS_RANGE),
-                     metavar="N", help="Most tags listed per repository; past it the listing is incomplete and "
-                                       "removes nothing."),
-        click.option("--max-referrers", default=MAX_REFERRERS, show_default=True,
-                     type=click.IntRange(*MAX_REFERRERS_RANGE), metavar="N",
-                     help="Most referrers followed per digest; past it the rest are cut (an error row) and none "
-                          "of its referrers is removed."),
-        click.option("--max-run-referrers", default=MAX_RUN_REFERRERS, show_default=True,
-                     type=click.IntRange(*MAX_RUN_REFERRERS_RANGE), metavar="N",
-                     help="Most referrers followed per registry in one run; past it the rest are cut (an error "
-                          "row) and removes nothing."),
-        click.option("--include-tags", metavar="REGEX", help="Only tags this regex matches (searched; anchor with ^ $)."),
-        click.option("--exclude-tags", metavar="REGEX", help="Skip tags this regex matches."),
-        click.option("--allow-empty", is_flag=True,
-                     help="A glob (or a registry's catalog) that matches no repository is expected: not an error."),
-        click.option("--referrers", type=click.Choice(REFERRER_MODES), default="auto", show_default=True,
-                     help="Ask the OCI referrers API for each digest's signatures, attestations and SBOMs: "
-                          "auto (where the registry serves it), always (an error where it does not), never "
-                          "(the referrers tag schema and cosign's tags alone, which cost no request)."),
-        click.option("--signature-key", multiple=True, type=FilePath(), metavar="PEM",
-                     help="Verify signatures (cosign keyed, Notation JWS) against this public key or certificate "
-                          "(repeatable); `signed` means a signature that verified against one of them."),
-        click.option("--plain-http", is_flag=True,
-                     help="Use plain HTTP for every registry (localhost and 127.0.0.0/8 always may)."),
-        click.option("--ca-file", type=FilePath(exists=True), metavar="PEM",
-                     help="Trust this CA bundle for TLS."),
-        click.option("--insecure", is_flag=True, help="Skip TLS certificate verification (not recommended)."),
-        click.option("--username", envvar="LEDGER_USERNAME", metavar="USER",
-                     help="User name for the registries named here (env LEDGER_USERNAME)."),
-        click.option("--password-stdin", is_flag=True,
-                     help="Read the password or token from standard input (or set LEDGER_PASSWORD)."),
-        click.option("--docker-config", type=FilePath(), metavar="FILE",
-                     help="Docker config to read credentials from [default: $DOCKER_CONFIG/config.json or "
-                          "~/.docker/config.json]."),
-        click.option("--daemon", is_flag=True,
-                     help="Also record the images a local Docker daemon holds (keyed apart from the registries)."),
-        click.option("--docker-host", metavar="URL",
-                     help="The daemon's API with --daemon: unix:///path or tcp://HOST:PORT "
-                          "[default: $DOCKER_HOST or unix:///var/run/docker.sock]."),
-        click.option("--checkpoint-dir", type=DirectoryPath(), metavar="DIR",
-                     help="After every run, write the signed head to a new DIR/run-ID.checkpoint and link "
-                          "DIR/latest.checkpoint to it, once it extends the checkpoints there: a rolled-back or "
-                          "rewritten ledger is refused, exit 1, and no file is overwritten (keep DIR elsewhere: "
-                          "a git repo, a bucket)."),
-        click.option("--checkpoint-key", envvar="LEDGER_CHECKPOINT_KEY", type=FilePath(),
-                     metavar="FILE", help="The signer key for --checkpoint-dir (env LEDGER_CHECKPOINT_KEY)."),
-        click.option("--notify", multiple=True, metavar="URL",
-                     help="Send a message about each run that changed something or failed to this apprise URL "
-                          "(json://, slack://, msteams://, discord://, matrix://, mailto://, ...; repeatable); "
-                          "${VAR} in it is read from the environment when sending, and never stored or shown."),
-        click.option("--notify-on", metavar="KINDS",
-                     help=f"What is worth a message, comma-separated: {', '.join(NOTIFY_KINDS)} "
-                          f"[default: {','.join(NOTIFY_ON)}]."),
-        click.option("--notify-deadline", type=Float(*NOTIFY_DEADLINE_RANGE), metavar="SECONDS",
-                     help=f"Give up on a run's notifications after this long, every URL together "
-                          f"[default: {NOTIFY_DEADLINE:g}]."),
-        click.option("--metrics-file", type=FilePath(), metavar="PATH",
-                     help="After every run, write Prometheus metrics to PATH, atomically (name it *.prom for "
-                          "node_exporter's textfile collector)."),
-        click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary; errors only."),
-        click.option("-v", "--verbose", is_flag=True,
-                     help="Print each HTTP request to stderr: method, URL (without its query), status, "
-                          "milliseconds; never a header or credential."),
-    ]):
+    """The options `collect` and `watch` share: TARGETS, --db, and options.COLLECT."""
+    for option in reversed([click.argument("targets", nargs=-1), db_option, *click_options()]):
         command = option(command)
     return command
 
@@ -282,21 +88,10 @@ _TARGET_HELP = """
                    "whose credentials, targets, filters); send no request and write nothing.")
 def collect_command(dry_run, **flags):
     """Record what every tag of TARGETS points to now: one run."""
-    signal.signal(signal.SIGTERM, _interrupt)
-    planned = _Planner(flags)
-    if dry_run:
-        from .settings import describe
-        click.echo("\n".join(describe(planned.next())))
-        return
-    try:
-        status = _run(planned.next(), planned.quiet, planned.metrics, verbose=planned.flags.verbose)
-    except KeyboardInterrupt:
-        raise click.ClickException("interrupted: the run is recorded as failed and nothing else was appended") from None
-    if status == "failed":
-        sys.exit(EXIT_FAILED)
-    if status == "partial":
-        sys.exit(EXIT_PARTIAL)
-
+    from . import collecting  # the network code loads for collect and watch only
+    status = collecting.collect(flags, dry_run)
+    if status in _EXITS:
+        sys.exit(_EXITS[status])
 
 collect_command.help += _TARGET_HELP + """
     Exits 0 when the run is ok, 3 when it is partial (some targets failed;
@@ -305,151 +100,6 @@ collect_command.help += _TARGET_HELP + """
     held) and a glob that matches nothing (unless --allow-empty) are failed
     targets.
 """
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-class _BadUsage(click.ClickException):
-    """Bad usage that is not about one option's syntax (a config file, a pattern): one line, exit 2."""
-
-    exit_code = 2
-
-
-class _Planner:
-    """Each run's plan from the same flags: credentials are resolved anew for every run (a watcher lives
-    for weeks; passwords and helper tokens rotate), the password given on the command line read once."""
-
-    def __init__(self, flags, metrics_port=None):
-        from .settings import Flags
-        self.flags = Flags(**flags)
-        self.quiet = self.flags.quiet
-        self.anchor = _anchor(self.flags.checkpoint_dir, self.flags.checkpoint_key)
-        self.password, self.read = None, False
-        self.first = self._plan()  # made now, so bad flags fail before any run
-        for registry, options in self.first.options.items():
-            if options.insecure:
-                click.echo(f"warning: TLS certificates are not verified for {registry}", err=True)
-        self.metrics = _metrics(self.flags.metrics_file, metrics_port)
-
-    def next(self):
-        """The plan of the next run."""
-        if self.first is not None:
-            made, self.first = self.first, None
-            return made
-        return self._plan()
-
-    def _plan(self):
-        from .settings import FlagsConflict, SettingsError, plan
-        try:
-            return plan(self.flags, self._password, self.anchor)
-        except FlagsConflict as error:
-            raise click.UsageError(str(error)) from None
-        except SettingsError as error:
-            raise (_BadUsage if error.usage else click.ClickException)(str(error)) from None
-
-    def _password(self, registries):
-        if not self.read:
-            self.password, self.read = _password(self.flags.password_stdin, registries), True
-        return self.password
-
-
-def _metrics(path, port):
-    """The process's metrics with --metrics-file or --metrics-port (its server listening already)."""
-    if not path and port is None:
-        return None
-    from .metrics import Metrics, MetricsError
-    try:
-        return Metrics(path, port)
-    except MetricsError as error:
-        raise click.ClickException(str(error)) from None
-
-
-def _anchor(checkpoint_dir, checkpoint_key):
-    """(directory, signer) for --checkpoint-dir, checked before any run."""
-    if not checkpoint_dir:
-        return None
-    if not checkpoint_key:
-        raise click.UsageError("--checkpoint-dir needs --checkpoint-key FILE "
-                               "(make one: ledger checkpoint --new-key FILE)")
-    from . import checkpoint
-    try:
-        return checkpoint_dir, checkpoint.load_signer(checkpoint_key)
-    except checkpoint.CheckpointError as error:
-        raise click.BadParameter(str(error), param_hint="--checkpoint-key") from None
-
-
-def _password(password_stdin, registries):
-    """The command line's password, which belongs to exactly one registry: never spread over several."""
-    password = None
-    if password_stdin:
-        password = sys.stdin.read().rstrip("\r\n")
-    elif os.environ.get("LEDGER_PASSWORD"):
-        password = os.environ["LEDGER_PASSWORD"]
-    if password is not None and len(registries) != 1:
-        named = f"{len(registries)} registries ({', '.join(registries)})" if registries else "no registry"
-        raise click.UsageError(
-            f"--username/--password-stdin (or LEDGER_PASSWORD) give credentials for one registry, and the targets "
-            f"name {named}: give each registry its own credentials in a --config file, or use the Docker config "
-            "(docker login)")
-    return password
-
-
-def _run(plan, quiet, metrics=None, watching=False, verbose=False):
-    """One run, appended in one transaction, then its problems and summary, and its metrics; returns its
-    status. A watcher's run that changed nothing is one line, starting with the time, as its summary is."""
-    from .run import RunFailed, run_once
-    progress = _Progress(not quiet and not verbose and sys.stderr.isatty() and bool(plan.targets))
-    plan.observe = _observer(progress, _Trace() if verbose else None) if progress.enabled or verbose else None
-    started, failed = time.monotonic(), None
-    try:
-        outcome = run_once(plan, progress)
-    except RunFailed as error:
-        outcome, failed = None, error
-    finally:
-        progress.close()
-    unwritten = metrics.observe(plan.db_path, time.monotonic() - started, outcome) if metrics else None
-    if failed:
-        for problem in failed.warnings:
-            click.echo(f"warning: {printable(str(problem))}", err=True)
-        raise click.ClickException("; ".join(filter(None, [str(failed), unwritten])))
-    result = outcome.result
-    for error in result.errors[:20]:
-        click.echo(f"{'warning' if error.warning else 'error'}: {printable(str(error))}", err=True)
-    if len(result.errors) > 20:
-        click.echo(f"error: ... and {len(result.errors) - 20} more (see the errors table, run {outcome.run_id})",
-                   err=True)
-    if not quiet and watching and result.status == "ok" and not any(outcome.counts[kind] for kind in _CHANGES):
-        click.echo(f"{_stamp()} run {outcome.run_id}: ok, no changes ({outcome.counts['tags_seen']} tags seen, "
-                   f"{sum(result.requests.values())} requests in {outcome.elapsed:.2f}s)")
-    elif not quiet:
-        _summary(outcome.run_id, result, outcome.counts, outcome.elapsed, f"{_stamp()} " if watching else "")
-    if outcome.unanchored or unwritten:
-        raise click.ClickException("; ".join(filter(None, [outcome.unanchored, unwritten])))
-    return result.status
-
-
-_CHANGES = ("added", "moved", "updated", "removed", "new_images")
-
-
-def _stamp():
-    """The time of day a watcher's line starts with: UTC, to the second."""
-    from .times import now
-    return now()[:19] + "Z"
-
-
-def _summary(run_id, result, counts, elapsed, stamp=""):
-    requests = ", ".join(f"{kind} {n}" for kind, n in sorted(result.requests.items()))
-    click.echo(f"{stamp}run {run_id}: {result.status} in {elapsed:.2f}s")
-    for label, value in [("repos listed", counts["repos_listed"]), ("tags seen", counts["tags_seen"]),
-                         ("added", counts["added"]), ("moved", counts["moved"]), ("updated", counts["updated"]),
-                         ("removed", counts["removed"]), ("new images", counts["new_images"]),
-                         ("errors", counts["errors"])]:
-        click.echo(f"  {label:<13}{value:>7}")
-    click.echo(f"  {'requests':<13}{sum(result.requests.values()):>7}" + (f"  ({requests})" if requests else ""))
-    for registry, limit in sorted(result.rate_limits.items()):
-        click.echo(f"  {'rate limit':<13}{limit['remaining']:>7}  left of {limit['limit']} at {registry}")
 
 
 @cli.command()
@@ -474,83 +124,16 @@ def verify(db_path, as_json, expect, public_key, witness_keys, witness_threshold
     given with --expect no longer holds (history before it was rewritten, or
     the ledger was cut shorter than it).
     """
-    from . import pinning
-    pins = _pins(expect, public_key, witnesses=_witnesses(expect, witness_keys, witness_threshold))
-    db = _open(db_path, readonly=True)
+    from . import pinning, trust
+    pins = trust.pins(expect, public_key, witnesses=trust.witnesses(expect, witness_keys, witness_threshold))
+    db = _open(db_path)
     try:
         report = pinning.verify(db, pins)
     except store.StoreError as error:
         raise click.ClickException(f"{db_path}: {error}") from None
-    _print_verification(db_path, report, pins, as_json)
+    output.print_verification(db_path, report, pins, as_json)
     if not report.ok:
         sys.exit(EXIT_FAILED)
-
-
-def _print_verification(db_path, report, pins, as_json):
-    if as_json:
-        shown = {"ok": report.ok, "events": report.events, "head_event_id": report.head_id,
-                 "head_hash": report.head_hash, "problems": report.problems}
-        click.echo(json.dumps({**shown, "pins": len(pins)} if pins else shown))
-    elif report.ok:
-        head = f"event {report.head_id} {report.head_hash}" if report.head_id else "empty ledger"
-        held = f"; {len(pins)} pin{'s' * (len(pins) != 1)} hold" if pins else ""
-        click.echo(f"{db_path}: ok, {report.events} events; head {head}{held}")
-        if report.without_bytes:
-            click.echo(f"{db_path}: {report.without_bytes} manifests from before schema 6 have no bytes yet; their "
-                       "seal covers them, and the next run that meets their digest fills them in", err=True)
-    else:
-        click.echo(f"{db_path}: TAMPERED: {printable(report.problems[0])}", err=True)
-
-
-def _verifier(key):
-    """The verifier key from a file or its text; a signer key file gives its own verifier."""
-    from . import checkpoint
-    try:
-        return checkpoint.load_verifier(key)
-    except checkpoint.CheckpointError:
-        if not os.path.isfile(key):
-            raise
-        try:
-            return checkpoint.load_signer(key).verifier
-        except checkpoint.CheckpointError:
-            pass
-        raise
-
-
-def _witnesses(expect, keys, threshold):
-    """(witness keys, threshold) for verify --witness, or None."""
-    if not keys:
-        if threshold:
-            raise click.UsageError("--witness-threshold needs --witness KEY")
-        return None
-    from . import pinning, witness
-    if all(pinning.is_event_pin(text) for text in expect):
-        raise click.UsageError("--witness needs --expect checkpoint files: their cosignatures are what it checks")
-    if threshold and threshold > len(keys):
-        raise click.UsageError(f"--witness-threshold {threshold}: only {len(keys)} --witness keys are given")
-    try:
-        verifiers = [witness.load_cosigner_verifier(key) for key in keys]
-    except witness.WitnessError as error:
-        raise click.BadParameter(str(error), param_hint="--witness") from None
-    return verifiers, threshold or len(verifiers)
-
-
-def _pins(expect, public_key, option="--expect", witnesses=None):
-    """The pins `option` gives; a checkpoint file counts only with --key, as anyone can write one."""
-    from . import checkpoint, pinning
-    unsigned = next((text for text in expect if not pinning.is_event_pin(text)), None)
-    if unsigned is not None and not public_key:
-        raise click.UsageError(f"{option} {printable(unsigned)}: a checkpoint needs --key PUBLIC, the verifier key "
-                               "that must have signed it (anyone can write an unsigned one); EVENT_ID:HASH needs none")
-    try:
-        verifier = _verifier(public_key) if public_key else None
-    except checkpoint.CheckpointError as error:
-        raise click.ClickException(f"--key: {error}") from None
-    try:
-        return pinning.read_pins(expect, verifier, witnesses=witnesses)
-    except (checkpoint.CheckpointError, pinning.PinError) as error:  # a pin that cannot be trusted fails verify
-        raise click.ClickException(f"{option}: {error}") from None
-
 
 @cli.command(name="checkpoint")
 @db_option
@@ -576,46 +159,14 @@ def checkpoint_command(db_path, key_path, new_key, name, origin, witness_urls, w
 
     The ledger is verified first, as `ledger verify` does: one that fails
     is not signed (exit 1)."""
-    from . import checkpoint, pinning
-    try:
-        if new_key:
-            click.echo(checkpoint.write_new_key(new_key, name).text())
-            return
-        if not key_path:
-            raise click.UsageError("give --key FILE to sign with, or --new-key FILE to make one")
-        signer = checkpoint.load_signer(key_path)
-    except checkpoint.CheckpointError as error:
-        raise click.ClickException(str(error)) from None
+    from . import trust
+    key = trust.signer(key_path, new_key, name)
+    if key is None:
+        return
     if bool(witness_urls) != bool(witness_keys):
         raise click.UsageError("--witness URL and --witness-key KEY go together")
-    db = _open(db_path, readonly=True)
-    try:
-        signed = pinning.signed_head(db, signer, origin)
-    except (pinning.PinError, store.StoreError, checkpoint.CheckpointError) as error:
-        raise click.ClickException(f"{db_path}: {printable(str(error))}") from None
-    if witness_urls:
-        signed += "".join(_cosignatures(db, signed, witness_urls, witness_keys))
-    click.echo(signed, nl=False)
-
-
-def _cosignatures(db, signed, urls, keys):
-    """Every witness's cosignature lines on the signed checkpoint; a witness that does not cosign fails it all."""
-    from . import checkpoint, pinning, witness
-    from .transport import Transport
-    try:
-        verifiers = [witness.load_cosigner_verifier(key) for key in keys]
-    except witness.WitnessError as error:
-        raise click.BadParameter(str(error), param_hint="--witness-key") from None
-    leaves = pinning.leaves(db, checkpoint.parse(signed)[0].size)
-    transport = Transport(deadline=30)
-    try:
-        return [line for url in urls
-                for line in witness.request_cosignatures(signed, leaves, url, verifiers, transport)]
-    except witness.WitnessError as error:
-        raise click.ClickException(printable(str(error))) from None
-    finally:
-        transport.close()
-
+    click.echo(trust.signed_head(_open(db_path), db_path, key, origin, witness_urls, witness_keys),
+               nl=False)
 
 @cli.command(name="witness")
 @click.option("--state", "state_path", default="witness.db", show_default=True, type=FilePath(),
@@ -636,36 +187,8 @@ def witness_command(state_path, key_path, new_key, name, logs, host, port):
     checkpoint once it is signed by the log's key and proved consistent with
     the last one this witness cosigned (409 for another old size, 422 for a
     bad proof), so a second team can vouch for the ledger without trusting it."""
-    from . import checkpoint, witness
-    try:
-        if new_key:
-            click.echo(witness.write_new_key(new_key, name).text())
-            return
-        if not key_path or not logs:
-            raise click.UsageError("give --key FILE (make one with --new-key FILE) and at least one --log PUBLIC")
-        cosigner = witness.load_cosigner(key_path)
-    except witness.WitnessError as error:
-        raise click.ClickException(str(error)) from None
-    known = {}
-    for text in logs:
-        origin, _, key = text.strip().rpartition(" ")
-        try:
-            verifier = _verifier(key)
-        except checkpoint.CheckpointError as error:
-            raise click.BadParameter(f"{printable(text)}: {error}", param_hint="--log") from None
-        known[origin.strip() or verifier.name] = verifier
-    try:
-        served = witness.server(witness.Witness(state_path, cosigner, known), host, port)
-    except (witness.WitnessError, OSError) as error:
-        raise click.ClickException(f"cannot serve the witness: {error}") from None
-    click.echo(f"witness {cosigner.verifier.text()} at http://{host}:{served.server_port}/add-checkpoint for "
-               f"{', '.join(sorted(known))}", err=True)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: threading.Thread(target=served.shutdown).start())
-    served.serve_forever()
-    served.server_close()
-    click.echo("witness: stopped", err=True)
-
+    from . import trust
+    trust.serve_witness(state_path, key_path, new_key, name, logs, host, port)
 
 @cli.command(name="tiles")
 @click.argument("directory", type=DirectoryPath())
@@ -687,23 +210,14 @@ def tiles_command(directory, db_path, key_path, checkpoint_path, origin):
     Only tiles the directory lacks are written; those it has must hold the
     same bytes, and a published checkpoint the ledger no longer extends is
     refused (exit 1): nothing is ever overwritten but DIRECTORY/checkpoint."""
-    from . import checkpoint, pinning, tiles
-    if not key_path:
-        raise click.UsageError("give --key FILE: the signer key (or, with --checkpoint, the verifier key)")
-    try:
-        if checkpoint_path:
-            signer, verifier = None, _verifier(key_path)
-        else:
-            signer, verifier = checkpoint.load_signer(key_path), None
-    except checkpoint.CheckpointError as error:
-        raise click.BadParameter(str(error), param_hint="--key") from None
-    db = _open(db_path, readonly=True)
+    from . import checkpoint, pinning, tiles, trust
+    signer, verifier = trust.tile_keys(key_path, checkpoint_path)
+    db = _open(db_path)
     try:
         done = tiles.publish(db, directory, signer, verifier, checkpoint_path, origin)
     except (tiles.TileError, pinning.PinError, checkpoint.CheckpointError, store.StoreError) as error:
         raise click.ClickException(f"{db_path}: {printable(str(error))}") from None
     click.echo(f"{directory}: tree of {done.size} events; {done.written} tiles written, {done.kept} already there")
-
 
 @cli.command()
 @click.argument("event_id", type=Int(1), required=False)
@@ -721,11 +235,11 @@ def prove(event_id, consistency, size, public_key, db_path):
     without the ledger."""
     if (event_id is None) == (consistency is None):
         raise click.UsageError("give an EVENT_ID, or --consistency OLD NEW")
-    from . import pinning
-    db = _open(db_path, readonly=True)
+    from . import pinning, trust
+    db = _open(db_path)
     try:
         if consistency:
-            old, new = (_tree(value, public_key) for value in consistency)
+            old, new = (trust.tree(value, public_key) for value in consistency)
             click.echo(json.dumps(pinning.consistency(db, old, new), indent=2))
         else:
             click.echo(json.dumps(pinning.inclusion(db, event_id, size), indent=2))
@@ -733,76 +247,10 @@ def prove(event_id, consistency, size, public_key, db_path):
         raise click.ClickException(str(error)) from None
 
 
-def _tree(value, public_key):
-    """A tree given as a size, or by a checkpoint file (params.TreeSize): then (size, the root it pins), which
-    the ledger's tree of that size must still have."""
-    if isinstance(value, int):
-        return value, None
-    pin = _pins([value], public_key, "--consistency")[0]
-    return pin.size, pin.root
-
-
-_SHORT = ("digest", "image", "prev_digest", "subject")
-_FLAGS = ("signed", "has_signature", "attested", "sbom", "points_there_now")  # 0/1 in JSON and CSV; yes/- for people
-
-
-def output_options(command):
-    """--json and --csv for scripts (one of them: both is bad usage); aligned columns otherwise."""
-    @functools.wraps(command)
-    def checked(*args, **kwargs):
-        if kwargs.get("as_json") and kwargs.get("as_csv"):
-            raise click.UsageError("--json and --csv: give one of them")
-        return command(*args, **kwargs)
-    checked = click.option("--csv", "as_csv", is_flag=True, help="Print CSV (the columns of --full, in order).")(checked)
-    checked = click.option("--json", "as_json", is_flag=True, help="Print JSON (the columns of --full, in order).")(
-        checked)
-    return click.option("--full", is_flag=True, help="Every column, digests whole (JSON and CSV always have them).")(
-        checked)
-
-
-def _emit(rows, columns, as_json=False, as_csv=False, full=False, empty="nothing", brief=None):
-    """Rows for scripts (JSON, CSV) or for people (aligned columns): `columns`, the command's one list, in
-    JSON, CSV and the table with --full, in that order; the table without --full shows the `brief` ones (all
-    when None) with short digests, and the source column when any row is not the registry's own."""
-    if not (as_json or as_csv or full):
-        shown = brief or [column for column in columns if column != "source"]
-        if "source" not in shown and any(row.get("source", store.REGISTRY) != store.REGISTRY for row in rows):
-            shown = [*shown, "source"]
-        columns = shown
-    if as_json:
-        click.echo(json.dumps([{column: row.get(column) for column in columns} for row in rows], indent=2))
-    elif as_csv:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([_csv_cell(row.get(column)) for column in columns] for row in rows)
-    elif rows:
-        def cell(column, value):
-            if column in _SHORT and value and not full:
-                return short_digest(str(value))
-            if column in _FLAGS and value is not None:
-                return "yes" if value else "-"
-            return printable(value) if isinstance(value, str) else value
-        click.echo(table([[cell(c, row.get(c)) for c in columns] for row in rows], columns))
-    elif empty:
-        click.echo(empty, err=True)
-
-
-def _csv_cell(value):
-    """A list (a run's problems) is one CSV cell of JSON."""
-    return json.dumps(value) if isinstance(value, (list, dict)) else value
-
-
-def _when(text, db=None, end_of_day=False):
-    """TIME as people type it, or a run id (`42` or `run:42`: the moment that run finished). A date is the
-    start of that day (UTC), or with `end_of_day` (an --until) its last microsecond."""
-    run = re.fullmatch(r"(?:run:)?(\d+)", text.strip())
-    if run and db is not None and len(run.group(1)) < 8:
-        found = db.execute("SELECT finished_at FROM runs WHERE id = ?", [int(run.group(1))]).fetchone()
-        if not found or not found[0]:
-            raise click.BadParameter(f"run {run.group(1)} is not a finished run", param_hint="TIME")
-        return found[0]
+def _when(text, db, end_of_day=False):
+    """TIME (reads.moment: as people type it, or a run id), or bad usage naming it."""
     try:
-        return parse_when(text, end_of_day=end_of_day)
+        return reads.moment(db, text, end_of_day)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="TIME") from None
 
@@ -824,9 +272,9 @@ def tags(pattern, db_path, source, unsigned, as_json, as_csv, full):
     collect with --signature-key; `has_signature`: a signature artifact is there, verified or not.
     Signature, attestation, SBOM and referrer tags are not listed: see `ledger history` and the
     current_referrers view. Exits 1 when PATTERN names nothing the ledger ever held."""
-    db = _open(db_path, readonly=True)
+    db = _open(db_path)
     rows = reads.current_tags(db, pattern, source, unsigned)
-    _answer(db, rows, pattern, TAGS_COLUMNS, as_json, as_csv, full, empty="no tags", brief=[
+    output.answer(db, rows, pattern, TAGS_COLUMNS, as_json, as_csv, full, empty="no tags", brief=[
         "registry", "repo", "tag", "digest", "kind", "created", "last_changed", "signed", "has_signature", "attested",
         "sbom"])
 
@@ -839,12 +287,12 @@ def tags(pattern, db_path, source, unsigned, as_json, as_csv, full):
 def history(reference, db_path, source, as_json, as_csv, full):
     """Every event of one tag (REGISTRY/REPO:TAG), oldest first, with its signatures', attestations' and
     SBOMs' comings and goings (WHAT) for every digest it pointed to. Exits 1 when the ledger never held the tag."""
-    db = _open(db_path, readonly=True)
+    db = _open(db_path)
     try:
         rows = reads.history(db, reference, source)
     except ValueError as error:  # references.TargetError is one
         raise click.BadParameter(str(error), param_hint="REFERENCE") from None
-    _answer(db, rows, reference, ["event_id", "observed_at", "kind", "what", "prev_digest", "digest", "subject",
+    output.answer(db, rows, reference, ["event_id", "observed_at", "kind", "what", "prev_digest", "digest", "subject",
                                   "created", "run_id", "source"], as_json, as_csv, full,
             empty=f"no events for {reference}")
 
@@ -858,9 +306,9 @@ def history(reference, db_path, source, as_json, as_csv, full):
 def at(time, pattern, db_path, source, as_json, as_csv, full):
     """What every tag pointed to at TIME: '2026-11-20T14:00:00Z', '2 days ago', a run id, or a date (its start,
     00:00 UTC). Exits 1 when PATTERN names nothing the ledger ever held."""
-    db = _open(db_path, readonly=True)
+    db = _open(db_path)
     rows = reads.state_at(db, _when(time, db), pattern, source)
-    _answer(db, rows, pattern, ["registry", "repo", "tag", "digest", "image", "created", "since", "run_id", "source"],
+    output.answer(db, rows, pattern, ["registry", "repo", "tag", "digest", "image", "created", "since", "run_id", "source"],
             as_json, as_csv, full, empty="no tags at that time",
             brief=["registry", "repo", "tag", "digest", "image", "since", "run_id"])
 
@@ -874,14 +322,12 @@ def at(time, pattern, db_path, source, as_json, as_csv, full):
 @source_option
 @output_options
 def changes(since, until, pattern, db_path, source, as_json, as_csv, full):
-    """Tags added, moved, updated and removed in a window; CHANGE tells a move back to an earlier digest
-    (rollback, with when the tag first pointed there: SEEN_BEFORE) and one that only added platforms to an
-    index (platforms_added) from other moves. Exits 1 when PATTERN names nothing the ledger ever held."""
-    db = _open(db_path, readonly=True)
+    """Tags added, moved, updated and removed in a window; CHANGE tells a rollback (SEEN_BEFORE: when the tag
+    first pointed there) or platforms_added from other moves. Exits 1 when PATTERN names nothing held."""
+    db = _open(db_path)
     rows = reads.changes(db, _when(since, db), _when(until, db, end_of_day=True) if until else None, pattern, source)
-    columns = ["observed_at", "kind", "change", "registry", "repo", "tag", "prev_digest", "digest", "seen_before",
-               "earlier_event_id", "run_id", "source"]
-    _answer(db, rows, pattern, columns, as_json, as_csv, full, empty="no changes", brief=columns[:9] + ["run_id"])
+    columns = reads.CHANGES_COLUMNS
+    output.answer(db, rows, pattern, columns, as_json, as_csv, full, empty="no changes", brief=columns[:9] + ["run_id"])
 
 
 @cli.command()
@@ -893,7 +339,7 @@ def platforms(reference, db_path, source, as_json, as_csv, full):
     """The platforms of what REFERENCE points to now (REGISTRY/REPO:TAG), or of a digest (sha256:...): an
     index's children, attestations left out, or a single image's own platform. Exits 1 when the ledger
     never held the tag."""
-    db = _open(db_path, readonly=True)
+    db = _open(db_path)
     try:
         digest, rows = reads.platforms(db, reference, source)
     except ValueError as error:  # references.TargetError is one
@@ -901,9 +347,9 @@ def platforms(reference, db_path, source, as_json, as_csv, full):
     columns = ["os", "architecture", "variant", "os_version", "digest", "size", "media_type"]
     brief = ["os", "architecture", "variant", "os_version", "digest", "size"]
     if digest is None and not reference.startswith("sha256:"):
-        _answer(db, rows, reference, columns, as_json, as_csv, full, f"no tag {reference} now", brief)
+        output.answer(db, rows, reference, columns, as_json, as_csv, full, f"no tag {reference} now", brief)
     else:
-        _emit(rows, columns, as_json, as_csv, full, brief=brief, empty=f"the ledger has no manifest of {digest}")
+        output.emit(rows, columns, as_json, as_csv, full, brief=brief, empty=f"the ledger has no manifest of {digest}")
 
 
 @cli.command(name="digest")
@@ -916,9 +362,9 @@ def digest_command(digest, db_path, as_json, as_csv, full):
     if not re.fullmatch(r"(sha256:)?[0-9a-fA-F]{64}", digest.strip()):
         raise click.BadParameter(f"{digest!r} is not a whole digest: give sha256: and 64 hex digits "
                                  "(tables shorten them; --full or --json shows them whole)", param_hint="DIGEST")
-    rows = reads.digest_usage(_open(db_path, readonly=True), digest.strip())
+    rows = reads.digest_usage(_open(db_path), digest.strip())
     columns = ["registry", "repo", "tag", "points_there_now", "first_seen", "last_seen", "source"]
-    _emit(rows, columns, as_json, as_csv, full, empty=None)
+    output.emit(rows, columns, as_json, as_csv, full, empty=None)
     if not rows:
         raise click.ClickException(f"{digest} is not in the ledger: no tag ever pointed to it")
 
@@ -934,11 +380,11 @@ def runs(db_path, limit, with_errors, as_json, as_csv, full):
     A run still 'running' whose lock is free (its process is gone) is closed
     as failed ("interrupted") by the next collect, from any host.
     """
-    rows = reads.runs(_open(db_path, readonly=True), limit, problems=with_errors)
+    rows = reads.runs(_open(db_path), limit, problems=with_errors)
     columns = ["id", "started_at", "finished_at", "status", "targets", "tags_seen", "added", "moved", "updated",
                "removed", "new_images", "errors", "error_summary"]
     # --errors: each run's errors, a list in JSON, a cell of JSON in CSV, and lines under the table
-    _emit(rows, columns + (["problems"] if with_errors and (as_json or as_csv) else []), as_json, as_csv, full,
+    output.emit(rows, columns + (["problems"] if with_errors and (as_json or as_csv) else []), as_json, as_csv, full,
           empty=f"{db_path}: no runs yet", brief=[c for c in columns if c not in ("finished_at", "error_summary")])
     if not (as_json or as_csv):
         for line in reads.run_problems(rows, summaries=not (with_errors or full)):
@@ -970,50 +416,9 @@ def watch(every, jitter, metrics_port, **flags):
     run (recorded as interrupted) and exits 0.
     """
     interval = parse_interval(every)
-    planned = _Planner(flags, metrics_port)
-    try:
-        _Watcher(planned).loop(interval, jitter)
-    finally:
-        if planned.metrics:
-            planned.metrics.close()
+    from . import collecting  # the network code loads for collect and watch only
+    collecting.watch(flags, interval, jitter, metrics_port)
     click.echo("watch: stopped", err=True)
-
-
-class _Watcher:
-    """Runs until a signal: the first lets the current run finish, a second abandons it."""
-
-    def __init__(self, planned):
-        self.planned = planned
-        self.stop = threading.Event()
-        self.running = threading.Event()
-        signal.signal(signal.SIGINT, self.on_signal)
-        signal.signal(signal.SIGTERM, self.on_signal)
-
-    def on_signal(self, signum, frame):
-        if self.stop.is_set() and self.running.is_set():
-            raise KeyboardInterrupt
-        self.stop.set()
-        if self.running.is_set():
-            click.echo("watch: finishing the current run, then stopping (signal again to abandon it)", err=True)
-
-    def loop(self, interval, jitter):
-        while not self.stop.is_set():
-            self.running.set()
-            try:
-                _run(self.planned.next(), self.planned.quiet, self.planned.metrics, watching=True,
-                     verbose=self.planned.flags.verbose)
-            except KeyboardInterrupt:
-                click.echo("watch: run abandoned", err=True)
-                return
-            except click.ClickException as error:
-                click.echo(f"error: {error.format_message()}", err=True)
-            except Exception as error:  # a watcher outlives any one run
-                click.echo(f"error: watch: the run failed ({error.__class__.__name__}: "
-                           f"{printable(str(error)[:200])}); the next one goes ahead", err=True)
-            finally:
-                self.running.clear()
-            self.stop.wait(interval * (1 + random.uniform(-jitter, jitter)))
-
 
 watch.help += _TARGET_HELP
 

@@ -5,6 +5,7 @@ import re
 
 from .references import TargetError, parse_target
 from .suggest import closest, did_you_mean
+from .times import parse_when
 
 # For each tag key, its latest event observed at or before :at (empty: now): one index seek per key,
 # because a key's events never go back in time. Image tags only. `ledger at` narrows it by its
@@ -265,6 +266,18 @@ def _has_column(db, table, column):
     return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
 
 
+def moment(db, text, end_of_day=False):
+    """TIME as people type it, or a run id (`42` or `run:42`: the moment that run finished). A date is the
+    start of that day (UTC), or with `end_of_day` (an --until) its last microsecond. ValueError says why not."""
+    run = re.fullmatch(r"(?:run:)?(\d+)", text.strip())
+    if run and len(run.group(1)) < 8:
+        found = db.execute("SELECT finished_at FROM runs WHERE id = ?", [int(run.group(1))]).fetchone()
+        if not found or not found[0]:
+            raise ValueError(f"run {run.group(1)} is not a finished run")
+        return found[0]
+    return parse_when(text, end_of_day=end_of_day)
+
+
 def state_at(db, at, pattern=None, source=None):
     where, params = pattern_clause(pattern, "k.")
     also, more = _source_clause(source, "k.")
@@ -295,6 +308,10 @@ _CHANGE = """h.change,
                                               WHERE x.digest_id = e.digest_id AND x.key_id = e.key_id) END AS seen_before,
        CASE WHEN h.change = 'rollback' THEN (SELECT max(x.id) FROM event_log x WHERE x.digest_id = e.digest_id
                                               AND x.key_id = e.key_id AND x.id < e.id) END AS earlier_event_id"""
+
+
+CHANGES_COLUMNS = ["observed_at", "kind", "change", "registry", "repo", "tag", "prev_digest", "digest", "seen_before",
+                   "earlier_event_id", "run_id", "source"]
 
 
 def changes(db, since, until=None, pattern=None, source=None):

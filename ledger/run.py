@@ -1,7 +1,8 @@
-"""One run: what the ledger already knows, the sources' collection, the append, its notification, the
-signed head.
+"""One run: what the ledger already knows, the sources' collection, the append, and the hooks after it,
+all wired here: its notification (`plan.notify`), the signed head (`plan.anchor`), the metrics
+(`plan.metrics`).
 
-The CLI's `collect` and `watch` are this and a summary; nothing here prints.
+The CLI's `collect` and `watch` (collecting.py) are this and a summary; nothing here prints.
 """
 
 import sqlite3
@@ -19,11 +20,13 @@ from .times import now
 
 class RunFailed(Exception):
     """A run that could not be recorded, or that ended without its findings: one line, naming the ledger.
-    `warnings`: the Problems of notifying about it (with --notify), which only stderr can tell."""
+    `warnings`: the Problems of notifying about it (with --notify), which only stderr can tell;
+    `unwritten`: why its metrics could not be written, if they could not."""
 
     def __init__(self, message):
         super().__init__(message)
         self.warnings = []
+        self.unwritten = None
 
 
 @dataclass
@@ -33,18 +36,25 @@ class Outcome:
     counts: dict  # what the append made of it
     elapsed: float
     unanchored: str | None = None  # why the signed head could not be written, if it could not
+    unwritten: str | None = None  # why the metrics could not be written, if they could not
 
 
 def run_once(plan, progress=None):
     """Collect `plan` (a settings.Plan) and append it as one run. KeyboardInterrupt still closes the run
     (as failed) before it goes on up. With notifications, a run that fails before it is appended is
-    still told about (best effort)."""
+    still told about (best effort); with metrics, every run that ends is counted, failed or not."""
+    started = time.monotonic()
     try:
-        return _open_and_run(plan, progress)
+        outcome = _open_and_run(plan, progress)
     except RunFailed as error:
         if plan.notify is not None:
             error.warnings.extend(plan.notify.failed(str(error)))
+        if plan.metrics is not None:
+            error.unwritten = plan.metrics.observe(plan.db_path, time.monotonic() - started, None)
         raise
+    if plan.metrics is not None:
+        outcome.unwritten = plan.metrics.observe(plan.db_path, time.monotonic() - started, outcome)
+    return outcome
 
 
 def _open_and_run(plan, progress):

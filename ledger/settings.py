@@ -8,37 +8,27 @@ import difflib
 import json
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 
 import re2
 
 from .auth import Credentials
 from .credentials import CredentialsError, from_docker_config
 from .references import TargetError, canonical_registry, parse_target
-from .limits import (CONCURRENCY_RANGE, DEADLINE_RANGE, MAX_REFERRERS_RANGE, MAX_RUN_REFERRERS_RANGE, MAX_TAGS_RANGE,
-                     NOTIFY_DEADLINE, NOTIFY_DEADLINE_RANGE, NOTIFY_ON, REFERRER_MODES, RETRIES_RANGE, RPS_RANGE)
+from .limits import NOTIFY_DEADLINE, NOTIFY_DEADLINE_RANGE, NOTIFY_ON
 from .notify import Notifications, NotifyError, kinds
+from .options import COLLECT, REGISTRY_OPTIONS, RUN_KEYS, SECTION_OPTIONS
 from .paths import PathError, check_file, read_bytes
 from .registry import RegistryOptions
 from .semantics import tag_filter
 from .terminal import printable
 
-_KEYS = {"targets", "credentials", "username_env", "password_env", "docker_config", "ca_file", "insecure",
-         "plain_http", "concurrency", "rps", "retries", "deadline", "max_tags", "include_tags", "exclude_tags", "referrers",
-         "allow_empty", "max_referrers", "max_run_referrers"}
+# The config file's keys: options.COLLECT's that a file may set, and the credentials' own.
+_CONFIG_ONLY_KEYS = {"targets", "credentials", "username_env", "password_env"}
+_KEYS = _CONFIG_ONLY_KEYS | {option.config_key for option in SECTION_OPTIONS}
 _DEFAULT_KEYS = _KEYS - {"targets", "username_env", "password_env"}
-_NOTIFY_KEYS = {"notify", "notify_on", "notify_deadline"}  # top level only: one notification per run
-_TOP_LEVEL_KEYS = _NOTIFY_KEYS | {"signature_keys"}  # one key set per run, whichever registry signs
-_OPTION_KEYS = ("ca_file", "insecure", "plain_http", "concurrency", "rps", "retries", "deadline", "max_tags",
-                "include_tags", "exclude_tags", "referrers", "allow_empty", "max_referrers", "max_run_referrers")
-_TYPES = {"insecure": bool, "plain_http": bool, "concurrency": int, "retries": int, "rps": (int, float),
-          "deadline": (int, float), "max_tags": int, "allow_empty": bool, "max_referrers": int, "max_run_referrers": int}
+_TOP_LEVEL_KEYS = RUN_KEYS  # once per run: one notification, one key set whichever registry signs
 MAX_CONFIG_BYTES = 1024 * 1024
-
-# The config file is held to the CLI's own ranges.
-_RANGES = {"concurrency": CONCURRENCY_RANGE, "retries": RETRIES_RANGE, "rps": RPS_RANGE,
-           "deadline": DEADLINE_RANGE, "max_tags": MAX_TAGS_RANGE, "max_referrers": MAX_REFERRERS_RANGE,
-           "max_run_referrers": MAX_RUN_REFERRERS_RANGE}
 
 
 class SettingsError(Exception):
@@ -54,41 +44,9 @@ class FlagsConflict(SettingsError):
     """Flags that make no run together (or none at all): the command's usage is worth showing."""
 
 
-@dataclass
-class Flags:
-    """The options `collect` and `watch` share, as given."""
-
-    targets: tuple
-    db_path: str
-    config_path: str | None
-    concurrency: int
-    rps: float | None
-    retries: int
-    deadline: float
-    max_tags: int
-    include_tags: str | None
-    exclude_tags: str | None
-    referrers: str
-    allow_empty: bool
-    max_referrers: int
-    max_run_referrers: int
-    plain_http: bool
-    ca_file: str | None
-    insecure: bool
-    username: str | None
-    password_stdin: bool
-    docker_config: str | None
-    daemon: bool
-    docker_host: str | None
-    checkpoint_dir: str | None
-    checkpoint_key: str | None
-    notify: tuple
-    notify_on: str | None
-    notify_deadline: float | None
-    metrics_file: str | None
-    quiet: bool
-    verbose: bool
-    signature_key: tuple = ()
+# The options `collect` and `watch` share, as given: TARGETS, --db, and options.COLLECT's, typed.
+Flags = make_dataclass("Flags", [("targets", tuple), ("db_path", str)] + [
+    (option.name, option.annotation()) for option in COLLECT])
 
 
 @dataclass
@@ -105,6 +63,7 @@ class Plan:
     notify: Notifications | None = None  # with --notify, or notify in the config file
     observe: object = None  # told of every HTTP request (-v, the progress bar): transport.Transport.observe
     signature_keys: tuple = ()  # signatures.Key, from --signature-key and signature_keys in the config file
+    metrics: object = None  # metrics.Metrics with --metrics-file or --metrics-port, told of every run
 
 
 def describe(plan):
@@ -165,11 +124,7 @@ def plan(flags, password=lambda registries: None, anchor=None):
     check_regex(flags.include_tags, "--include-tags")
     check_regex(flags.exclude_tags, "--exclude-tags")
     options = {registry: RegistryOptions(
-        plain_http=flags.plain_http, ca_file=flags.ca_file, insecure=flags.insecure, concurrency=flags.concurrency,
-        rps=flags.rps, retries=flags.retries, deadline=flags.deadline, max_tags=flags.max_tags,
-        include_tags=flags.include_tags, exclude_tags=flags.exclude_tags, referrers=flags.referrers,
-        allow_empty=flags.allow_empty,
-        max_referrers=flags.max_referrers, max_run_referrers=flags.max_run_referrers,
+        **{option.name: getattr(flags, option.name) for option in REGISTRY_OPTIONS},
         credentials=credentials_for(registry, username=flags.username, password=password,
                                     docker_config=flags.docker_config)) for registry in registries}
     file_notify = {}
@@ -325,34 +280,36 @@ def _notify_settings(table, where):
 
 
 def _check_values(table, where):
-    """Types, the CLI's ranges and RE2-runnable filters, for the options one table of the file sets."""
-    for key in _OPTION_KEYS:
+    """Types, the CLI's ranges (options.COLLECT's), readable files, RE2-runnable filters and choices, for
+    the options one table of the file sets."""
+    for option in SECTION_OPTIONS:
+        key = option.config_key
         if key not in table:
             continue
-        value = table[key]
-        expected = _TYPES.get(key, str)
+        value, expected = table[key], option.value_types()
         if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
             raise SettingsError(f"{where}: {key} has the wrong type ({type(value).__name__})")
-        low, high = _RANGES.get(key, (None, None))
+        low, high = option.bounds or (None, None)
         if low is not None and not low <= value <= high:  # written so that nan is refused too
             raise SettingsError(f"{where}: {key} must be from {low} to {high} (not {value})")
-    for key in ("ca_file", "docker_config"):
-        if key in table:
-            if not isinstance(table[key], str):
-                raise SettingsError(f"{where}: {key} has the wrong type ({type(table[key]).__name__})")
+    checked = [option for kind in ("file", "regex", "choice") for option in SECTION_OPTIONS if option.kind == kind]
+    for option in checked:
+        key = option.config_key
+        if key not in table:
+            continue
+        if option.kind == "file":
             try:
                 check_file(table[key])
             except PathError as error:
                 raise SettingsError(f"{where}: {key}: {error}") from None
-    for key in ("include_tags", "exclude_tags"):
-        check_regex(table.get(key), f"{where}: {key}")
-    if "referrers" in table and table["referrers"] not in REFERRER_MODES:
-        raise SettingsError(f"{where}: referrers must be one of {', '.join(REFERRER_MODES)} "
-                            f"(not {table['referrers']!r})")
+        elif option.kind == "regex":
+            check_regex(table[key], f"{where}: {key}")
+        elif option.kind == "choice" and table[key] not in option.choices:
+            raise SettingsError(f"{where}: {key} must be one of {', '.join(option.choices)} (not {table[key]!r})")
 
 
 def _options(registry, merged, where):
-    values = {key: merged[key] for key in _OPTION_KEYS if key in merged}
+    values = {option.name: merged[option.config_key] for option in REGISTRY_OPTIONS if option.config_key in merged}
     mode = merged.get("credentials", "docker")
     if mode == "none":
         creds = Credentials()

@@ -172,6 +172,6 @@ def test_dry_run_names_a_misspelt_key_with_exit_2(ledger, tmp_path):
     ("http://127.0.0.1:5000/v2/", "http://127.0.0.1:5000/v2/"),
 ])
 def test_verbose_shows_a_url_without_credentials_or_query(url, shown):
-    from ledger.cli import _shown_url
+    from ledger.progress import shown_url
 
-    assert _shown_url(url) == shown
+    assert shown_url(url) == shown
