@@ -4,8 +4,7 @@ its events chained and written with what they derive, its manifests, coverage an
 import collections
 import json
 
-from .. import seals
-from . import coverage
+from . import coverage, seals
 from ..findings import BY_DIGEST, Problem, identity
 from ..referrers import REFERRER, schema_tag
 from ..semantics import REMOVED, Observation, classify, removed_keys

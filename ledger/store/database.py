@@ -24,7 +24,7 @@ _LEDGER_TABLES = {"runs", "events", "manifests", "platforms", "coverage", "error
 def _after_migration(number, conn):
     """What a migration needs done in Python; imported only then, since a reader never migrates."""
     if number == 6:
-        from .. import seals
+        from . import seals
         seals.seal_existing(conn)
     elif number == 7:
         from .facts import fill_artifact_facts

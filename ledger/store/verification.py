@@ -8,8 +8,7 @@ import os
 import sqlite3
 import zlib
 
-from .. import seals
-from . import coverage
+from . import coverage, seals
 from ..findings import identity
 from ..manifests import created_before_7
 from ..referrers import REFERRER
