@@ -7,8 +7,6 @@ import functools
 import json
 from dataclasses import dataclass, fields
 
-import re2
-
 from .referrers import schema_tag
 
 ADDED, MOVED, UPDATED, REMOVED = "added", "moved", "updated", "removed"
@@ -98,15 +96,14 @@ def removed_keys(current, listed):
     return sorted(tag for tag in current if tag not in listed)
 
 
-_RE2 = re2.Options()
-_RE2.log_errors = False  # a pattern RE2 refuses is reported to the user once, not also logged on stderr
-
-
 @functools.lru_cache(maxsize=64)
 def tag_filter(pattern):
     """A tag filter, compiled once, for RE2: its time is linear in the tag whatever the pattern (as in
     Go's regctl and crane), so no filter can stall a run. Raises re2.error for what RE2 cannot run."""
-    return re2.compile(pattern, _RE2)
+    import re2  # a native library: not imported by a read command, which loads the store and so this module
+    options = re2.Options()
+    options.log_errors = False  # a pattern RE2 refuses is reported to the user once, not also logged on stderr
+    return re2.compile(pattern, options)
 
 
 @dataclass(frozen=True)

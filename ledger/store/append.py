@@ -11,7 +11,6 @@ from ..semantics import REMOVED, Observation, classify, removed_keys
 from ..times import now
 from .database import StoreError, _transaction
 from .encoding import GENESIS, REGISTRY, _canonical, _hex_prefix, digest_key, digest_text, event_hash
-from ..manifests import IMAGES
 from .facts import _chunks, _save_images, _save_manifests, settled_category, stored_facts
 from .runs import _end_run, _row_to_finish
 
@@ -151,6 +150,7 @@ def _image_event(key, obs, facts):
     registry, repo, tag, source = key
     if source not in BY_DIGEST:
         return True
+    from ..manifests import IMAGES  # manifest parsing: not imported by a read command, which loads this module
     derived = facts.get(obs.digest)
     return source == REGISTRY and not schema_tag(tag) and (derived is None or derived.get("category") in IMAGES)
 
