@@ -5,7 +5,7 @@ import collections
 import json
 
 from . import coverage, seals
-from ..findings import BY_DIGEST, Problem, identity
+from ..findings import BY_DIGEST, Problem, appended_status, identity
 from ..referrers import REFERRER, schema_tag
 from ..semantics import REMOVED, Latest, Observation, listing_removals, sighting_event
 from ..times import now
@@ -252,15 +252,15 @@ def _summary(note, errors, total):
 
 def append_run(db, run_id, result):
     """Append one run's findings in a single write transaction; returns the run's counts, under `run_id`
-    the run they were recorded as (a new one if the run's own row was closed underneath it), and under
-    `events` the (first, last) ids of the events it appended, or None."""
+    the run they were recorded as (a new one if the run's own row was closed underneath it), under
+    `events` the (first, last) ids of the events it appended, or None, and under `status` the status it
+    was recorded with (findings.appended_status: the result's own is left as it was)."""
     with _transaction(db.conn, "IMMEDIATE"):
         row_id, note = _row_to_finish(db, run_id)
         _save_manifests(db, row_id, result.manifests)
         _save_images(db, row_id, result.images)
         pending, facts = _classify_all(db, result)
-        if result.status == "ok" and not all(problem.warning for problem in result.errors):
-            result.status = "partial"  # a registry's word the bytes contradict (a referrer of another subject)
+        status = appended_status(result.status, result.errors)
         kinds, (head_id, head_hash), new_images = _append_events(db, row_id, pending, facts)
         position = db.execute("SELECT coalesce(max(id), 0) + 1 FROM run_seals").fetchone()[0]  # the seal's, below
         coverage.save(db.conn, row_id, position, result.coverage)
@@ -278,12 +278,13 @@ def append_run(db, run_id, result):
         counts["errors"] = result.errors.total()  # every failure a row stands for; warnings are not failures
         counts["run_id"] = row_id
         counts["events"] = (head_id - len(kinds) + 1, head_id) if kinds else None  # one writer: ids in a row
+        counts["status"] = status
         summary = _summary(note, result.errors, counts["errors"])
         db.execute(
             "UPDATE runs SET finished_at = ?, status = ?, repos_listed = ?, tags_seen = ?, added = ?, moved = ?, "
             "updated = ?, removed = ?, new_images = ?, errors = ?, requests = ?, rate_limits = ?, error_summary = ?, "
             "head_event_id = ?, head_hash = ? WHERE id = ?",
-            [now(), result.status, counts["repos_listed"], counts["tags_seen"], counts["added"], counts["moved"],
+            [now(), status, counts["repos_listed"], counts["tags_seen"], counts["added"], counts["moved"],
              counts["updated"], counts["removed"], counts["new_images"], counts["errors"],
              json.dumps(dict(sorted(result.requests.items()))),
              json.dumps(result.rate_limits, sort_keys=True) if result.rate_limits else None,
