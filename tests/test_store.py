@@ -320,3 +320,17 @@ def test_the_append_records_an_ok_run_with_a_failure_as_partial_and_leaves_the_r
     assert db.execute("SELECT status FROM runs WHERE id = ?", [counts["run_id"]]).fetchone()[0] == "partial"
     clean = store.append_run(db, store.start_run(db, "registry", ["r.example/app"]), RunResult())
     assert clean["status"] == "ok"
+
+
+def test_a_write_outside_a_transaction_commits_as_it_runs(db, db_path):
+    """The connection is in SQLite's autocommit (isolation_level=None): Ledger.execute needs no COMMIT of its
+    own, and a failed statement leaves no transaction open."""
+    db.execute("CREATE TABLE scratch (x INTEGER NOT NULL)")
+    db.execute("INSERT INTO scratch VALUES (1)")
+    assert not db.conn.in_transaction
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("INSERT INTO scratch VALUES (NULL)")
+    assert not db.conn.in_transaction
+    other = sqlite3.connect(db_path)
+    assert other.execute("SELECT x FROM scratch").fetchall() == [(1,)]
+    other.close()

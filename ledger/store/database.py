@@ -210,25 +210,18 @@ def open_db(path):
 
 
 class Ledger:
-    """An open ledger: its connection, statements that commit as they go (as sqlite-utils' do), and rows
-    as dicts for the reading code. Our own, so that a read command does not import sqlite-utils."""
+    """An open ledger: its connection, statements that commit as they go, and rows as dicts for the
+    reading code. Our own, so that a read command does not import sqlite-utils."""
 
     def __init__(self, conn):
         self.conn = conn
         conn.execute("PRAGMA recursive_triggers = on")  # REPLACE fires the delete guards too
 
     def execute(self, sql, parameters=()):
-        """Run one statement; a write outside a transaction is committed at once."""
-        was_in_transaction = self.conn.in_transaction
-        try:
-            cursor = self.conn.execute(sql, parameters)
-        except Exception:
-            if not was_in_transaction and self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            raise
-        if not was_in_transaction and self.conn.in_transaction and cursor.description is None:
-            self.conn.execute("COMMIT")
-        return cursor
+        """Run one statement. Every connection here is opened with isolation_level=None (SQLite's own
+        autocommit, sqlite3 never begins a transaction itself): a write outside a `_transaction` commits
+        as it runs, one inside commits or rolls back with it."""
+        return self.conn.execute(sql, parameters)
 
     def query(self, sql, parameters=()):
         """The rows of a query, each a dict by column name."""
