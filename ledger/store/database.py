@@ -9,7 +9,9 @@ import urllib.parse
 from importlib import resources
 
 from ..paths import PathError, check_file
+from . import seals
 from .encoding import _CANONICAL, digest_key
+from .facts import fill_artifact_facts, fill_categories
 
 SCHEMA_VERSION = 19
 READABLE_FROM = 4  # the oldest schema whose tables reading and verify understand: the compact event log
@@ -22,15 +24,12 @@ _LEDGER_TABLES = {"runs", "events", "manifests", "platforms", "coverage", "error
 
 
 def _after_migration(number, conn):
-    """What a migration needs done in Python; imported only then, since a reader never migrates."""
+    """What a migration needs done in Python."""
     if number == 6:
-        from . import seals
         seals.seal_existing(conn)
     elif number == 7:
-        from .facts import fill_artifact_facts
         fill_artifact_facts(conn)
     elif number == 11:
-        from .facts import fill_categories
         fill_categories(conn)
 
 
