@@ -229,6 +229,12 @@ def unexpected(error, **where):
                        code="INTERNAL", **where)
 
 
+def appended_status(status, errors):
+    """A run's status once its append has judged its findings: an ok run is partial when the append found a
+    failure the sources could not (a referrer whose bytes name another subject than it was listed for)."""
+    return "partial" if status == "ok" and not all(problem.warning for problem in errors) else status
+
+
 def finish(result, reached):
     """A run is ok without failures (warnings are not failures), failed when it learned nothing, else
     partial."""

@@ -83,6 +83,7 @@ def _run(db, plan, progress):
         except Exception as error:  # the ledger must still say the run happened and failed
             store.finish_failed_run(db, run_id, f"could not append: {error}")
             raise RunFailed(f"{plan.db_path}: run {run_id} could not be appended: {error}") from None
+        result.status = counts["status"]  # the append may have found a failure the sources could not
         last = _notify(db, plan.notify, counts, result) if plan.notify else counts["run_id"]
         unanchored = _write_checkpoint(plan, db, last)
     finally:

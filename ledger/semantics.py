@@ -7,8 +7,6 @@ import functools
 import json
 from dataclasses import dataclass, fields
 
-import re2
-
 from .referrers import schema_tag
 
 ADDED, MOVED, UPDATED, REMOVED = "added", "moved", "updated", "removed"
@@ -98,15 +96,55 @@ def removed_keys(current, listed):
     return sorted(tag for tag in current if tag not in listed)
 
 
-_RE2 = re2.Options()
-_RE2.log_errors = False  # a pattern RE2 refuses is reported to the user once, not also logged on stderr
+@dataclass(frozen=True)
+class Latest:
+    """A key's latest event as the hash chain holds it: its kind, when it was observed, what it showed."""
+
+    kind: str
+    observed_at: str
+    observation: Observation
+
+
+def sighting_event(latest, obs, observed_at, complete=True, by_image=False):
+    """The event a sighting makes of a key whose latest event is `latest` (None: the key has none), or None.
+
+    None when a newer observation is in the ledger already (a concurrent run), and when the sighting
+    exists in the state and adds nothing. A removed key has no state: it is added again. An incomplete
+    sighting (`complete` False: its manifest was not read, a fetch failed) only ever adds or moves, never
+    downgrades what is known.
+    """
+    if latest is not None and latest.observed_at > observed_at:
+        return None
+    state = latest.observation if latest is not None and latest.kind != REMOVED else None
+    kind = classify(state, obs, by_image=by_image)
+    if kind is None or (not complete and kind not in (ADDED, MOVED)):
+        return None
+    return kind
+
+
+def listing_removals(latest, listed, listed_at, scope, subject_of=lambda digest: None):
+    """The tags a complete listing proves removed, of one repository and source: `latest` {tag: Latest}.
+
+    A listing removes a key that it no longer shows, that is not removed already, that its scope speaks
+    for, and that was not observed after the listing was made. A referrer listing (a scope with
+    `subjects`) speaks only for the referrers of the subjects it read completely: `subject_of(digest)`
+    is the subject a referrer's bytes name. The caller guarantees completeness.
+    """
+    subjects = getattr(scope, "subjects", None)
+    current = {tag: key for tag, key in latest.items()
+               if key.kind != REMOVED and scope.covers(tag)
+               and (subjects is None or subject_of(key.observation.digest) in subjects)}
+    return [tag for tag in removed_keys(current, listed) if current[tag].observed_at <= listed_at]
 
 
 @functools.lru_cache(maxsize=64)
 def tag_filter(pattern):
     """A tag filter, compiled once, for RE2: its time is linear in the tag whatever the pattern (as in
     Go's regctl and crane), so no filter can stall a run. Raises re2.error for what RE2 cannot run."""
-    return re2.compile(pattern, _RE2)
+    import re2  # a native library: not imported by a read command, which loads the store and so this module
+    options = re2.Options()
+    options.log_errors = False  # a pattern RE2 refuses is reported to the user once, not also logged on stderr
+    return re2.compile(pattern, options)
 
 
 @dataclass(frozen=True)

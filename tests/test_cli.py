@@ -103,8 +103,9 @@ def test_help_keeps_the_target_table_as_written(command):
 
 def test_help_and_the_reading_commands_load_no_network_server_or_parsing_code(tmp_path):
     """They start fast because they import only what they use: no Datasette, no requests, no collector,
-    registry, transport or cryptography, no manifest parsing, no apprise or prometheus_client
-    (scripts/bench_startup.py times them)."""
+    registry, transport or cryptography, no manifest parsing, RE2 or process pools (the store's modules
+    import those where they use them), no apprise or prometheus_client (scripts/bench_startup.py times
+    them)."""
     from ledger import store
     from ledger.findings import RunResult, Sighting
 
@@ -117,7 +118,7 @@ def test_help_and_the_reading_commands_load_no_network_server_or_parsing_code(tm
     probe = ("import sys\nfrom ledger.cli import cli\ntry:\n    cli(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
              "print(' '.join(sorted(sys.modules)), file=sys.stderr)")
     heavy = {"datasette", "requests", "ledger.collector", "ledger.registry", "ledger.transport", "cryptography",
-             "ledger.manifests", "ledger.store.append", "ledger.store.verification", "sqlite_utils", "apprise",
+             "ledger.manifests", "re2", "concurrent.futures", "multiprocessing", "sqlite_utils", "apprise",
              "prometheus_client", "ledger.notify", "ledger.metrics"}
     for args in (["--help"], ["tags", "--db", path], ["history", "r.example/app:v1", "--db", path],
                  ["at", "now", "--db", path], ["changes", "--since", "2000-01-01", "--db", path],

@@ -65,3 +65,26 @@ def test_the_command_reference_is_made_from_the_cli():
             heading = section.index(f"#### `ledger {name}`")
             rows = section[heading:section.find("#### ", heading + 1)]
             assert len(re.findall(rf"^\| `([^`]*[ ,/])?{re.escape(opt)}[ `,/=]", rows, re.M)) == 1, (name, opt)
+
+
+def test_the_companion_sqlite_utils_reads_a_ledger_as_the_readme_says(tmp_path):
+    """sqlite-utils is a dependency for its CLI alone: the README's command reads a ledger's views, and the
+    package never imports it."""
+    import subprocess
+    import sys
+
+    from ledger import store
+    from ledger.findings import RunResult, Sighting
+
+    command = re.search(r'`sqlite-utils ledger\.db "(SELECT [^"]+)" --table`', README)
+    assert command, "the README's sqlite-utils example is gone"
+    path = tmp_path / "ledger.db"
+    db = store.open_db(str(path))
+    store.append_run(db, store.start_run(db, "registry", ["r.example/app"]), RunResult(observations=[
+        Sighting("r.example", "app", "v1", "2026-01-01T00:00:00.000000Z", "sha256:" + "1" * 64, "m")]))
+    db.close()
+    ran = subprocess.run([str(Path(sys.executable).parent / "sqlite-utils"), str(path), command.group(1), "--table"],
+                         capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0 and "r.example" in ran.stdout and "sha256:" + "1" * 64 in ran.stdout, ran.stderr
+    package = Path(store.__file__).resolve().parent.parent
+    assert not [source for source in package.rglob("*.py") if "sqlite_utils" in source.read_text()]

@@ -8,7 +8,8 @@ import sqlite3
 
 import pytest
 
-from ledger import checkpoint, merkle, seals, store
+from ledger import checkpoint, merkle, store
+from ledger.store import seals
 from test_notify import Receiver
 from test_verify import tamper
 

@@ -2,7 +2,9 @@
 
 import pytest
 
-from ledger.semantics import Observation, classify, clean_image_id, exists, removed_keys
+from ledger.referrers import ReferrerScope
+from ledger.semantics import (Latest, Observation, Scope, classify, clean_image_id, exists, listing_removals,
+                              removed_keys, sighting_event)
 
 D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
 I1, I2 = "sha256:" + "a" * 64, "sha256:" + "b" * 64
@@ -68,6 +70,45 @@ def test_removed_keys_are_current_tags_missing_from_the_listing():
     assert removed_keys({"a": 1, "b": 2, "c": 3}, ["a", "c", "d"]) == ["b"]
     assert removed_keys({"a": 1}, []) == ["a"]
     assert removed_keys({}, ["a"]) == []
+
+
+T0, T1, T2 = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"
+
+
+def test_a_sighting_older_than_the_keys_latest_event_makes_none():
+    """A concurrent run appended a newer observation first: the older one is not replayed over it."""
+    latest = Latest("added", T1, obs())
+    assert sighting_event(latest, obs(digest=D2), T0) is None
+    assert sighting_event(latest, obs(digest=D2), T1) == "moved"
+    assert sighting_event(None, obs(), T0) == "added"
+
+
+def test_a_removed_key_seen_again_is_added():
+    assert sighting_event(Latest("removed", T0, obs()), obs(), T1) == "added"
+
+
+def test_an_incomplete_sighting_only_adds_or_moves():
+    """A manifest not read (a fetch failed) never downgrades what the ledger knows of the key."""
+    bare = Observation(digest=D1, media_type="m")
+    assert sighting_event(Latest("added", T0, obs()), bare, T1, complete=False) is None
+    assert sighting_event(Latest("added", T0, obs()), bare, T1) == "updated"
+    assert sighting_event(Latest("added", T0, obs()), Observation(digest=D2), T1, complete=False) == "moved"
+    assert sighting_event(None, bare, T1, complete=False) == "added"
+
+
+def test_a_listing_removes_only_current_keys_in_its_scope_seen_before_it():
+    latest = {"gone": Latest("added", T0, obs()), "kept": Latest("added", T0, obs()),
+              "already": Latest("removed", T0, obs()), "newer": Latest("moved", T2, obs()),
+              "outside": Latest("added", T0, obs())}
+    assert listing_removals(latest, ["kept"], T1, Scope(exclude="^outside$")) == ["gone"]
+    assert listing_removals(latest, ["kept"], T1, Scope()) == ["gone", "outside"]
+
+
+def test_a_referrer_listing_removes_only_referrers_of_the_subjects_it_read():
+    latest = {"a": Latest("added", T0, obs(digest=D1)), "b": Latest("added", T0, obs(digest=D2))}
+    subject = {D1: "sha256:" + "s" * 64}.get
+    assert listing_removals(latest, [], T1, ReferrerScope(frozenset({"sha256:" + "s" * 64})), subject) == ["a"]
+    assert listing_removals(latest, [], T1, ReferrerScope(frozenset()), subject) == []
 
 
 def test_for_a_daemon_only_the_image_id_tells_images_apart():

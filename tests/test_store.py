@@ -306,3 +306,31 @@ def test_a_daemon_image_id_is_a_new_image_once_whatever_digests_it_carries(db):
     assert db.execute("SELECT image, repo FROM new_images").fetchall() == [(image, "app")]
     assert [row[0] for row in db.execute("SELECT new_images FROM runs ORDER BY id")] == [1, 0, 0, 0]
     assert store.verify(db).ok
+
+
+def test_the_append_records_an_ok_run_with_a_failure_as_partial_and_leaves_the_result_as_it_was(db):
+    """The status is the append's value (findings.appended_status), returned with the counts and written to
+    the run's row; the caller decides what to do with it (run.py applies it to its result)."""
+    from ledger.findings import Problem
+    failure = Problem(at="2026-01-01T00:00:00Z", registry="r.example", stage="referrers", message="a failure",
+                      code="REFERRER_MISMATCH")
+    result = RunResult(observations=[observed("v1", D1, "2026-01-01T00:00:00.000000Z")], errors=[failure])
+    counts = store.append_run(db, store.start_run(db, "registry", ["r.example/app"]), result)
+    assert counts["status"] == "partial" and result.status == "ok"
+    assert db.execute("SELECT status FROM runs WHERE id = ?", [counts["run_id"]]).fetchone()[0] == "partial"
+    clean = store.append_run(db, store.start_run(db, "registry", ["r.example/app"]), RunResult())
+    assert clean["status"] == "ok"
+
+
+def test_a_write_outside_a_transaction_commits_as_it_runs(db, db_path):
+    """The connection is in SQLite's autocommit (isolation_level=None): Ledger.execute needs no COMMIT of its
+    own, and a failed statement leaves no transaction open."""
+    db.execute("CREATE TABLE scratch (x INTEGER NOT NULL)")
+    db.execute("INSERT INTO scratch VALUES (1)")
+    assert not db.conn.in_transaction
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("INSERT INTO scratch VALUES (NULL)")
+    assert not db.conn.in_transaction
+    other = sqlite3.connect(db_path)
+    assert other.execute("SELECT x FROM scratch").fetchall() == [(1,)]
+    other.close()

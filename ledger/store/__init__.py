@@ -1,42 +1,29 @@
-"""The SQLite ledger: schema, append-only writes, the hash chain and its verification.
+"""The SQLite ledger: schema, append-only writes, the hash chain and its verification. Every write to a
+ledger file is made here.
 
 database (open, connect, migrate, schema drift), encoding (digests, an event's canonical content and
 hash), facts (manifests as stored, what the ledger knows), runs (a run's lifecycle and locks), append
-(classify and chain a run's events), coverage (which repositories a run listed, as changes), changes
-(what a run appended, for its notification),
-verification (verify).
+(classify and chain a run's events), coverage (which repositories a run listed, as changes), seals (every
+finished run's rows, hash-chained), changes (what a run appended, for its notification), verification
+(verify).
 
-Each name loads its module when first used: a read command opens the file and never imports the
-classification, manifest parsing or verification code.
+Plain imports: a read command loads these modules too, so what is slow to import (manifest parsing,
+RE2, process pools) is imported inside the functions that use it (tests/test_cli.py checks it).
 """
 
-import importlib
+from .append import append_run
+from .changes import run_changes
+from .database import (SCHEMA_VERSION, Ledger, StoreError, connect_attached, connect_readonly, open_db, open_readonly,
+                       schema_names)
+from .encoding import GENESIS, REGISTRY, digest_key, digest_text, event_hash
+from .facts import (children_of, config_sources, held_repo, known_digests, known_images, known_indexes, live_repos,
+                    manifest_body, rate_limited_registries, signature_checks_done, stored_config, stored_facts,
+                    tags_held)
+from .runs import finish_failed_run, start_run
+from .verification import verify
 
-_WHERE = {
-    "append_run": "append",
-    "run_changes": "changes",
-    "SCHEMA_VERSION": "database", "Ledger": "database", "StoreError": "database", "connect_attached": "database",
-    "connect_readonly": "database", "schema_names": "database",
-    "open_db": "database", "open_readonly": "database",
-    "GENESIS": "encoding", "REGISTRY": "encoding", "digest_key": "encoding", "digest_text": "encoding",
-    "event_hash": "encoding",
-    "children_of": "facts", "known_digests": "facts", "known_images": "facts", "known_indexes": "facts",
-    "held_repo": "facts", "live_repos": "facts", "manifest_body": "facts", "signature_checks_done": "facts",
-    "config_sources": "facts", "stored_config": "facts", "tags_held": "facts", "rate_limited_registries": "facts",
-    "stored_facts": "facts",
-    "finish_failed_run": "runs", "start_run": "runs",
-    "verify": "verification",
-}
-_MODULES = {"append", "changes", "database", "encoding", "facts", "runs", "verification"}
-
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name):
-    """Loaded once, then a plain attribute: a run asks for some of these once per digest."""
-    if name in _MODULES:
-        return importlib.import_module(f".{name}", __name__)
-    if name in _WHERE:
-        value = globals()[name] = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["GENESIS", "REGISTRY", "SCHEMA_VERSION", "Ledger", "StoreError", "append_run", "children_of",
+           "config_sources", "connect_attached", "connect_readonly", "digest_key", "digest_text", "event_hash",
+           "finish_failed_run", "held_repo", "known_digests", "known_images", "known_indexes", "live_repos",
+           "manifest_body", "open_db", "open_readonly", "rate_limited_registries", "run_changes", "schema_names",
+           "signature_checks_done", "start_run", "stored_config", "stored_facts", "tags_held", "verify"]

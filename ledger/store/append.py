@@ -4,15 +4,13 @@ its events chained and written with what they derive, its manifests, coverage an
 import collections
 import json
 
-from .. import seals
-from . import coverage
-from ..findings import BY_DIGEST, Problem, identity
+from . import coverage, seals
+from ..findings import BY_DIGEST, Problem, appended_status, identity
 from ..referrers import REFERRER, schema_tag
-from ..semantics import REMOVED, Observation, classify, removed_keys
+from ..semantics import REMOVED, Latest, Observation, listing_removals, sighting_event
 from ..times import now
 from .database import StoreError, _transaction
 from .encoding import GENESIS, REGISTRY, _canonical, _hex_prefix, digest_key, digest_text, event_hash
-from ..manifests import IMAGES
 from .facts import _chunks, _save_images, _save_manifests, settled_category, stored_facts
 from .runs import _end_run, _row_to_finish
 
@@ -41,7 +39,7 @@ def _observed(derived):
                        author=derived.get("author"), size=derived.get("size"))
 
 
-_State = collections.namedtuple("_State", "key_id event_id kind observed_at digest image media_type created author size")
+_State = collections.namedtuple("_State", "key_id event_id latest")  # latest: a semantics.Latest
 
 
 def _states(db, repos):
@@ -62,8 +60,8 @@ def _states(db, repos):
             if recomputed is None or (previous is None and event_id != 1) or recomputed != stored.hex():
                 raise StoreError(f"event {event_id} no longer matches its hash: the ledger was edited, so nothing "
                                  "is appended to it (`ledger verify` names what changed)")
-            states[(registry, repo, tag, source)] = _State(key_id, event_id, kind, observed_at, digest, image,
-                                                           media_type, created, author, size)
+            states[(registry, repo, tag, source)] = _State(key_id, event_id, Latest(kind, observed_at, Observation(
+                digest=digest, image=image, media_type=media_type, created=created, author=author, size=size)))
     return states
 
 
@@ -81,11 +79,6 @@ WHERE k.registry = ? AND k.repo = ? AND k.source = ?
 """
 
 
-def _as_observation(state):
-    return Observation(digest=state.digest, image=state.image, media_type=state.media_type,
-                       created=state.created, author=state.author, size=state.size)
-
-
 def _classify_all(db, result):
     """The events this run makes, classified against the ledger as it is now, and the facts they show."""
     repos = {(seen.registry, seen.repo, seen.source) for seen in result.observations}
@@ -93,7 +86,8 @@ def _classify_all(db, result):
     repos |= {(listing.registry, listing.repo, listing.source) for listing in listings if listing.complete}
     states = _states(db, repos)
     facts = _known_facts(db, [seen.digest for seen in result.observations if seen.digest and seen.source in BY_DIGEST]
-                         + [row.digest for key, row in states.items() if key[3] == REFERRER and row.digest])
+                         + [row.latest.observation.digest for key, row in states.items()
+                            if key[3] == REFERRER and row.latest.observation.digest])
     pending = []
     for seen in result.observations:
         key = (seen.registry, seen.repo, seen.tag, seen.source)
@@ -107,27 +101,19 @@ def _classify_all(db, result):
             known = obs = Observation(digest=seen.digest, image=seen.image, media_type=seen.media_type,
                                       created=seen.created, author=seen.author, size=seen.size)
         row = states.get(key)
-        if row is not None and row.observed_at > seen.observed_at:
-            continue  # a newer observation is already in the ledger (a concurrent run)
-        state = _as_observation(row) if row is not None and row.kind != REMOVED else None
-        kind = classify(state, obs, by_image=seen.source not in BY_DIGEST)
-        if kind is None or (known is None and kind not in ("added", "moved")):
-            continue  # an incomplete observation (a fetch failed) never downgrades what is known
-        pending.append((seen.observed_at, key, kind, obs, row))
+        kind = sighting_event(row.latest if row else None, obs, seen.observed_at, complete=known is not None,
+                              by_image=seen.source not in BY_DIGEST)
+        if kind is not None:
+            pending.append((seen.observed_at, key, kind, obs, row))
     for listing in listings:
         if not listing.complete:
             continue
         where = (listing.registry, listing.repo)
-        subjects = getattr(listing.scope, "subjects", None)  # a referrer listing speaks for these only
-        current = {key[2]: row for key, row in states.items()
-                   if key[:2] == where and key[3] == listing.source and row.kind != REMOVED
-                   and listing.scope.covers(key[2])
-                   and (subjects is None or (facts.get(row.digest) or {}).get("subject") in subjects)}
-        for tag in removed_keys(current, listing.tags):
-            row = current[tag]
-            if row.observed_at > listing.listed_at:
-                continue
-            pending.append((listing.listed_at, (*where, tag, listing.source), REMOVED, _as_observation(row), row))
+        rows = {key[2]: row for key, row in states.items() if key[:2] == where and key[3] == listing.source}
+        for tag in listing_removals({tag: row.latest for tag, row in rows.items()}, listing.tags, listing.listed_at,
+                                    listing.scope, lambda digest: (facts.get(digest) or {}).get("subject")):
+            row = rows[tag]
+            pending.append((listing.listed_at, (*where, tag, listing.source), REMOVED, row.latest.observation, row))
     pending.sort(key=lambda item: (item[0], item[1]))
     return pending, facts
 
@@ -152,6 +138,7 @@ def _image_event(key, obs, facts):
     registry, repo, tag, source = key
     if source not in BY_DIGEST:
         return True
+    from ..manifests import IMAGES  # manifest parsing: not imported by a read command, which loads this module
     derived = facts.get(obs.digest)
     return source == REGISTRY and not schema_tag(tag) and (derived is None or derived.get("category") in IMAGES)
 
@@ -265,15 +252,15 @@ def _summary(note, errors, total):
 
 def append_run(db, run_id, result):
     """Append one run's findings in a single write transaction; returns the run's counts, under `run_id`
-    the run they were recorded as (a new one if the run's own row was closed underneath it), and under
-    `events` the (first, last) ids of the events it appended, or None."""
+    the run they were recorded as (a new one if the run's own row was closed underneath it), under
+    `events` the (first, last) ids of the events it appended, or None, and under `status` the status it
+    was recorded with (findings.appended_status: the result's own is left as it was)."""
     with _transaction(db.conn, "IMMEDIATE"):
         row_id, note = _row_to_finish(db, run_id)
         _save_manifests(db, row_id, result.manifests)
         _save_images(db, row_id, result.images)
         pending, facts = _classify_all(db, result)
-        if result.status == "ok" and not all(problem.warning for problem in result.errors):
-            result.status = "partial"  # a registry's word the bytes contradict (a referrer of another subject)
+        status = appended_status(result.status, result.errors)
         kinds, (head_id, head_hash), new_images = _append_events(db, row_id, pending, facts)
         position = db.execute("SELECT coalesce(max(id), 0) + 1 FROM run_seals").fetchone()[0]  # the seal's, below
         coverage.save(db.conn, row_id, position, result.coverage)
@@ -291,12 +278,13 @@ def append_run(db, run_id, result):
         counts["errors"] = result.errors.total()  # every failure a row stands for; warnings are not failures
         counts["run_id"] = row_id
         counts["events"] = (head_id - len(kinds) + 1, head_id) if kinds else None  # one writer: ids in a row
+        counts["status"] = status
         summary = _summary(note, result.errors, counts["errors"])
         db.execute(
             "UPDATE runs SET finished_at = ?, status = ?, repos_listed = ?, tags_seen = ?, added = ?, moved = ?, "
             "updated = ?, removed = ?, new_images = ?, errors = ?, requests = ?, rate_limits = ?, error_summary = ?, "
             "head_event_id = ?, head_hash = ? WHERE id = ?",
-            [now(), result.status, counts["repos_listed"], counts["tags_seen"], counts["added"], counts["moved"],
+            [now(), status, counts["repos_listed"], counts["tags_seen"], counts["added"], counts["moved"],
              counts["updated"], counts["removed"], counts["new_images"], counts["errors"],
              json.dumps(dict(sorted(result.requests.items()))),
              json.dumps(result.rate_limits, sort_keys=True) if result.rate_limits else None,

@@ -9,7 +9,9 @@ import urllib.parse
 from importlib import resources
 
 from ..paths import PathError, check_file
+from . import seals
 from .encoding import _CANONICAL, digest_key
+from .facts import fill_artifact_facts, fill_categories
 
 SCHEMA_VERSION = 19
 READABLE_FROM = 4  # the oldest schema whose tables reading and verify understand: the compact event log
@@ -22,15 +24,12 @@ _LEDGER_TABLES = {"runs", "events", "manifests", "platforms", "coverage", "error
 
 
 def _after_migration(number, conn):
-    """What a migration needs done in Python; imported only then, since a reader never migrates."""
+    """What a migration needs done in Python."""
     if number == 6:
-        from .. import seals
         seals.seal_existing(conn)
     elif number == 7:
-        from .facts import fill_artifact_facts
         fill_artifact_facts(conn)
     elif number == 11:
-        from .facts import fill_categories
         fill_categories(conn)
 
 
@@ -210,25 +209,18 @@ def open_db(path):
 
 
 class Ledger:
-    """An open ledger: its connection, statements that commit as they go (as sqlite-utils' do), and rows
-    as dicts for the reading code. Our own, so that a read command does not import sqlite-utils."""
+    """An open ledger: its connection, statements that commit as they go, and rows as dicts for the
+    reading code. Our own, so that a read command does not import sqlite-utils."""
 
     def __init__(self, conn):
         self.conn = conn
         conn.execute("PRAGMA recursive_triggers = on")  # REPLACE fires the delete guards too
 
     def execute(self, sql, parameters=()):
-        """Run one statement; a write outside a transaction is committed at once."""
-        was_in_transaction = self.conn.in_transaction
-        try:
-            cursor = self.conn.execute(sql, parameters)
-        except Exception:
-            if not was_in_transaction and self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            raise
-        if not was_in_transaction and self.conn.in_transaction and cursor.description is None:
-            self.conn.execute("COMMIT")
-        return cursor
+        """Run one statement. Every connection here is opened with isolation_level=None (SQLite's own
+        autocommit, sqlite3 never begins a transaction itself): a write outside a `_transaction` commits
+        as it runs, one inside commits or rolls back with it."""
+        return self.conn.execute(sql, parameters)
 
     def query(self, sql, parameters=()):
         """The rows of a query, each a dict by column name."""

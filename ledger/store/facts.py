@@ -3,8 +3,6 @@ again from those bytes whenever they are read, never taken from the row's word."
 
 import zlib
 
-from ..manifests import MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, ManifestError, derive
-
 # Schema 7's columns: derived from the stored bytes like the others, and checked against them by verify, but
 # not in the seals' row digests (seals.TABLES is fixed), so a row of before can have them filled in.
 _ARTIFACT_COLUMNS = ("subject", "artifact_kind", "annotations", "name", "version")
@@ -54,6 +52,7 @@ def config_sources(db):
 
 def stored_config(db, manifest_digest):
     """The config bytes a manifest's row keeps, or None (the caller checks them against their digest)."""
+    from ..manifests import MAX_CONFIG_BYTES  # manifest parsing, imported by the runs and verify that read bytes
     row = db.execute("SELECT config_body FROM manifests WHERE digest = ?", [manifest_digest]).fetchone()
     try:
         return _inflate(row[0], MAX_CONFIG_BYTES) if row and row[0] else None
@@ -118,6 +117,7 @@ def manifest_body(db, digest):
 def stored_facts(row):
     """A manifests row (media_type, kind, body, config_body) as facts derived again from its bytes, or None
     when it has none or they do not hold (edited): then nothing is taken from it."""
+    from ..manifests import MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, ManifestError, derive  # not for a read command
     digest, media_type, kind, body, config = row
     if body is None:  # a schema1 row, written from a HEAD's word alone by older versions, is not believed
         return None

@@ -7,7 +7,7 @@ import os
 import socket
 
 from .. import __version__
-from .. import seals
+from . import seals
 from ..times import now
 from .database import StoreError, _db_file, _transaction
 

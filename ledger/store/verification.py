@@ -2,16 +2,12 @@
 manifests against their bytes, the derived tables against the events, and the schema."""
 
 import collections
-import concurrent.futures
-import multiprocessing
 import os
 import sqlite3
 import zlib
 
-from .. import seals
-from . import coverage
+from . import coverage, seals
 from ..findings import identity
-from ..manifests import created_before_7
 from ..referrers import REFERRER
 from ..semantics import REMOVED
 from .database import SCHEMA_VERSION, StoreError, _db_file, _schema_drift, _transaction, connect_readonly
@@ -142,6 +138,8 @@ def _check_chain(db, low, high, report):
     step = max(1, (high - low) // workers + 1)
     ranges = [(path, start, min(start + step - 1, high)) for start in range(low, high + 1, step)] or [(path, 1, 0)]
     if len(ranges) > 1:
+        import concurrent.futures  # a process pool, only for a big ledger: not imported by a read command
+        import multiprocessing
         with concurrent.futures.ProcessPoolExecutor(len(ranges), mp_context=multiprocessing.get_context("fork")) as pool:
             results = list(pool.map(_verify_range, *zip(*ranges)))
     else:
@@ -255,6 +253,7 @@ def _check_manifests(db, report):
 def _kept_from_before_7(column, stored, facts):
     """A `created` as schema 6 code derived it from the same bytes (Go's zero time kept, an artifact's
     annotations not read): the row's seal covers it, so it stays as it was written."""
+    from ..manifests import created_before_7  # manifest parsing: not imported by a read command
     return column == "created" and stored["created"] == created_before_7(facts["kind"], facts.get("config_body"))
 
 

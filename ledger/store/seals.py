@@ -13,7 +13,8 @@ import json
 from dataclasses import dataclass, replace
 from hashlib import sha256
 
-_CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+from .encoding import _CANONICAL
+
 ROW_DIGEST = 8
 UPGRADE = "sealed at upgrade"  # in a seal's counts: made by the upgrade, for a run finished before it
 
