@@ -211,7 +211,7 @@ def test_a_ledger_of_before_gains_the_categories_and_still_verifies(registry, le
     with monkeypatch.context() as old_rules:
         old_rules.setattr(manifests, "_image_config", lambda manifest: manifest.kind == "image")
         old_rules.setattr(manifests, "facts_of", facts_of_before)
-        old_rules.setattr(collector, "facts_of", facts_of_before)
+        old_rules.setattr(collector.work, "facts_of", facts_of_before)
         old_rules.setattr(append, "_observed", lambda derived: Observation(
             digest=derived["digest"], image=derived["config_digest"] if derived["kind"] == "image" else None,
             media_type=derived["media_type"], created=derived.get("created"), author=derived.get("author"),
