@@ -80,10 +80,12 @@ COLLECT = (
     Option("rps", ("--rps",), kind="float", bounds=RPS_RANGE, metavar="N", config=REGISTRY,
            help="At most N requests per second, per registry."),
     Option("retries", ("--retries",), kind="int", bounds=RETRIES_RANGE, default=DEFAULT_RETRIES, show_default=True,
-           config=REGISTRY, help="Retries on connection errors, 5xx and 429, with backoff."),
+           config=REGISTRY, help="Retries on connection errors, 5xx and 429, with exponential backoff and jitter; Retry-After (seconds "
+                "or an HTTP date) is honoured, capped at 60 s."),
     Option("deadline", ("--deadline",), kind="float", bounds=DEADLINE_RANGE, default=DEFAULT_DEADLINE,
            show_default=True, metavar="SECONDS", config=REGISTRY,
-           help="Give up on one request (connect to last byte) after this long."),
+           help="Give up on one request (connecting, headers and body together) after this long: a server that "
+                "drips its answer cannot hold a run."),
     Option("max_tags", ("--max-tags",), kind="int", bounds=MAX_TAGS_RANGE, default=MAX_TAGS, show_default=True,
            metavar="N", config=REGISTRY,
            help="Most tags listed per repository; past it the listing is incomplete and removes nothing."),
@@ -96,9 +98,10 @@ COLLECT = (
            help="Most referrers followed per registry in one run; past it the rest are cut (an error row) and "
                 "removes nothing."),
     Option("include_tags", ("--include-tags",), kind="regex", metavar="REGEX", config=REGISTRY,
-           help="Only tags this regex matches (searched; anchor with ^ $)."),
+           help="Only tags this regex matches (searched; anchor with ^ $). RE2 syntax, as in Go tools: linear time "
+                "whatever the pattern; lookarounds and backreferences are refused (exit 2); \\d \\w are ASCII."),
     Option("exclude_tags", ("--exclude-tags",), kind="regex", metavar="REGEX", config=REGISTRY,
-           help="Skip tags this regex matches."),
+           help="Skip tags this regex matches (RE2, as --include-tags)."),
     Option("allow_empty", ("--allow-empty",), kind="bool", config=REGISTRY,
            help="A glob (or a registry's catalog) that matches no repository is expected: not an error."),
     Option("referrers", ("--referrers",), kind="choice", choices=REFERRER_MODES, default="auto", show_default=True,
@@ -111,20 +114,25 @@ COLLECT = (
            help="Verify signatures (cosign keyed, Notation JWS) against this public key or certificate "
                 "(repeatable); `signed` means a signature that verified against one of them."),
     Option("plain_http", ("--plain-http",), kind="bool", config=REGISTRY,
-           help="Use plain HTTP for every registry (localhost and 127.0.0.0/8 always may)."),
+           help="Speak plain HTTP to the registries named here (a loopback registry is spoken to in plain HTTP "
+                "already); credentials then go in clear text."),
     Option("ca_file", ("--ca-file",), kind="file", exists=True, metavar="PEM", config=REGISTRY,
-           help="Trust this CA bundle for TLS."),
+           help="Speak HTTPS, checking the certificate against this CA bundle instead of the system's CAs."),
     Option("insecure", ("--insecure",), kind="bool", config=REGISTRY,
-           help="Skip TLS certificate verification (not recommended)."),
+           help="Speak HTTPS without checking the certificate, falling back to plain HTTP when HTTPS fails, as "
+                "Docker does for an insecure registry; credentials never take that fallback to a host that is not "
+                "loopback."),
     Option("username", ("--username",), envvar="LEDGER_USERNAME", metavar="USER",
            help="User name for the registries named here (env LEDGER_USERNAME)."),
     Option("password_stdin", ("--password-stdin",), kind="bool",
-           help="Read the password or token from standard input (or set LEDGER_PASSWORD)."),
+           help="Read the password or token from standard input (or set LEDGER_PASSWORD). It belongs to one "
+                "registry: targets on several registries with a password are bad usage (exit 2)."),
     Option("docker_config", ("--docker-config",), kind="file", metavar="FILE", config=CREDENTIALS,
            help="Docker config to read credentials from [default: $DOCKER_CONFIG/config.json or "
                 "~/.docker/config.json]."),
     Option("daemon", ("--daemon",), kind="bool",
-           help="Also record the images a local Docker daemon holds (keyed apart from the registries)."),
+           help="Also record the images a local Docker daemon holds (keyed apart from the registries); no TARGET is "
+                "needed then."),
     Option("docker_host", ("--docker-host",), metavar="URL",
            help="The daemon's API with --daemon: unix:///path or tcp://HOST:PORT "
                 "[default: $DOCKER_HOST or unix:///var/run/docker.sock]."),
@@ -150,7 +158,7 @@ COLLECT = (
     Option("quiet", ("-q", "--quiet"), kind="bool", help="No progress bar and no summary; errors only."),
     Option("verbose", ("-v", "--verbose"), kind="bool",
            help="Print each HTTP request to stderr: method, URL (without its query), status, milliseconds; never a "
-                "header or credential."),
+                "header or credential; no progress bar then."),
 )
 
 # The config file's keys, by where it may set them.

@@ -1,4 +1,5 @@
-"""Write the README's command reference: every command and every option, once, from the CLI itself.
+"""Write the README's command reference (every command and every option, once, from the CLI itself) and
+its table of contents (from its headings).
 
 The section between the two markers in README.md is made by this script from `ledger.cli` (click's own
 usage line and help records, as `--help` prints them), as sqlite-utils makes its CLI reference with cog,
@@ -9,6 +10,7 @@ so the reference cannot drift from the code: tests/test_docs.py fails when it is
 """
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -17,6 +19,8 @@ README = ROOT / "README.md"
 BEGIN = "<!-- reference: made by scripts/readme_reference.py from the CLI; do not edit by hand -->"
 END = "<!-- /reference -->"
 COMMAND = ".venv/bin/python scripts/readme_reference.py"
+CONTENTS = "<!-- contents: made by scripts/readme_reference.py from the headings; do not edit by hand -->"
+CONTENTS_END = "<!-- /contents -->"
 
 
 def _cell(text):
@@ -48,10 +52,41 @@ def render():
     return "\n".join(parts)
 
 
+def headings(text):
+    """(level, title, anchor) of every `##`/`###` heading outside code blocks; anchors as GitHub makes them
+    (lower case, punctuation dropped, spaces as hyphens, `-N` for a repeat)."""
+    found, seen, fenced = [], {}, False
+    for line in text.split("\n"):
+        if line.startswith("```"):
+            fenced = not fenced
+        match = None if fenced else re.match(r"(#{1,6}) (.+)", line)
+        if match:
+            title = match.group(2).strip()
+            anchor = re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+            count = seen.get(anchor, 0)
+            seen[anchor] = count + 1
+            found.append((len(match.group(1)), title, f"{anchor}-{count}" if count else anchor))
+    return found
+
+
+def contents(text):
+    """The table of contents: each `##` section, its `###` ones on the same line."""
+    sections = []
+    for level, title, anchor in headings(text):
+        if level == 2:
+            sections.append((f"[{title}](#{anchor})", []))
+        elif level == 3 and sections:
+            sections[-1][1].append(f"[{title}](#{anchor})")
+    lines = [f"- {top}: {' · '.join(subs)}" if subs else f"- {top}" for top, subs in sections]
+    return "\n".join([CONTENTS, *lines, CONTENTS_END])
+
+
 def rewritten(text):
-    """README text with the section replaced."""
+    """README text with the reference and the table of contents made anew."""
     start, end = text.index(BEGIN), text.index(END) + len(END)
-    return text[:start] + render() + text[end:]
+    text = text[:start] + render() + text[end:]
+    start, end = text.index(CONTENTS), text.index(CONTENTS_END) + len(CONTENTS_END)
+    return text[:start] + contents(text) + text[end:]
 
 
 def main():
@@ -62,11 +97,11 @@ def main():
     new = rewritten(text)
     if args.check:
         if new != text:
-            print(f"README.md's command reference is out of date: run `{COMMAND}`", file=sys.stderr)
+            print(f"README.md's command reference or contents are out of date: run `{COMMAND}`", file=sys.stderr)
             return 1
         return 0
     README.write_text(new, encoding="utf-8")
-    print("wrote README.md's command reference")
+    print("wrote README.md's command reference and table of contents")
     return 0
 
 

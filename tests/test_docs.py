@@ -24,11 +24,6 @@ def test_every_command_is_in_the_readme(name):
     assert f"ledger {name}" in README
 
 
-@pytest.mark.parametrize("name,opt", sorted(set(options())))
-def test_every_option_is_in_the_readme(name, opt):
-    assert f"`{opt}" in README, f"{name} {opt} is not documented"
-
-
 def test_every_view_and_table_is_in_the_readme():
     for name in ("runs", "events", "manifests", "platforms", "coverage", "errors", "current_tags", "tag_history",
                  "replaced_tags", "new_images", "removed_tags"):
@@ -50,21 +45,38 @@ def test_the_exit_statuses_are_the_same_in_the_readme_and_the_help():
     assert {module.EXIT_FAILED, module.EXIT_PARTIAL, 2} <= documented
 
 
-def test_the_command_reference_is_made_from_the_cli():
-    """README's command reference names every command and option once, as --help does: made by
-    scripts/readme_reference.py, so a new or changed option fails here until it is run again."""
+def _readme_reference():
     import importlib.util
     spec = importlib.util.spec_from_file_location("readme_reference",
                                                   Path(__file__).parent.parent / "scripts" / "readme_reference.py")
     reference = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(reference)
-    assert reference.rewritten(README) == README, "README.md's command reference is out of date: run " + reference.COMMAND
+    return reference
+
+
+def test_the_command_reference_is_made_from_the_cli():
+    """README's command reference names every command and option once, as --help does, and its table of
+    contents lists every section: both made by scripts/readme_reference.py, so a new or changed option or
+    heading fails here until it is run again."""
+    reference = _readme_reference()
+    assert reference.rewritten(README) == README, "README.md's reference or contents are out of date: run " + reference.COMMAND
     section = README[README.index(reference.BEGIN):README.index(reference.END)]
     for name, opt in set(options()):
         if opt != "--help":
             heading = section.index(f"#### `ledger {name}`")
             rows = section[heading:section.find("#### ", heading + 1)]
             assert len(re.findall(rf"^\| `([^`]*[ ,/])?{re.escape(opt)}[ `,/=]", rows, re.M)) == 1, (name, opt)
+
+
+def test_every_link_within_the_readme_leads_to_a_heading():
+    anchors = {anchor for _, _, anchor in _readme_reference().headings(README)}
+    links = set(re.findall(r"\]\(#([^)]+)\)", README))
+    assert links and not links - anchors, sorted(links - anchors)
+
+
+def test_the_read_commands_come_before_the_collect_reference():
+    """What users do every day first: the terminal's questions, then the long collect section."""
+    assert README.index("### Reading the ledger from a terminal") < README.index("### `ledger collect TARGET...`")
 
 
 def test_the_companion_sqlite_utils_reads_a_ledger_as_the_readme_says(tmp_path):
