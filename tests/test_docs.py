@@ -1,6 +1,7 @@
 """Every command and option is documented in the README."""
 
 import re
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -100,3 +101,48 @@ def test_the_companion_sqlite_utils_reads_a_ledger_as_the_readme_says(tmp_path):
     assert ran.returncode == 0 and "r.example" in ran.stdout and "sha256:" + "1" * 64 in ran.stdout, ran.stderr
     package = Path(store.__file__).resolve().parent.parent
     assert not [source for source in package.rglob("*.py") if "sqlite_utils" in source.read_text()]
+
+
+ROOT = Path(__file__).parent.parent
+ARCHITECTURE = (ROOT / "ARCHITECTURE.md").read_text()
+_PATH = re.compile(r"(?<![\w/.-])((?:[\w-]+/)*[\w-]+\.py)\b")  # a path as the map writes it: from ledger/ or the root
+
+
+def test_every_module_is_on_the_architecture_map_once():
+    """ARCHITECTURE.md's map (its picture and the lists under it, up to its first section) names every module
+    of ledger/ once, by its path under ledger/: a new, moved or removed module fails here until the map is
+    redrawn."""
+    modules = sorted(path.relative_to(ROOT / "ledger").as_posix() for path in (ROOT / "ledger").rglob("*.py"))
+    named = Counter(_PATH.findall(ARCHITECTURE.split("\n## ", 1)[0]))
+    assert {module: named[module] for module in modules if named[module] != 1} == {}
+
+
+def test_every_path_and_name_in_the_architecture_is_in_the_code():
+    """Every file ARCHITECTURE.md names is in the tree, and every `module.name` it names (a module of ledger/
+    by its last name: `work.Work._admit`, `store.open_db`) is defined there, so a renamed function cannot
+    leave the walk of a collect behind."""
+    import importlib
+
+    files = {path for path in _PATH.findall(ARCHITECTURE)
+             if not ((ROOT / path).exists() or (ROOT / "ledger" / path).exists())}
+    assert files == set(), "ARCHITECTURE.md names files that are not in the tree"
+    modules = {}
+    for path in (ROOT / "ledger").rglob("*.py"):
+        dotted = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        modules.setdefault(dotted.rsplit(".", 1)[-1], []).append(dotted)
+    missing = []
+    for name in re.findall(r"`([a-z_]+(?:\.[A-Za-z_]+)+)", ARCHITECTURE):
+        first, *attributes = name.split(".")
+        if first not in modules or attributes[-1] in ("py", "sql"):
+            continue  # not a module's name (`plan.metrics`, `metadata.yml`), or a file
+
+        def defined(module):
+            value = importlib.import_module(module)
+            for attribute in attributes:
+                if not hasattr(value, attribute):
+                    return False
+                value = getattr(value, attribute)
+            return True
+        if not any(defined(module) for module in modules[first]):
+            missing.append(name)
+    assert missing == []

@@ -2,7 +2,7 @@
 each with the count of the failures it stands for, and every list it controls is cut at a cap that says
 what it cut.
 
-The registries are tests/hostile.py's loopback HostileRegistry, collected by a real `ledger collect`
+The registries are sandbox/hostile.py's loopback HostileRegistry, collected by a real `ledger collect`
 process (tests/test_hostile.py's `run_ledger`). The figures for the full flood (120 tags, 9,000 lying
 referrers each: peak RSS, ledger growth) are scripts/bench_flood.py's, not a test's.
 """

@@ -1,6 +1,6 @@
 """Property test (hypothesis): no hostile registry answer crashes a collect.
 
-hypothesis draws whole hostile configurations (tests/hostile.py's FuzzCase): one to three endpoints
+hypothesis draws whole hostile configurations (sandbox/hostile.py's FuzzCase): one to three endpoints
 of a loopback HostileRegistry (ping, catalog, a tag list, a manifest HEAD or GET, a config blob,
 the token realm), each answering with a drawn status (200, 206, 301, 307, 401, 404, 429, 500,
 503), drawn headers with hostile values (Content-Length, Content-Type, Docker-Content-Digest,

@@ -1,6 +1,6 @@
 """Trust under attack (issue 11): hostile registries, token servers and redirect targets.
 
-Each hostile answer is served by tests/hostile.py to `ledger collect` run as a subprocess (so
+Each hostile answer is served by sandbox/hostile.py to `ledger collect` run as a subprocess (so
 memory and tracebacks are real), beside a good target in the same run. Whatever the answer, the
 collect must (see `assert_contained`):
 
