@@ -19,7 +19,6 @@ from . import checkpoint as notes
 from . import merkle, store
 from .checkpoint import CheckpointError
 from .paths import read_bytes
-from .store.database import _transaction
 
 LATEST = "latest.checkpoint"
 _MAX_ID = 2**63 - 1
@@ -44,7 +43,7 @@ def head(db, origin, verified=None):
     store.verify report, it is the head that was verified: runs appended since are left out, and a
     verified event or seal changed since is a PinError."""
     last_seal = (verified.seal[0] if verified.seal else 0) if verified else _MAX_ID
-    with _snapshot(db):
+    with store.snapshot(db):
         hashes = leaves(db, verified.events if verified else None)
         seal = db.execute("SELECT id, hash FROM run_seals WHERE id <= ? ORDER BY id DESC LIMIT 1",
                           [last_seal]).fetchone()
@@ -65,16 +64,6 @@ def signed_head(db, signer, origin=None):
     return notes.sign(head(db, origin or signer.name, verified=report), signer)
 
 
-@contextlib.contextmanager
-def _snapshot(db):
-    """Every read inside sees one snapshot of the ledger (the outer one's, when nested)."""
-    if db.conn.in_transaction:
-        yield
-        return
-    with _transaction(db.conn):
-        yield
-
-
 def write_checkpoint(directory, db, signer, run_id):
     """Write this ledger's signed head as DIR/run-RUN.checkpoint, once it is checked to extend the
     checkpoints already in DIR, then point DIR/latest.checkpoint (a symlink) at it. Returns the run's file.
@@ -88,7 +77,7 @@ def write_checkpoint(directory, db, signer, run_id):
     directory.mkdir(parents=True, exist_ok=True)
     with _locked(directory):
         previous = _previous(directory, signer.verifier)
-        with _snapshot(db):  # the head written and the check that it extends the previous one: one snapshot
+        with store.snapshot(db):  # the head written and the check that it extends the previous one: one snapshot
             checkpoint = head(db, signer.name)
             broken = check_pins(db, previous)
         if broken:

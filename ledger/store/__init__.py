@@ -14,16 +14,16 @@ RE2, process pools) is imported inside the functions that use it (tests/test_cli
 from .append import append_run
 from .changes import run_changes
 from .database import (SCHEMA_VERSION, Ledger, StoreError, connect_attached, connect_readonly, open_db, open_readonly,
-                       schema_names)
-from .encoding import GENESIS, REGISTRY, digest_key, digest_text, event_hash
+                       schema_names, snapshot)
+from .encoding import GENESIS, REGISTRY, event_hash
 from .facts import (children_of, config_sources, held_repo, known_digests, known_images, known_indexes, live_repos,
-                    manifest_body, rate_limited_registries, signature_checks_done, stored_config, stored_facts,
+                    manifest_body, rate_limited_registries, signature_checks_done, stored_config,
                     tags_held)
 from .runs import finish_failed_run, start_run
 from .verification import verify
 
 __all__ = ["GENESIS", "REGISTRY", "SCHEMA_VERSION", "Ledger", "StoreError", "append_run", "children_of",
-           "config_sources", "connect_attached", "connect_readonly", "digest_key", "digest_text", "event_hash",
+           "config_sources", "connect_attached", "connect_readonly", "event_hash",
            "finish_failed_run", "held_repo", "known_digests", "known_images", "known_indexes", "live_repos",
            "manifest_body", "open_db", "open_readonly", "rate_limited_registries", "run_changes", "schema_names",
-           "signature_checks_done", "start_run", "stored_config", "stored_facts", "tags_held", "verify"]
+           "signature_checks_done", "snapshot", "start_run", "stored_config", "tags_held", "verify"]

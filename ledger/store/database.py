@@ -1,11 +1,12 @@
 """Opening a ledger file: connections (read-only ones too), the schema applied and migrated, and how
 the file's schema differs from the shipped one."""
 
-from hashlib import sha256
+import contextlib
 import itertools
 import os
 import sqlite3
 import urllib.parse
+from hashlib import sha256
 from importlib import resources
 
 from ..paths import PathError, check_file
@@ -326,6 +327,17 @@ class _transaction:
             self.conn.execute("COMMIT")
         elif self.conn.in_transaction:  # SQLite rolls some failures back itself
             self.conn.execute("ROLLBACK")
+
+
+@contextlib.contextmanager
+def snapshot(db):
+    """Every read inside sees one snapshot of the ledger (the outer one's, when nested): for readers outside
+    the store that ask several questions of one state (a checkpoint's head and its check)."""
+    if db.conn.in_transaction:
+        yield
+        return
+    with _transaction(db.conn):
+        yield
 
 
 def _db_file(db):
