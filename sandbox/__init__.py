@@ -32,13 +32,8 @@ from collections import Counter
 
 import requests
 
-from ledger.manifests import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from sandbox.loopback import LoopbackServer, QuietHandler
-
-CONFIG_TYPES = {DOCKER_MANIFEST: "application/vnd.docker.container.image.v1+json",
-                OCI_MANIFEST: "application/vnd.oci.image.config.v1+json"}
-LAYER_TYPES = {DOCKER_MANIFEST: "application/vnd.docker.image.rootfs.diff.tar.gzip",
-               OCI_MANIFEST: "application/vnd.oci.image.layer.v1.tar+gzip"}
+from sandbox.media import CONFIG_TYPES, DOCKER_LIST, DOCKER_MANIFEST, LAYER_TYPES, OCI_INDEX, OCI_MANIFEST
 
 
 def free_port():

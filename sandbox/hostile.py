@@ -40,15 +40,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sandbox.loopback import LoopbackServer, QuietHandler
-
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-CONFIG_TYPES = {DOCKER_MANIFEST: "application/vnd.docker.container.image.v1+json",
-                OCI_MANIFEST: "application/vnd.oci.image.config.v1+json"}
-LAYER_TYPES = {DOCKER_MANIFEST: "application/vnd.docker.image.rootfs.diff.tar.gzip",
-               OCI_MANIFEST: "application/vnd.oci.image.layer.v1.tar+gzip"}
+from sandbox.media import CONFIG_TYPES, DOCKER_LIST, DOCKER_MANIFEST, LAYER_TYPES, OCI_INDEX, OCI_MANIFEST
 
 NORMAL = object()  # a hook returning this lets the endpoint answer normally
 
