@@ -338,7 +338,7 @@ def changes(since, until, pattern, db_path, source, as_json, as_csv, full):
 def platforms(reference, db_path, source, as_json, as_csv, full):
     """The platforms of what REFERENCE points to now (REGISTRY/REPO:TAG), or of a digest (sha256:...): an
     index's children, attestations left out, or a single image's own platform. Exits 1 when the ledger
-    never held the tag."""
+    never held the tag or digest."""
     db = _open(db_path)
     try:
         digest, rows = reads.platforms(db, reference, source)
@@ -349,7 +349,10 @@ def platforms(reference, db_path, source, as_json, as_csv, full):
     if digest is None and not reference.startswith("sha256:"):
         output.answer(db, rows, reference, columns, as_json, as_csv, full, f"no tag {reference} now", brief)
     else:
-        output.emit(rows, columns, as_json, as_csv, full, brief=brief, empty=f"the ledger has no manifest of {digest}")
+        held = bool(rows) or reads.holds_manifest(db, digest)
+        output.emit(rows, columns, as_json, as_csv, full, brief=brief, empty=held and f"no platforms in {digest}")
+        if not held:
+            raise click.ClickException(f"{digest} is not in the ledger: it never stored that manifest")
 
 
 @cli.command(name="digest")

@@ -349,6 +349,9 @@ def platforms(db, reference, source=None):
     """(digest, platforms) of what REFERENCE names: a digest, or REGISTRY/REPO:TAG as it is now (its
     registry's own key unless `source` says another); digest None when the ledger holds no such tag."""
     digest = reference.strip().rpartition("@")[2]
+    if digest.startswith(("sha256:", "sha512:")) and not _DIGEST.fullmatch(digest):
+        raise ValueError(f"{digest!r} is not a whole digest: give sha256: and 64 hex digits "
+                         "(tables shorten them; --full or --json shows them whole)")
     if not _DIGEST.fullmatch(digest):
         target = parse_target(reference)
         if target.repo is None or target.tag is None:
@@ -360,6 +363,11 @@ def platforms(db, reference, source=None):
             return None, []
         digest = found[0]
     return digest, list(db.query(_PLATFORMS, {"digest": digest}))
+
+
+def holds_manifest(db, digest):
+    """Whether the ledger ever stored the manifest DIGEST (an index with no platforms still counts)."""
+    return db.execute("SELECT 1 FROM manifests WHERE digest = ?", [digest]).fetchone() is not None
 
 
 def runs(db, limit, problems=False):

@@ -168,6 +168,14 @@ def test_platforms_of_an_index_a_single_image_and_a_digest(registry, pusher, led
     assert "names no tag or digest" in ledger("platforms", f"{registry.host}/{ns}/multi", expect=2).output
 
 
+def test_platforms_of_a_digest_the_ledger_never_held_or_a_shortened_one(ledger, story):
+    """As `digest` does: a shortened digest (what the tables print) is bad usage, an unknown one exits 1."""
+    result = ledger("platforms", "sha256:" + "0" * 64, expect=1)
+    assert "sha256:" + "0" * 64 + " is not in the ledger" in result.output
+    assert "not a whole digest" in ledger("platforms", story["a"][:19], expect=2).output
+    assert "None" not in ledger("platforms", story["a"][:19], expect=2).output
+
+
 def test_digest_names_the_tags_that_point_to_it_now_and_ever(ledger, story):
     rows = as_json(ledger, "digest", story["a"])
     assert [(r["tag"], r["points_there_now"]) for r in rows] == [("1", 1), ("prod", 0)]
