@@ -7,6 +7,7 @@ credentials to the Docker config and its helpers.
 import difflib
 import json
 import os
+import ssl
 import tomllib
 from dataclasses import dataclass, make_dataclass
 
@@ -123,6 +124,7 @@ def plan(flags, password=lambda registries: None, anchor=None):
     password = password(registries)
     check_regex(flags.include_tags, "--include-tags")
     check_regex(flags.exclude_tags, "--exclude-tags")
+    check_ca_file(flags.ca_file, "--ca-file")
     options = {registry: RegistryOptions(
         **{option.name: getattr(flags, option.name) for option in REGISTRY_OPTIONS},
         credentials=credentials_for(registry, username=flags.username, password=password,
@@ -187,6 +189,21 @@ def check_regex(value, name):
         raise SettingsError(f"{name}: invalid regular expression {value!r} ({reason}; tag filters are RE2 "
                             "syntax: no lookarounds or backreferences)") from None
     return value
+
+
+def check_ca_file(path, name):
+    """A CA bundle TLS can load (else every request fails alike, far from the cause): SettingsError naming it."""
+    if path is None:
+        return None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except FileNotFoundError:
+        raise SettingsError(f"{name} {path}: no such file") from None
+    except ssl.SSLError:
+        raise SettingsError(f"{name} {path}: no PEM certificate in it") from None
+    except OSError as error:
+        raise SettingsError(f"{name} {path}: cannot read it ({error.strerror})") from None
+    return path
 
 
 def load_config(path):
@@ -302,6 +319,8 @@ def _check_values(table, where):
                 check_file(table[key])
             except PathError as error:
                 raise SettingsError(f"{where}: {key}: {error}") from None
+            if key == "ca_file":
+                check_ca_file(table[key], f"{where}: ca_file")
         elif option.kind == "regex":
             check_regex(table[key], f"{where}: {key}")
         elif option.kind == "choice" and table[key] not in option.choices:

@@ -166,6 +166,21 @@ def test_dry_run_names_a_misspelt_key_with_exit_2(ledger, tmp_path):
     assert not (tmp_path / "ledger.db").exists()
 
 
+def test_a_ca_file_that_holds_no_certificate_is_bad_usage_before_any_request(ledger, tmp_path, tls_registry):
+    """Not a TLS error at the registry ('could not handle the answer (SSLError ...)'), and not one at run
+    time for a config file's missing ca_file that --dry-run had passed: exit 2 naming the option and file."""
+    not_pem = tmp_path / "notes.txt"
+    not_pem.write_text("not a certificate\n")
+    result = ledger("collect", "--ca-file", str(not_pem), f"{tls_registry.host}/x", expect=2)
+    assert f"--ca-file {not_pem}: no PEM certificate in it" in result.output
+    for value, says in ((not_pem, "no PEM certificate in it"), (tmp_path / "missing.pem", "no such file")):
+        config = tmp_path / "ledger.toml"
+        config.write_text(f'[registries."{tls_registry.host}"]\nca_file = "{value}"\n')
+        result = ledger("collect", "--dry-run", "--config", str(config), expect=2)
+        assert f'{config}: [registries."{tls_registry.host}"]: ca_file {value}: {says}' in result.output
+    assert not (tmp_path / "ledger.db").exists()
+
+
 @pytest.mark.parametrize("url,shown", [
     ("https://auth.example/token?service=s&scope=repository:a:pull&account=alice", "https://auth.example/token?..."),
     ("https://alice:pw@blobs.example/x/y?X-Amz-Signature=abc#frag", "https://blobs.example/x/y?..."),
