@@ -8,7 +8,6 @@ load their keys and pins through trust.py.
 
 import json
 import os
-import re
 import socket
 import sys
 
@@ -247,12 +246,13 @@ def prove(event_id, consistency, size, public_key, db_path):
         raise click.ClickException(str(error)) from None
 
 
-def _when(text, db, end_of_day=False):
-    """TIME (reads.moment: as people type it, or a run id), or bad usage naming it."""
+def _asked(hint, read, *args):
+    """What `read` answers, or bad usage naming HINT when it says the question cannot be asked (a ValueError:
+    a TIME that is not one, a REFERENCE that names no tag, a shortened DIGEST)."""
     try:
-        return reads.moment(db, text, end_of_day)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="TIME") from None
+        return read(*args)
+    except ValueError as error:  # references.TargetError is one
+        raise click.BadParameter(str(error), param_hint=hint) from None
 
 
 TAGS_COLUMNS = ["registry", "repo", "tag", "digest", "kind", "image", "created", "first_seen", "last_changed",
@@ -288,10 +288,7 @@ def history(reference, db_path, source, as_json, as_csv, full):
     """Every event of one tag (REGISTRY/REPO:TAG), oldest first, with its signatures', attestations' and
     SBOMs' comings and goings (WHAT) for every digest it pointed to. Exits 1 when the ledger never held the tag."""
     db = _open(db_path)
-    try:
-        rows = reads.history(db, reference, source)
-    except ValueError as error:  # references.TargetError is one
-        raise click.BadParameter(str(error), param_hint="REFERENCE") from None
+    rows = _asked("REFERENCE", reads.history, db, reference, source)
     output.answer(db, rows, reference, ["event_id", "observed_at", "kind", "what", "prev_digest", "digest", "subject",
                                   "created", "run_id", "source"], as_json, as_csv, full,
             empty=f"no events for {reference}")
@@ -307,15 +304,14 @@ def at(time, pattern, db_path, source, as_json, as_csv, full):
     """What every tag pointed to at TIME: '2026-11-20T14:00:00Z', '2 days ago', a run id, or a date (its start,
     00:00 UTC). Exits 1 when PATTERN names nothing the ledger ever held."""
     db = _open(db_path)
-    rows = reads.state_at(db, _when(time, db), pattern, source)
-    output.answer(db, rows, pattern, ["registry", "repo", "tag", "digest", "image", "created", "since", "run_id", "source"],
-            as_json, as_csv, full, empty="no tags at that time",
-            brief=["registry", "repo", "tag", "digest", "image", "since", "run_id"])
+    rows = reads.state_at(db, _asked("TIME", reads.moment, db, time), pattern, source)
+    output.answer(db, rows, pattern, reads.AT_COLUMNS, as_json, as_csv, full, empty="no tags at that time",
+                  brief=[column for column in reads.AT_COLUMNS if column not in ("created", "source")])
 
 
 @cli.command()
 @click.option("--since", required=True, metavar="TIME",
-              help="Changes after TIME: '1 day ago', a run id, or a date (from 00:00 UTC that day on).")
+              help="Changes from TIME on: '1 day ago', a run id, or a date (from 00:00 UTC that day on).")
 @click.option("--until", metavar="TIME", help="Up to TIME; a date includes that whole day (UTC) [default: now].")
 @click.argument("pattern", required=False)
 @db_option
@@ -325,7 +321,7 @@ def changes(since, until, pattern, db_path, source, as_json, as_csv, full):
     """Tags added, moved, updated and removed in a window; CHANGE tells a rollback (SEEN_BEFORE: when the tag
     first pointed there) or platforms_added from other moves. Exits 1 when PATTERN names nothing held."""
     db = _open(db_path)
-    rows = reads.changes(db, _when(since, db), _when(until, db, end_of_day=True) if until else None, pattern, source)
+    rows = reads.changes(db, *_asked("TIME", reads.window, db, since, until), pattern, source)
     columns = reads.CHANGES_COLUMNS
     output.answer(db, rows, pattern, columns, as_json, as_csv, full, empty="no changes", brief=columns[:9] + ["run_id"])
 
@@ -340,12 +336,8 @@ def platforms(reference, db_path, source, as_json, as_csv, full):
     index's children, attestations left out, or a single image's own platform. Exits 1 when the ledger
     never held the tag or digest."""
     db = _open(db_path)
-    try:
-        digest, rows = reads.platforms(db, reference, source)
-    except ValueError as error:  # references.TargetError is one
-        raise click.BadParameter(str(error), param_hint="REFERENCE") from None
-    columns = ["os", "architecture", "variant", "os_version", "digest", "size", "media_type"]
-    brief = ["os", "architecture", "variant", "os_version", "digest", "size"]
+    digest, rows = _asked("REFERENCE", reads.platforms, db, reference, source)
+    columns, brief = reads.PLATFORMS_COLUMNS, reads.PLATFORMS_COLUMNS[:-1]
     if digest is None and not reference.startswith("sha256:"):
         output.answer(db, rows, reference, columns, as_json, as_csv, full, f"no tag {reference} now", brief)
     else:
@@ -362,10 +354,7 @@ def platforms(reference, db_path, source, as_json, as_csv, full):
 def digest_command(digest, db_path, as_json, as_csv, full):
     """Which tags point to DIGEST now, and which ever did: a manifest digest or an image ID, with or without
     sha256: (whole: --full shows them). Exits 1 when no tag ever pointed to it."""
-    if not re.fullmatch(r"(sha256:)?[0-9a-fA-F]{64}", digest.strip()):
-        raise click.BadParameter(f"{digest!r} is not a whole digest: give sha256: and 64 hex digits "
-                                 "(tables shorten them; --full or --json shows them whole)", param_hint="DIGEST")
-    rows = reads.digest_usage(_open(db_path), digest.strip())
+    rows = _asked("DIGEST", reads.digest_usage, _open(db_path), digest)
     columns = ["registry", "repo", "tag", "points_there_now", "first_seen", "last_seen", "source"]
     output.emit(rows, columns, as_json, as_csv, full, empty=None)
     if not rows:

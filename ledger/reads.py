@@ -275,7 +275,19 @@ def moment(db, text, end_of_day=False):
         if not found or not found[0]:
             raise ValueError(f"run {run.group(1)} is not a finished run")
         return found[0]
-    return parse_when(text, end_of_day=end_of_day)
+    return parse_when(text, end_of_day=end_of_day, also="a run id (42, run:42)")
+
+
+def window(db, since, until=None):
+    """--since and --until as moments (--until a date: its whole day); a window that ends before it starts
+    is a ValueError, not an empty answer."""
+    start, end = moment(db, since), moment(db, until, end_of_day=True) if until else None
+    if end is not None and end < start:
+        raise ValueError(f"--until {until} ({end}) is before --since {since} ({start})")
+    return start, end
+
+
+AT_COLUMNS = ["registry", "repo", "tag", "digest", "image", "created", "since", "run_id", "source"]
 
 
 def state_at(db, at, pattern=None, source=None):
@@ -329,11 +341,16 @@ def changes(db, since, until=None, pattern=None, source=None):
 
 
 def digest_usage(db, digest):
-    """Every tag that ever pointed to a digest or image ID, and whether it still does: the ones that do first."""
+    """Every tag that ever pointed to a digest or image ID (sha256: optional), and whether it still does: the
+    ones that do first. A digest that is not whole is a ValueError."""
+    digest = digest.strip()
+    if not re.fullmatch(r"(sha256:)?[0-9a-fA-F]{64}", digest):
+        raise ValueError(_NOT_WHOLE.format(digest=digest))
     return list(db.query(_DIGEST_USAGE, {"digest": digest}))
 
 
 # The platforms of an index (attestation manifests are not platforms), or a single image's own.
+PLATFORMS_COLUMNS = ["os", "architecture", "variant", "os_version", "digest", "size", "media_type"]
 _PLATFORMS = """
 SELECT os, architecture, variant, os_version, digest, size, media_type FROM platforms
 WHERE index_digest = :digest AND NOT attestation
@@ -343,6 +360,8 @@ WHERE digest = :digest AND kind != 'index'
 ORDER BY os, architecture, variant, os_version, digest
 """
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
+_NOT_WHOLE = ("{digest!r} is not a whole digest: give sha256: and 64 hex digits (tables shorten them; --full or "
+              "--json shows them whole)")
 
 
 def platforms(db, reference, source=None):
@@ -350,8 +369,7 @@ def platforms(db, reference, source=None):
     registry's own key unless `source` says another); digest None when the ledger holds no such tag."""
     digest = reference.strip().rpartition("@")[2]
     if digest.startswith(("sha256:", "sha512:")) and not _DIGEST.fullmatch(digest):
-        raise ValueError(f"{digest!r} is not a whole digest: give sha256: and 64 hex digits "
-                         "(tables shorten them; --full or --json shows them whole)")
+        raise ValueError(_NOT_WHOLE.format(digest=digest))
     if not _DIGEST.fullmatch(digest):
         target = parse_target(reference)
         if target.repo is None or target.tag is None:

@@ -91,11 +91,12 @@ def parse_interval(text):
     return seconds
 
 
-def parse_when(text, end_of_day=False):
+def parse_when(text, end_of_day=False, also=None):
     """A moment people type, as fixed-width UTC text: 'now', '2 days ago', '2026-11-20', or RFC 3339.
 
     A bare date means the start of that day (00:00 UTC), or with `end_of_day` (the end of a window) its last
-    microsecond, so that the window holds the whole day. Raises ValueError with the text in it.
+    microsecond, so that the window holds the whole day. Raises ValueError with the text in it, naming the
+    forms a time may take (and `also`, one the caller takes besides).
     """
     value = (text or "").strip()
     if value.lower() == "now":
@@ -120,4 +121,5 @@ def parse_when(text, end_of_day=False):
         if whole:
             fraction = (match.group(7) or "")[:6].ljust(6, "0")
             return whole[:19] + f".{fraction}Z" if match.group(8) in ("Z", "z", "UTC") else whole[:19] + ".000000Z"
-    raise ValueError(f"{text!r} is not a time: use 'now', '3 days ago', 2026-11-20 or 2026-11-20T14:00:00Z")
+    forms = ["'now'", "'3 days ago'", "2026-11-20", "2026-11-20T14:00:00Z", *([also] if also else [])]
+    raise ValueError(f"{text!r} is not a time: use {', '.join(forms[:-1])} or {forms[-1]}")

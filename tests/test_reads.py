@@ -126,6 +126,14 @@ def test_a_date_is_its_whole_day_for_since_until_and_at(ledger, story):
     assert "whole day" in ledger("changes", "--help").output
 
 
+def test_a_window_that_ends_before_it_starts_or_a_time_that_is_none_is_bad_usage(ledger, story):
+    """Not an empty answer, which would read as "nothing changed": exit 2, naming both ends or the forms."""
+    inverted = ledger("changes", "--since", "2026-11-20", "--until", "2026-11-19", expect=2).output
+    assert "--until 2026-11-19" in inverted and "is before --since 2026-11-20" in inverted
+    for command in (["changes", "--since", "yesterdayish"], ["at", "yesterdayish"]):
+        assert "or a run id (42, run:42)" in ledger(*command, expect=2).output
+
+
 def reading_commands(story):
     tag = f"{story['host']}/{story['ns']}/app:prod"
     return [["tags"], ["history", tag], ["at", "now"], ["changes", "--since", "1 hour ago"], ["runs"],
