@@ -156,8 +156,8 @@ def test_a_watcher_skips_a_target_whose_last_delivery_still_hangs(registry, push
     db = str(tmp_path / "w.db")
     process = subprocess.Popen([sys.executable, "-m", "ledger", "watch", f"{registry.host}/{ns}/app:missing", "--db",
                                 db, "-q", "--every", "1s", "--jitter", "0", "--notify", receiver.url("/hang"),
-                                "--notify-on", "partial", "--notify-deadline", "1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # partial every time
+                                "--notify-on", "failed", "--notify-deadline", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # failed every time
 
     def messages():
         try:
@@ -182,7 +182,7 @@ def test_a_watcher_skips_a_target_whose_last_delivery_still_hangs(registry, push
     assert len(receiver.received) == len(sent)  # a skipped target was sent nothing
     conn = sqlite3.connect(db)
     statuses = dict(conn.execute("SELECT source, group_concat(DISTINCT status) FROM runs GROUP BY source"))
-    assert statuses == {"registry": "partial", "notify": "ok"}  # as they were; deliveries' warnings apart
+    assert statuses == {"registry": "failed", "notify": "ok"}  # as they were; deliveries' warnings apart
 
 
 def test_a_secret_from_the_environment_reaches_the_receiver_and_nowhere_else(registry, pusher, ns, receiver,

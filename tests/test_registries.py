@@ -178,15 +178,15 @@ def test_an_anonymous_catalog_that_needs_a_login_says_so(token_registry, ledger,
             f"repositories instead, e.g. {token_registry.host}/OWNER/REPO") in result.output
 
 
-def test_a_named_tag_that_does_not_exist_is_an_error_and_a_partial_run(registry, pusher, ledger, ns):
+def test_a_named_tag_that_does_not_exist_is_an_error_and_a_failed_target(registry, pusher, ledger, ns):
     pusher.image(f"{ns}/app", "1", seed=ns)
-    result = ledger("collect", f"{registry.host}/{ns}/app:nosuchtag", f"{registry.host}/{ns}/gone:1", expect=3)
+    result = ledger("collect", f"{registry.host}/{ns}/app:nosuchtag", f"{registry.host}/{ns}/gone:1", expect=1)
     assert f"{ns}/app:nosuchtag: tag nosuchtag is not in {ns}/app's tag list" in result.output
     assert ledger.rows("SELECT repo, tag, stage, code FROM errors ORDER BY repo") == [
         {"repo": f"{ns}/app", "tag": "nosuchtag", "stage": "tags", "code": "TAG_UNKNOWN"},
         {"repo": f"{ns}/gone", "tag": None, "stage": "tags", "code": "NAME_UNKNOWN"}]  # no such repository
     assert f"{ns}/gone: no such repository" in result.output
-    assert ledger.rows("SELECT status FROM runs") == [{"status": "partial"}]
+    assert ledger.rows("SELECT status FROM runs") == [{"status": "failed"}]  # neither target was read
 
 
 def test_a_named_tag_that_is_gone_is_removed_and_an_error(registry, pusher, ledger, ns):

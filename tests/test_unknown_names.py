@@ -35,6 +35,18 @@ def test_a_typo_beside_a_good_target_makes_the_run_partial_and_the_tag_form_fail
     assert ledger.rows("SELECT status FROM runs") == [{"status": "partial"}]
 
 
+def test_a_typo_in_a_named_tag_fails_the_run_and_suggests_the_listed_tag(registry, pusher, ledger, ns):
+    pusher.image(f"{ns}/app", "prod", seed=ns)
+    result = ledger("collect", f"{registry.host}/{ns}/app:prdo", expect=1)
+    assert (f"error: {registry.host}/{ns}/app:prdo: tag prdo is not in {ns}/app's tag list; did you mean "
+            f"{registry.host}/{ns}/app:prod?") in result.output
+    assert ledger.rows("SELECT status, errors FROM runs") == [{"status": "failed", "errors": 1}]
+    assert ledger.rows("SELECT complete FROM coverage") == [{"complete": 0}]  # it proves nothing
+    ledger.collect(f"{registry.host}/{ns}/app:prod")
+    result = ledger("collect", f"{registry.host}/{ns}/app:prod", f"{registry.host}/{ns}/app:prdo", expect=3)
+    assert ledger.rows("SELECT status FROM runs WHERE id = 3") == [{"status": "partial"}]
+
+
 def test_a_name_with_nothing_close_in_the_catalog_suggests_nothing(registry, ledger, ns):
     result = ledger("collect", f"{registry.host}/{ns}/zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", expect=1)
     assert "no such repository" in result.output and "did you mean" not in result.output

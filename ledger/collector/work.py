@@ -229,14 +229,18 @@ class Work:
                          and scope.covers(tag.encode("utf-8", "replace").decode())})
         self._warn_names("tags", "tag list has a tag name that cannot be stored safely, not recorded:", unsafe,
                          repo=repo)
+        missing = sorted(tag for tag in scope.tags - set(listed) if scope.covers(tag)) \
+            if incomplete is None and scope.tags is not None else []
+        offer = sorted(tag for tag in listed if not schema_tag(tag))
+        for tag in missing:
+            offered = did_you_mean([f"{self.registry}/{repo}:{name}" for name in closest(tag, offer)])
+            record(self.result, RegistryError(f"tag {tag} is not in {repo}'s tag list{offered}",
+                                              registry=self.registry, stage="tags", repo=repo, tag=tag,
+                                              code="TAG_UNKNOWN"))
+        if missing and not (scope.tags & (set(listed) | set(self._held(repo)))):
+            incomplete = "no tag named is in the tag list, nor ever in the ledger"  # a failed target: proves nothing
         self._covered(repo, scope, listed, reason=incomplete)
         schema = self.referrers.tag_listing(repo, listed, incomplete is None)  # followed with their subjects
-        if incomplete is None and scope.tags is not None:
-            for tag in sorted(scope.tags - set(listed)):
-                if scope.covers(tag):
-                    record(self.result, RegistryError(f"tag {tag} is not in {repo}'s tag list",
-                                                      registry=self.registry, stage="tags", repo=repo, tag=tag,
-                                                      code="TAG_UNKNOWN"))
         wanted = [tag for tag in listed if scope.covers(tag) and (tag not in schema or (
             scope.tags is not None and tag in scope.tags))]
         self.progress(tags=len(wanted))
@@ -244,12 +248,15 @@ class Work:
 
     def _resolve(self, repo, tag, **context):
         """The job resolving a tag: a HEAD, which `_admit` makes a GET for a tag the ledger never held."""
-        held = self.held_tags.get(repo)
-        if held is None:
-            held = self.held_tags[repo] = self.tags_held(repo)
-        if tag not in held:
+        if tag not in self._held(repo):
             context["new"] = True
         return Job(Kind.HEAD, (repo, tag), context)
+
+    def _held(self, repo):
+        """The tags of `repo` the ledger ever held, read once a run."""
+        if repo not in self.held_tags:
+            self.held_tags[repo] = self.tags_held(repo)
+        return self.held_tags[repo]
 
     def _on_head(self, args, context, resolved):
         repo, tag = args
