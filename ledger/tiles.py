@@ -32,7 +32,8 @@ ENTRY_SIZE = HASH  # an entry is an event's chain hash
 ENTRY_PREFIX = ENTRY_SIZE.to_bytes(2, "big")
 MAX_LEVEL = 63
 MAX_INDEX = 2**63 - 1
-_TILE_PATH = re.compile(r"tile/(entries|0|[1-9][0-9]?)/((?:x[0-9]{3}/)*[0-9]{3})(?:\.p/([1-9][0-9]{0,2}))?")
+# at most 7 groups: MAX_INDEX has 19 digits (a longer path is refused before int() meets its digit limit)
+_TILE_PATH = re.compile(r"tile/(entries|0|[1-9][0-9]?)/((?:x[0-9]{3}/){0,6}[0-9]{3})(?:\.p/([1-9][0-9]{0,2}))?")
 
 
 class TileError(Exception):

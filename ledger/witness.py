@@ -336,6 +336,15 @@ def server(witness, host, port):
 # -- the log's side ---------------------------------------------------------------------------------------
 
 
+def _verifies(note, verifiers):
+    """Whether a cosignature of `verifiers` on the note verifies; a line that is no signature line at all
+    (from a hostile or broken witness) is one that does not."""
+    try:
+        return bool(cosignatures(note, verifiers))
+    except CheckpointError:
+        return False
+
+
 def request_cosignatures(note, leaves, url, verifiers, transport):
     """The cosignature lines of the witness at `url` (its submission prefix) on the signed checkpoint `note`
     of the tree of `leaves`: asked with old size 0, then, on 409, with the size the witness has and the
@@ -372,7 +381,7 @@ def request_cosignatures(note, leaves, url, verifiers, transport):
         if response.status != 200:
             raise WitnessError(f"witness {url}: {response.status} {printable(text.strip()[:200])}")
         lines = [line + "\n" for line in text.split("\n") if line.startswith(_DASH)]
-        kept = [line for line in lines if cosignatures(note + line, verifiers)]
+        kept = [line for line in lines if _verifies(note + line, verifiers)]
         if not kept:
             raise WitnessError(f"witness {url}: no cosignature by a given --witness-key verifies")
         return kept

@@ -60,8 +60,10 @@ def test_tile_paths_are_the_specs():
     for level, n, width in [(0, 0, 1), (3, 999, 255), (63, 1000, 256), (None, 123456789, 17)]:
         assert tiles.parse_path(tiles.Tile(level, n, width).path()) == tiles.Tile(level, n, width)
     for bad in ["tile/0/1", "tile/0/x000/001", "tile/0/001.p/256", "tile/0/001.p/0", "tile/0/001.p/010",
-                "tile/64/000", "tile/00/000", "tile/data/000", "tile/0/001/", "tile/0/x01/000", "tile/-1/000"]:
-        assert tiles.parse_path(bad) is None, bad
+                "tile/64/000", "tile/00/000", "tile/data/000", "tile/0/001/", "tile/0/x01/000", "tile/-1/000",
+                "tile/0/" + "x999/" * 1500 + "999", "tile/0/x009/x223/x372/x036/x854/x775/808"]:
+        assert tiles.parse_path(bad) is None, bad  # an index past 2**63 - 1 of any length too (not a ValueError)
+    assert tiles.parse_path("tile/0/x009/x223/x372/x036/x854/x775/807") == tiles.Tile(0, 2**63 - 1, 256)
     # the spec's example: 70,000 leaves are 273 full level-0 tiles, one of width 112, one full level-1 tile,
     # one of width 17, and one level-2 tile of width 1; 256 leaves a full tile and a level-1 tile of width 1
     shape = [(t.level, t.width) for t in tiles.tiles_of(70_000)]
@@ -212,7 +214,8 @@ def test_served_tiles_refuse_what_the_tree_lacks_and_other_spellings(big, tmp_pa
     datasette = ledger_datasette([big["path"]])
     fetch, responses = served(datasette)
     for name in ["tile/0/274", "tile/0/273.p/113", "tile/1/001", "tile/3/000.p/1", "tile/entries/274",
-                 "tile/0/5", "tile/0/x000/005", "tile/0/005.p/256", "tile/1/000.p/0", "checkpoint"]:
+                 "tile/0/5", "tile/0/x000/005", "tile/0/005.p/256", "tile/1/000.p/0", "checkpoint",
+                 "tile/0/" + "x999/" * 1500 + "999"]:
         with pytest.raises(Refused):
             fetch(name)
         assert responses[name].status_code == 404, name

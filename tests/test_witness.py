@@ -11,6 +11,7 @@ import requests
 
 from ledger import checkpoint as notes
 from ledger import merkle, witness
+from sandbox.loopback import LoopbackServer
 from tlog_reference import cosigned
 from test_tiles import synthetic
 
@@ -178,6 +179,26 @@ def test_a_witness_that_saw_more_refuses_a_rolled_back_ledger(witnessed, ledger,
     w["state"].conn.execute("UPDATE logs SET size = 300, root = ?", [bytes(32)])
     result = ledger("checkpoint", "--key", w["key"], "--witness", w["url"], "--witness-key", w["wkey"], expect=1)
     assert "has cosigned another tree of 300 events" in result.output
+
+
+def test_malformed_lines_in_a_witness_answer_are_ignored_not_a_crash(witnessed, ledger):
+    """A witness (or what stands between) answering 200 with lines that are not signature lines: the ones by
+    the given key that verify are kept, the rest ignored, as the spec asks; none left is one line, exit 1."""
+    w = witnessed
+    junk = "\u2014 witness.example/w1 AAAA\n\u2014 witness.example/w1 not base64!\n\u2014 \n"
+
+    def answer(request):
+        real = requests.post(f"{w['url']}/add-checkpoint", data=request.body(), timeout=10)
+        extra = real.text if request.path.endswith("/real/add-checkpoint") else ""
+        headers = [("Content-Type", real.headers["Content-Type"])]
+        request.send(real.status_code, (junk + extra).encode() if real.status_code == 200 else real.content, headers)
+    with LoopbackServer({"POST": answer}) as hostile:
+        out = ledger("checkpoint", "--key", w["key"], "--witness", hostile.url + "/real",
+                     "--witness-key", w["wkey"]).output
+        assert cosigned(out.encode(), w["public"].text()) is not None and out.count("\u2014 witness.example/w1") == 1
+        result = ledger("checkpoint", "--key", w["key"], "--witness", hostile.url + "/junk",
+                        "--witness-key", w["wkey"], expect=1)
+        assert "no cosignature by a given --witness-key verifies" in result.output
 
 
 def test_witness_options_go_together(witnessed, ledger):

@@ -163,8 +163,9 @@ func audit(prefix, vkey, oldPath string, keys []string, threshold int) error {
 	if err != nil {
 		return fmt.Errorf("checkpoint: %v", err)
 	}
-	if n, err := cosigned(raw, cp.body, keys); err != nil || n < threshold {
-		return fmt.Errorf("checkpoint: %d of %d witness cosignatures verify, %d needed (%v)", n, len(keys), threshold, err)
+	witnessed, err := cosigned(raw, cp.body, keys)
+	if err != nil || witnessed < threshold {
+		return fmt.Errorf("checkpoint: %d of %d witness cosignatures verify, %d needed (%v)", witnessed, len(keys), threshold, err)
 	}
 	hr := tlog.TileHashReader(cp.tree, tileReader{prefix})
 	root, err := tlog.TreeHash(cp.tree.N, hr)
@@ -228,6 +229,6 @@ func audit(prefix, vkey, oldPath string, keys []string, threshold int) error {
 		fmt.Printf("extends %s (%d entries)\n", oldPath, prev.tree.N)
 	}
 	fmt.Printf("ok: %s, %d entries, root %v; every tile and entry checks; %d witness cosignatures\n",
-		cp.origin, cp.tree.N, cp.tree.Hash, threshold)
+		cp.origin, cp.tree.N, cp.tree.Hash, witnessed)
 	return nil
 }
