@@ -142,7 +142,18 @@ def _ledger(datasette, request):
     return database
 
 
+def _not_read(request):
+    """The log is read-only: anything but GET and HEAD is 405, before the ledger is looked at."""
+    if request.method in ("GET", "HEAD"):
+        return None
+    return Response.text("the log is read-only: GET or HEAD\n", status=405,
+                         headers={"Allow": "GET, HEAD", "Cache-Control": "no-store"})
+
+
 async def tile_route(datasette, request):
+    refused = _not_read(request)
+    if refused:
+        return refused
     database = _ledger(datasette, request)
     tile = tiles.parse_path(request.url_vars["path"])
     if database is None or tile is None:
@@ -157,6 +168,9 @@ async def tile_route(datasette, request):
 
 
 async def checkpoint_route(datasette, request):
+    refused = _not_read(request)
+    if refused:
+        return refused
     database = _ledger(datasette, request)
     file = _checkpoints.get(datasette, {}).get(request.url_vars["database"]) if database else None
     if file is None:

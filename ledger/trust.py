@@ -51,8 +51,9 @@ def pins(expect, public_key, option="--expect", witnesses=None):
     from . import checkpoint, pinning
     unsigned = next((text for text in expect if not pinning.is_event_pin(text)), None)
     if unsigned is not None and not public_key:
+        unpinned = "; EVENT_ID:HASH needs none" if option == "--expect" else ""
         raise click.UsageError(f"{option} {printable(unsigned)}: a checkpoint needs --key PUBLIC, the verifier key "
-                               "that must have signed it (anyone can write an unsigned one); EVENT_ID:HASH needs none")
+                               f"that must have signed it (anyone can write an unsigned one){unpinned}")
     try:
         key = verifier(public_key) if public_key else None
     except checkpoint.CheckpointError as error:

@@ -311,6 +311,7 @@ def test_a_checkpoint_without_its_key_pins_nothing_and_is_refused(registry, push
         result = ledger(*args, expect=2)
         assert "a checkpoint needs --key PUBLIC" in result.output, args
         assert "Error: " + ("--expect" if args[0] == "verify" else "--consistency") in result.output
+        assert ("EVENT_ID:HASH needs none" in result.output) == (args[0] == "verify"), args  # prove takes sizes
     head = ledger.rows("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1")[0]
     assert "1 pin hold" in ledger("verify", "--expect", f"{head['id']}:{head['hash']}").output  # needs no key
     assert json.loads(ledger("prove", "--consistency", "1", "3").output)["new_size"] == 3

@@ -222,6 +222,20 @@ def test_served_tiles_refuse_what_the_tree_lacks_and_other_spellings(big, tmp_pa
     assert fetch("tile/0/273.p/111") == tiles.leaf_hashes(big["leaves"][273 * 256:273 * 256 + 111])
 
 
+def test_the_served_log_is_read_only(big, tmp_path):
+    cp = tmp_path / "cp"
+    cp.write_text(signed(big, 1000))
+    datasette = ledger_datasette([big["path"]], checkpoints={"big": str(cp)})
+
+    async def ask(method, name):
+        return await datasette.client.request(method, f"/big/-/tlog/{name}")
+    for method in ("POST", "PUT", "DELETE"):
+        for name in ("checkpoint", "tile/0/000", "tile/entries/000"):
+            response = asyncio.run(ask(method, name))
+            assert response.status_code == 405 and response.headers["allow"] == "GET, HEAD", (method, name)
+    assert asyncio.run(ask("GET", "checkpoint")).content == cp.read_bytes()
+
+
 def test_a_checkpoint_that_is_not_the_ledgers_is_not_served(big, tmp_path):
     """A rewritten ledger (or a checkpoint of another one) under `ledger serve`: 503, not a checkpoint whose
     tiles would not hold."""
