@@ -339,7 +339,8 @@ def _options(registry, merged, where):
         if pass_var not in os.environ:
             raise SettingsError(f"{where}: environment variable {pass_var} is not set")
         creds = Credentials(username=os.environ.get(user_var, "") if user_var else "",
-                            password=os.environ[pass_var], source=f"${pass_var}")
+                            password=os.environ[pass_var],
+                            source=f"${user_var} and ${pass_var}" if user_var else f"${pass_var}")
     elif mode == "docker":
         creds = credentials_for(registry, docker_config=merged.get("docker_config"))
     else:

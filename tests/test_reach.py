@@ -158,6 +158,17 @@ def test_dry_run_prints_the_plan_and_sends_nothing(ledger, tmp_path, docker_conf
     assert not (tmp_path / "ledger.db").exists()
 
 
+def test_dry_run_names_both_variables_of_env_credentials(ledger, tmp_path, monkeypatch):
+    monkeypatch.setenv("LEDGER_TEST_USER", "alice")
+    monkeypatch.setenv("LEDGER_TEST_PW", "secret-pw")
+    config = tmp_path / "ledger.toml"
+    config.write_text('[registries."ghcr.io"]\ntargets = ["ghcr.io/acme/app"]\ncredentials = "env"\n'
+                      'username_env = "LEDGER_TEST_USER"\npassword_env = "LEDGER_TEST_PW"\n')
+    result = ledger("collect", "--dry-run", "--config", str(config))
+    assert "  auth       $LEDGER_TEST_USER and $LEDGER_TEST_PW\n" in result.output
+    assert "alice" not in result.output and "secret-pw" not in result.output
+
+
 def test_dry_run_names_a_misspelt_key_with_exit_2(ledger, tmp_path):
     config = tmp_path / "ledger.toml"
     config.write_text('[registries."ghcr.io"]\ntargets = ["ghcr.io/acme/app"]\nca_flie = "/ca.pem"\n')
