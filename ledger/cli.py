@@ -352,10 +352,10 @@ def platforms(reference, db_path, source, as_json, as_csv, full):
 @db_option
 @output_options
 def digest_command(digest, db_path, as_json, as_csv, full):
-    """Which tags point to DIGEST now, and which ever did: a manifest digest or an image ID, with or without
-    sha256: (whole: --full shows them). Exits 1 when no tag ever pointed to it."""
+    """Which tags point to DIGEST now, and which ever did (FIRST_SEEN there, LEFT_AT when it moved away): a
+    manifest digest or an image ID, with or without sha256:. Exits 1 when no tag ever pointed to it."""
     rows = _asked("DIGEST", reads.digest_usage, _open(db_path), digest)
-    columns = ["registry", "repo", "tag", "points_there_now", "first_seen", "last_seen", "source"]
+    columns = ["registry", "repo", "tag", "points_there_now", "first_seen", "left_at", "source"]
     output.emit(rows, columns, as_json, as_csv, full, empty=None)
     if not rows:
         raise click.ClickException(f"{digest} is not in the ledger: no tag ever pointed to it")

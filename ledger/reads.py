@@ -30,27 +30,35 @@ def _state_at(where):
     return _STATE_AT.format(where=where, schema_tag=SCHEMA_TAG_SQL.format(tag="k.tag"))
 
 
-# Every tag that ever pointed to a digest or image ID (:digest, with or without sha256:), and whether it still
-# does: `ledger digest` and the digest_usage canned query. The digest is found through its hex prefix index.
-_DIGEST_USAGE = """
-WITH given AS (SELECT lower(CASE WHEN :digest LIKE 'sha256:%' THEN substr(:digest, 8) ELSE :digest END) AS hex),
-     wanted AS (SELECT d.id FROM digests d, given
-                WHERE substr(hex(d.digest), 1, 12) = upper(substr(given.hex, 1, 12))
-                  AND lower(hex(d.digest)) = given.hex
-                UNION
-                SELECT id FROM digests WHERE digest = :digest)
-SELECT h.registry, h.repo, h.tag, h.source, min(h.observed_at) AS first_seen, max(h.observed_at) AS last_seen,
-       EXISTS (SELECT 1 FROM current_tags c
-               WHERE (c.registry, c.repo, c.tag, c.source) = (h.registry, h.repo, h.tag, h.source)
-                 AND c.digest IS h.digest AND c.image IS h.image) AS points_there_now
-FROM tag_history h
-WHERE h.kind != 'removed'
-  AND h.event_id IN (
-      SELECT e.id FROM event_log e
-      WHERE e.digest_id IN (SELECT id FROM wanted) OR e.image_id IN (SELECT id FROM wanted))
-GROUP BY h.registry, h.repo, h.tag, h.source, h.digest, h.image
-ORDER BY points_there_now DESC, last_seen DESC
-"""
+# Every tag that ever pointed to a digest or image ID (:digest, with or without sha256:): when it first did
+# (first_seen), when it last stopped (left_at: the first `moved` or `removed` of the key after its last event
+# there; NULL while it still points there, points_there_now). One row per key however often it came back.
+# `ledger digest`, the digest_usage canned query, and (over every ledger served) fleet_digest_usage.
+_GIVEN = "WITH given AS (SELECT lower(CASE WHEN :digest LIKE 'sha256:%' THEN substr(:digest, 8) ELSE :digest END) AS hex)"
+_USAGE = """
+SELECT {ledger}k.registry, k.repo, k.tag, k.source, f.observed_at AS first_seen, gone.observed_at AS left_at,
+       gone.id IS NULL AS points_there_now
+FROM (WITH wanted AS MATERIALIZED (
+          SELECT d.id FROM {schema}.digests d, given
+          WHERE substr(hex(d.digest), 1, 12) = upper(substr(given.hex, 1, 12)) AND lower(hex(d.digest)) = given.hex
+          UNION SELECT id FROM {schema}.digests WHERE digest = :digest)
+      SELECT e.key_id, min(e.id) AS first_id, max(e.id) AS last_id FROM {schema}.event_log e NOT INDEXED
+      WHERE e.kind != 'removed' AND (e.digest_id IN (SELECT id FROM wanted) OR e.image_id IN (SELECT id FROM wanted))
+      GROUP BY e.key_id) g
+JOIN {schema}.tag_keys k ON k.id = g.key_id
+JOIN {schema}.event_log f ON f.id = g.first_id
+LEFT JOIN {schema}.event_log gone ON gone.id = (SELECT min(n.id) FROM {schema}.event_log n
+                                                 WHERE n.key_id = g.key_id AND n.id > g.last_id
+                                                   AND n.kind IN ('moved', 'removed'))"""
+_USAGE_ORDER = "ORDER BY points_there_now DESC, left_at DESC, first_seen DESC"
+
+
+def _usage(schema, ledger=""):
+    """One ledger's part: the event log is read once, in order (an image ID has no index to look it up by)."""
+    return _USAGE.format(schema=schema, ledger=ledger)
+
+
+_DIGEST_USAGE = "\n".join([_GIVEN, _usage("main"), _USAGE_ORDER])
 
 # Canned queries whose SQL is said here, for `ledger serve` to put into metadata.yml.
 CANNED = {"state_at": _state_at("AND (k.registry || '/' || k.repo) GLOB coalesce(nullif(:pattern, ''), '*') "
@@ -64,11 +72,6 @@ CANNED = {"state_at": _state_at("AND (k.registry || '/' || k.repo) GLOB coalesce
 # unsigned_current_tags have them).
 _SINCE_DAY = "coalesce(nullif(:since, ''), strftime('%Y-%m-%dT%H:%M:%S.000000Z', 'now', '-1 day'))"
 _UNTIL_NOW = "coalesce(nullif(:until, ''), strftime('%Y-%m-%dT%H:%M:%S.999999Z', 'now'))"
-# digest_usage's lookup (metadata.yml), in one ledger: the digest through its hex prefix index.
-_WANTED = """SELECT d.id FROM {schema}.digests d, given
-                         WHERE substr(hex(d.digest), 1, 12) = upper(substr(given.hex, 1, 12))
-                           AND lower(hex(d.digest)) = given.hex
-                         UNION SELECT id FROM {schema}.digests WHERE digest = :digest"""
 # Whether event `e` of key `k` is a first sighting that is an image (or an index of them), as the
 # new_images view says: no signature, SBOM, chart or other artifact. Daemon keys hold images. For the
 # window queries here and the pictures' chart, which read events rather than the view.
@@ -115,21 +118,7 @@ SELECT {{ledger}} AS ledger, observed_at,
 FROM {{schema}}.tag_history
 WHERE event_id IN (SELECT value FROM json_each(coalesce({_FEW_CHANGES}, {_PAGE_OF_CHANGES})))""",
                       "ORDER BY observed_at DESC, ledger"),
-    "fleet_digest_usage": (
-        "WITH given AS (SELECT lower(CASE WHEN :digest LIKE 'sha256:%' THEN substr(:digest, 8) ELSE :digest END) AS hex)",
-        f"""\
-SELECT {{ledger}} AS ledger, h.registry, h.repo, h.tag, h.source, min(h.observed_at) AS first_seen,
-       max(h.observed_at) AS last_seen,
-       EXISTS (SELECT 1 FROM {{schema}}.current_tags c
-               WHERE (c.registry, c.repo, c.tag, c.source) = (h.registry, h.repo, h.tag, h.source)
-                 AND c.digest IS h.digest AND c.image IS h.image) AS points_there_now
-FROM {{schema}}.tag_history h
-WHERE h.kind != 'removed'
-  AND h.event_id IN (SELECT e.id FROM {{schema}}.event_log e
-                     WHERE e.digest_id IN ({_WANTED})
-                        OR e.image_id IN ({_WANTED}))
-GROUP BY h.registry, h.repo, h.tag, h.source, h.digest, h.image""",
-        "ORDER BY points_there_now DESC, last_seen DESC, ledger"),
+    "fleet_digest_usage": (_GIVEN, _usage("{schema}", "{ledger} AS ledger, "), _USAGE_ORDER + ", ledger"),
 }
 
 

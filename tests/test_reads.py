@@ -189,6 +189,14 @@ def test_digest_names_the_tags_that_point_to_it_now_and_ever(ledger, story):
     assert [(r["tag"], r["points_there_now"]) for r in rows] == [("1", 1), ("prod", 0)]
     assert as_json(ledger, "digest", story["a"].split(":", 1)[1].upper()) == rows
     assert [(r["tag"], r["points_there_now"]) for r in as_json(ledger, "digest", story["b"])] == [("prod", 1)]
+    moved = ledger.rows("SELECT observed_at FROM tag_history WHERE tag = 'prod' AND kind = 'moved'")[0]["observed_at"]
+    added = {r["tag"]: r["observed_at"] for r in ledger.rows("SELECT tag, observed_at FROM tag_history "
+                                                             "WHERE repo LIKE '%/app' AND kind = 'added'")}
+    assert [(r["tag"], r["first_seen"], r["left_at"]) for r in rows] == [
+        ("1", added["1"], None), ("prod", added["prod"], moved)]  # prod pointed at A from run 1 until run 2 moved it
+    tool = as_json(ledger, "digest", story["tool"])
+    removed = ledger.rows("SELECT observed_at FROM tag_history WHERE kind = 'removed'")[0]["observed_at"]
+    assert [(r["tag"], r["points_there_now"], r["left_at"]) for r in tool] == [("latest", 0, removed)]
     table = ledger("digest", story["a"]).output
     assert "yes" in table and "prod" in table
     assert "no tag ever pointed to" in ledger("digest", "sha256:" + "0" * 64, expect=1).output
