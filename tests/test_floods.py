@@ -66,8 +66,9 @@ def test_a_referrer_flood_is_a_few_rows_with_true_counts_and_removes_nothing(flo
     outcome = collect(db, env, flooded)
     assert_ended_sanely(outcome)
     assert outcome.returncode == 3, outcome.tail()  # partial: what the registry said cannot all be believed
-    run = rows(db, "SELECT id, status, errors, error_summary FROM runs ORDER BY id DESC LIMIT 1")[0]
+    run = rows(db, "SELECT id, status, errors, error_summary, tags_seen FROM runs ORDER BY id DESC LIMIT 1")[0]
     assert run["status"] == "partial"
+    assert run["tags_seen"] == TAGS  # the tags listed, not the referrers followed for them
     errors = {row["code"]: row for row in rows(db, "SELECT stage, repo, code, count, message FROM errors "
                                                    "WHERE run_id = ?", [run["id"]])}
     # Every digest's list is cut at --max-referrers; the run follows PER_RUN (digest, referrer) pairs of the

@@ -273,7 +273,7 @@ def append_run(db, run_id, result):
         _save_signature_checks(db, row_id, result.signature_checks)
         counts = {kind: kinds.count(kind) for kind in ("added", "moved", "updated", "removed")}
         counts["new_images"] = new_images
-        counts["tags_seen"] = len(result.observations)
+        counts["tags_seen"] = sum(1 for seen in result.observations if seen.source != REFERRER)  # untagged: no tag
         counts["repos_listed"] = sum(1 for listing in result.coverage if listing.complete)
         counts["errors"] = result.errors.total()  # every failure a row stands for; warnings are not failures
         counts["run_id"] = row_id
