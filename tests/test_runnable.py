@@ -287,11 +287,11 @@ def test_a_runnable_image_under_a_referrer_tag_name_is_an_image_tag(registry, pu
     assert ledger("verify").exit_code == 0
 
 
-def test_genuine_referrer_tags_stay_referrers_even_with_their_subject_gone(registry, pusher, ledger, ns):
+def test_genuine_referrer_tags_stay_referrers_even_with_their_subject_gone(registry, pusher, proxy, ledger, ns):
     """A cosign signature and a tag schema index of a live image, and of one deleted before the run (their
     tags resolved as orphans, one request each), and an empty tag schema index: referrers only, no image
     tags, no platforms rows, no new images."""
-    repo, target = f"{ns}/app", f"{registry.host}/{ns}/app"
+    repo, target = f"{ns}/app", f"{proxy.host}/{ns}/app"
     v1, _, _ = pusher.image(repo, "v1", seed=ns)
     gone, _, _ = pusher.image(repo, "gone", seed=ns + "gone")
     pushed = {}
@@ -322,4 +322,7 @@ def test_genuine_referrer_tags_stay_referrers_even_with_their_subject_gone(regis
             {"category": "referrers"}]
     assert ledger.rows("SELECT count(*) AS n FROM platforms WHERE index_digest IN (?, ?, ?)",
                        [*(fallback.digest for _, fallback in pushed.values()), empty.digest]) == [{"n": 0}]
+    proxy.reset()
+    ledger.collect(target)  # warm: one HEAD per tag, the orphans' included, and nothing else per tag
+    assert (proxy.counts["head"], proxy.counts["manifest"]) == (len(tags), 0)
     assert ledger("verify").exit_code == 0
