@@ -18,16 +18,40 @@ JOIN events e ON e.id = (
     WHERE q.key_id = k.id
       AND q.observed_at <= coalesce(nullif(:at, ''), strftime('%Y-%m-%dT%H:%M:%S.999999Z', 'now'))
     ORDER BY q.observed_at DESC, q.id DESC LIMIT 1)
-WHERE e.kind != 'removed' AND k.source != 'referrer' AND NOT {schema_tag} {where}
+WHERE e.kind != 'removed' AND k.source != 'referrer' AND NOT {referrer_tag} {where}
 ORDER BY k.registry, k.repo, k.tag, k.source
 """
 # A referrer tag (schema/views.sql holds the same rule, ledger/referrers.py the same in Python).
 SCHEMA_TAG_SQL = ("(substr({tag}, 1, 7) IN ('sha256-', 'sha512-') AND length({tag}) IN (71, 75, 76) "
                   "AND NOT substr({tag}, 8, 64) GLOB '*[^0-9a-f]*' AND substr({tag}, 72) IN ('', '.sig', '.att', '.sbom'))")
+# A digest (as text) whose manifest the ledger read and which does not run: manifests.category, and an
+# index of nothing (the tag schema's index once its last referrer is gone) is none (schema/views.sql says the same).
+_NOT_RUNNABLE = ("EXISTS (SELECT 1 FROM {schema}.manifests rm WHERE rm.digest = {digest} "
+                 "AND (rm.category NOT IN ('image', 'index', 'legacy') OR (rm.category = 'index' "
+                 "AND rm.artifact_kind IS NULL AND NOT EXISTS (SELECT 1 FROM {schema}.platforms rp "
+                 "WHERE rp.index_digest = rm.digest AND rp.attestation = 0))))")
+
+
+def referrer_tag_sql(tag, digest, schema="main"):
+    """SQL: whether a tag is set aside as a referrer's: named like one (SCHEMA_TAG_SQL) AND pointing to a
+    manifest that does not run. The name is the pusher's choice: alone it never hides a runnable image, nor
+    one whose manifest the ledger could not read (as any tag of unknown kind, it is shown). `digest` is an
+    SQL expression of the digest's text, evaluated only for a tag so named."""
+    return f"({SCHEMA_TAG_SQL.format(tag=tag)} AND {_NOT_RUNNABLE.format(schema=schema, digest=digest)})"
+
+
+def digest_text_sql(digest_id, schema="main"):
+    """SQL: the text of digests row `digest_id` (an expression)."""
+    return f"(SELECT dn.digest FROM {schema}.digest_names dn WHERE dn.id = {digest_id})"
+
+
+def key_digest_sql(key, schema="main"):
+    """SQL: the digest tag key `key` points to now (its latest event's)."""
+    return digest_text_sql(f"(SELECT ke.digest_id FROM {schema}.event_log ke WHERE ke.id = {key}.event_id)", schema)
 
 
 def _state_at(where):
-    return _STATE_AT.format(where=where, schema_tag=SCHEMA_TAG_SQL.format(tag="k.tag"))
+    return _STATE_AT.format(where=where, referrer_tag=referrer_tag_sql("k.tag", "e.digest"))
 
 
 # Every tag that ever pointed to a digest or image ID (:digest, with or without sha256:): when it first did
@@ -92,7 +116,8 @@ _PAGE_ROWS = 1001
 _CHANGES = f"""SELECT e.id FROM {{schema}}.{{tables}}
                          WHERE {{keys}} e.observed_at > {_SINCE_DAY} AND e.observed_at <= {_UNTIL_NOW}
                            AND (k.registry || '/' || k.repo || ':' || k.tag) GLOB coalesce(nullif(:pattern, ''), '*')
-                           AND k.source != 'referrer' AND NOT {SCHEMA_TAG_SQL.format(tag="k.tag")}
+                           AND k.source != 'referrer'
+                           AND NOT {referrer_tag_sql("k.tag", digest_text_sql("e.digest_id", "{schema}"), "{schema}")}
                            AND (e.kind IN ('moved', 'removed') OR {NEW_IMAGE_SQL})"""
 _FEW_CHANGES = f"""(SELECT CASE WHEN count(*) < {_PAGE_ROWS} THEN json_group_array(id) END FROM (
                          {_CHANGES.format(schema="{schema}", tables="tag_keys k CROSS JOIN {schema}.event_log e "
@@ -208,8 +233,8 @@ def _closest_held(db, pattern):
     name = f"{target.registry}/{target.repo}"
     if target.tag is not None and name in repos:
         tags = [tag for (tag,) in db.execute(
-            f"SELECT tag FROM tag_keys WHERE registry = ? AND repo = ? AND source != 'referrer' "
-            f"AND NOT {SCHEMA_TAG_SQL.format(tag='tag')}", [target.registry, target.repo])]
+            f"SELECT k.tag FROM tag_keys k WHERE k.registry = ? AND k.repo = ? AND k.source != 'referrer' "
+            f"AND NOT {referrer_tag_sql('k.tag', key_digest_sql('k'))}", [target.registry, target.repo])]
         return [f"{name}:{tag}" for tag in closest(target.tag, tags)] or [f"one of the tags `ledger tags {name}` lists"]
     here = [repo for registry, repo in repos.values() if registry == target.registry]
     found = (sorted(held for held, (_, repo) in repos.items() if repo == target.repo)

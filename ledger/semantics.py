@@ -162,8 +162,10 @@ class Scope:
     def covers(self, tag):
         """Whether the listing speaks for `tag`. Referrer tags (cosign's, the tag schema's) go with the
         digests they refer to, whatever narrows the image tags, so a listing always speaks for them."""
-        if schema_tag(tag):
-            return True
+        return schema_tag(tag) or self.selects(tag)
+
+    def selects(self, tag):
+        """Whether the scope picks `tag` by its name, as it picks an image tag (what a run resolves)."""
         if self.tags is not None and tag not in self.tags:
             return False
         if self.include and not tag_filter(self.include).search(tag):

@@ -412,8 +412,12 @@ FROM (
     FROM key_states s
     LEFT JOIN manifests m ON m.digest = s.digest
     WHERE s.kind != 'removed' AND s.source != 'referrer'
+      -- named like a referrer tag, and pointing to what does not run (an unread manifest: shown, unknown)
       AND NOT (substr(s.tag, 1, 7) IN ('sha256-', 'sha512-') AND length(s.tag) IN (71, 75, 76)
-               AND NOT substr(s.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(s.tag, 72) IN ('', '.sig', '.att', '.sbom'))
+               AND NOT substr(s.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(s.tag, 72) IN ('', '.sig', '.att', '.sbom')
+               AND m.category IS NOT NULL AND (m.category NOT IN ('image', 'index', 'legacy')
+                   OR (m.category = 'index' AND m.artifact_kind IS NULL AND NOT EXISTS (
+                       SELECT 1 FROM platforms p WHERE p.index_digest = m.digest AND p.attestation = 0))))
 )
 WHERE kind IS NULL OR kind NOT IN ('signature', 'attestation', 'sbom', 'referrers');
 
@@ -468,10 +472,14 @@ LEFT JOIN manifests mf ON mf.digest = d.digest;
 -- view new_images: views.sql
 CREATE VIEW new_images AS
 SELECT digest, image, first_seen, run_id, registry, repo, tag, media_type, source, event_id, kind
-FROM new_digests
+FROM new_digests n
 WHERE (kind IS NULL OR kind IN ('image', 'index', 'legacy')) AND source != 'referrer'
   AND NOT (substr(tag, 1, 7) IN ('sha256-', 'sha512-') AND length(tag) IN (71, 75, 76)
-           AND NOT substr(tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(tag, 72) IN ('', '.sig', '.att', '.sbom'));
+           AND NOT substr(tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(tag, 72) IN ('', '.sig', '.att', '.sbom')
+           AND EXISTS (SELECT 1 FROM manifests x WHERE x.digest = n.digest
+                       AND (x.category NOT IN ('image', 'index', 'legacy')
+                           OR (x.category = 'index' AND x.artifact_kind IS NULL AND NOT EXISTS (
+                               SELECT 1 FROM platforms p WHERE p.index_digest = x.digest AND p.attestation = 0)))));
 
 -- view referrers: views.sql
 CREATE VIEW referrers AS
@@ -494,7 +502,10 @@ JOIN event_log e ON e.id = k.event_id
 LEFT JOIN digest_names d ON d.id = e.digest_id
 LEFT JOIN manifests m ON m.digest = d.digest
 WHERE k.source = 'registry' AND substr(k.tag, 1, 7) = 'sha256-' AND length(k.tag) IN (75, 76)
-  AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('.sig', '.att', '.sbom');
+  AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('.sig', '.att', '.sbom')
+  AND (m.category IS NULL OR (m.category NOT IN ('image', 'index', 'legacy')
+       OR (m.category = 'index' AND m.artifact_kind IS NULL AND NOT EXISTS (
+           SELECT 1 FROM platforms p WHERE p.index_digest = m.digest AND p.attestation = 0))));
 
 -- view removed_tags: views.sql
 CREATE VIEW removed_tags AS
@@ -505,17 +516,25 @@ LEFT JOIN tag_keys k ON k.id = e.key_id
 LEFT JOIN digest_names d ON d.id = e.digest_id
 WHERE e.kind = 'removed' AND k.source != 'referrer'
   AND NOT (substr(k.tag, 1, 7) IN ('sha256-', 'sha512-') AND length(k.tag) IN (71, 75, 76)
-           AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('', '.sig', '.att', '.sbom'));
+           AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('', '.sig', '.att', '.sbom')
+           AND EXISTS (SELECT 1 FROM manifests x WHERE x.digest = d.digest
+                       AND (x.category NOT IN ('image', 'index', 'legacy')
+                           OR (x.category = 'index' AND x.artifact_kind IS NULL AND NOT EXISTS (
+                               SELECT 1 FROM platforms p WHERE p.index_digest = x.digest AND p.attestation = 0)))));
 
 -- view replaced_tags: views.sql
 CREATE VIEW replaced_tags AS
 SELECT registry, repo, tag, observed_at AS replaced_at,
        prev_digest AS old_digest, digest AS new_digest,
        prev_image AS old_image, image AS new_image, run_id, source, event_id, change
-FROM tag_history
+FROM tag_history h
 WHERE kind = 'moved' AND source != 'referrer'
   AND NOT (substr(tag, 1, 7) IN ('sha256-', 'sha512-') AND length(tag) IN (71, 75, 76)
-           AND NOT substr(tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(tag, 72) IN ('', '.sig', '.att', '.sbom'));
+           AND NOT substr(tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(tag, 72) IN ('', '.sig', '.att', '.sbom')
+           AND EXISTS (SELECT 1 FROM manifests x WHERE x.digest = h.digest
+                       AND (x.category NOT IN ('image', 'index', 'legacy')
+                           OR (x.category = 'index' AND x.artifact_kind IS NULL AND NOT EXISTS (
+                               SELECT 1 FROM platforms p WHERE p.index_digest = x.digest AND p.attestation = 0)))));
 
 -- view rollbacks: views.sql
 CREATE VIEW rollbacks AS
@@ -538,7 +557,11 @@ LEFT JOIN digest_names d ON d.id = e.digest_id
 LEFT JOIN digest_names pd ON pd.id = p.digest_id
 WHERE e.kind = 'moved' AND k.source != 'referrer'
   AND NOT (substr(k.tag, 1, 7) IN ('sha256-', 'sha512-') AND length(k.tag) IN (71, 75, 76)
-           AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('', '.sig', '.att', '.sbom'));
+           AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('', '.sig', '.att', '.sbom')
+           AND EXISTS (SELECT 1 FROM manifests x WHERE x.digest = d.digest
+                       AND (x.category NOT IN ('image', 'index', 'legacy')
+                           OR (x.category = 'index' AND x.artifact_kind IS NULL AND NOT EXISTS (
+                               SELECT 1 FROM platforms p WHERE p.index_digest = x.digest AND p.attestation = 0)))));
 
 -- view tag_history: views.sql
 CREATE VIEW tag_history AS

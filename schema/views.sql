@@ -46,6 +46,11 @@ LEFT JOIN media_types m ON m.id = e.media_type_id;
 
 -- Image tags only: a referrer, a referrer tag (the referrers tag schema's `sha256-<hex>`, cosign's
 -- `sha256-<hex>.sig|.att|.sbom`) or a tag of a signature, attestation, SBOM or referrers list is not one.
+-- A referrer tag is one by its name AND what it points to: the name is the pusher's choice, so a tag so
+-- named that points to something that runs (manifests.category image, index, legacy; an index of nothing,
+-- as the tag schema's once its last referrer is gone, runs nothing), or whose manifest could not be read,
+-- is an image tag like any other (here, in replaced_tags, rollbacks, new_images, removed_tags and the
+-- referrers view, and reads.referrer_tag_sql).
 -- `kind` says what the tag points to (image, index, helm-chart, artifact, ...): manifests.category, which
 -- what can run decides (an image is one whatever artifactType it carries); signed / attested / sbom
 -- say whether the digest has one now: a signature of the digest itself; an attestation or SBOM of it or
@@ -104,8 +109,12 @@ FROM (
     FROM key_states s
     LEFT JOIN manifests m ON m.digest = s.digest
     WHERE s.kind != 'removed' AND s.source != 'referrer'
+      -- named like a referrer tag, and pointing to what does not run (an unread manifest: shown, unknown)
       AND NOT (substr(s.tag, 1, 7) IN ('sha256-', 'sha512-') AND length(s.tag) IN (71, 75, 76)
-               AND NOT substr(s.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(s.tag, 72) IN ('', '.sig', '.att', '.sbom'))
+               AND NOT substr(s.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(s.tag, 72) IN ('', '.sig', '.att', '.sbom')
+               AND m.category IS NOT NULL AND (m.category NOT IN ('image', 'index', 'legacy')
+                   OR (m.category = 'index' AND m.artifact_kind IS NULL AND NOT EXISTS (
+                       SELECT 1 FROM platforms p WHERE p.index_digest = m.digest AND p.attestation = 0))))
 )
 WHERE kind IS NULL OR kind NOT IN ('signature', 'attestation', 'sbom', 'referrers');
 
@@ -136,7 +145,10 @@ JOIN event_log e ON e.id = k.event_id
 LEFT JOIN digest_names d ON d.id = e.digest_id
 LEFT JOIN manifests m ON m.digest = d.digest
 WHERE k.source = 'registry' AND substr(k.tag, 1, 7) = 'sha256-' AND length(k.tag) IN (75, 76)
-  AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('.sig', '.att', '.sbom');
+  AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('.sig', '.att', '.sbom')
+  AND (m.category IS NULL OR (m.category NOT IN ('image', 'index', 'legacy')
+       OR (m.category = 'index' AND m.artifact_kind IS NULL AND NOT EXISTS (
+           SELECT 1 FROM platforms p WHERE p.index_digest = m.digest AND p.attestation = 0))));  -- one that runs is an image tag
 
 DROP VIEW IF EXISTS current_referrers;
 CREATE VIEW current_referrers AS
@@ -180,16 +192,20 @@ LEFT JOIN digest_names pd ON pd.id = p.digest_id
 LEFT JOIN digest_names pi ON pi.id = p.image_id
 LEFT JOIN media_types m ON m.id = e.media_type_id;
 
--- Image tags only, as in current_tags: a cosign tag moves with every signature added.
+-- Image tags only, as in current_tags (by the digest moved to): a cosign tag moves with every signature added.
 DROP VIEW IF EXISTS replaced_tags;
 CREATE VIEW replaced_tags AS
 SELECT registry, repo, tag, observed_at AS replaced_at,
        prev_digest AS old_digest, digest AS new_digest,
        prev_image AS old_image, image AS new_image, run_id, source, event_id, change
-FROM tag_history
+FROM tag_history h
 WHERE kind = 'moved' AND source != 'referrer'
   AND NOT (substr(tag, 1, 7) IN ('sha256-', 'sha512-') AND length(tag) IN (71, 75, 76)
-           AND NOT substr(tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(tag, 72) IN ('', '.sig', '.att', '.sbom'));
+           AND NOT substr(tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(tag, 72) IN ('', '.sig', '.att', '.sbom')
+           AND EXISTS (SELECT 1 FROM manifests x WHERE x.digest = h.digest
+                       AND (x.category NOT IN ('image', 'index', 'legacy')
+                           OR (x.category = 'index' AND x.artifact_kind IS NULL AND NOT EXISTS (
+                               SELECT 1 FROM platforms p WHERE p.index_digest = x.digest AND p.attestation = 0)))));
 
 -- Image tags moved back to a digest they pointed to before: `first_seen`, when the key first pointed there;
 -- `left_at`, when it last stopped (moved away or removed); `away_seconds` from then to the rollback;
@@ -218,7 +234,11 @@ LEFT JOIN digest_names d ON d.id = e.digest_id
 LEFT JOIN digest_names pd ON pd.id = p.digest_id
 WHERE e.kind = 'moved' AND k.source != 'referrer'
   AND NOT (substr(k.tag, 1, 7) IN ('sha256-', 'sha512-') AND length(k.tag) IN (71, 75, 76)
-           AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('', '.sig', '.att', '.sbom'));
+           AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('', '.sig', '.att', '.sbom')
+           AND EXISTS (SELECT 1 FROM manifests x WHERE x.digest = d.digest
+                       AND (x.category NOT IN ('image', 'index', 'legacy')
+                           OR (x.category = 'index' AND x.artifact_kind IS NULL AND NOT EXISTS (
+                               SELECT 1 FROM platforms p WHERE p.index_digest = x.digest AND p.attestation = 0)))));
 
 -- A digest (or, where a source gives no digest, an image ID) whose first event in the whole ledger
 -- belongs to that run, with what it is (`kind`: image, index, legacy, or an artifact's kind: signature,
@@ -237,14 +257,19 @@ LEFT JOIN digest_names i ON i.id = e.image_id
 LEFT JOIN media_types m ON m.id = e.media_type_id
 LEFT JOIN manifests mf ON mf.digest = d.digest;
 
--- The new digests that are images (or indexes of them): no signature, SBOM, referrer or chart.
+-- The new digests that are images (or indexes of them): no signature, SBOM, referrer or chart, nor a
+-- referrer tag's (an empty tag schema index is an index of nothing), as in current_tags.
 DROP VIEW IF EXISTS new_images;
 CREATE VIEW new_images AS
 SELECT digest, image, first_seen, run_id, registry, repo, tag, media_type, source, event_id, kind
-FROM new_digests
+FROM new_digests n
 WHERE (kind IS NULL OR kind IN ('image', 'index', 'legacy')) AND source != 'referrer'
   AND NOT (substr(tag, 1, 7) IN ('sha256-', 'sha512-') AND length(tag) IN (71, 75, 76)
-           AND NOT substr(tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(tag, 72) IN ('', '.sig', '.att', '.sbom'));
+           AND NOT substr(tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(tag, 72) IN ('', '.sig', '.att', '.sbom')
+           AND EXISTS (SELECT 1 FROM manifests x WHERE x.digest = n.digest
+                       AND (x.category NOT IN ('image', 'index', 'legacy')
+                           OR (x.category = 'index' AND x.artifact_kind IS NULL AND NOT EXISTS (
+                               SELECT 1 FROM platforms p WHERE p.index_digest = x.digest AND p.attestation = 0)))));
 
 DROP VIEW IF EXISTS removed_tags;
 CREATE VIEW removed_tags AS
@@ -255,7 +280,11 @@ LEFT JOIN tag_keys k ON k.id = e.key_id
 LEFT JOIN digest_names d ON d.id = e.digest_id
 WHERE e.kind = 'removed' AND k.source != 'referrer'
   AND NOT (substr(k.tag, 1, 7) IN ('sha256-', 'sha512-') AND length(k.tag) IN (71, 75, 76)
-           AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('', '.sig', '.att', '.sbom'));
+           AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('', '.sig', '.att', '.sbom')
+           AND EXISTS (SELECT 1 FROM manifests x WHERE x.digest = d.digest
+                       AND (x.category NOT IN ('image', 'index', 'legacy')
+                           OR (x.category = 'index' AND x.artifact_kind IS NULL AND NOT EXISTS (
+                               SELECT 1 FROM platforms p WHERE p.index_digest = x.digest AND p.attestation = 0)))));
 
 -- What each run listed, and whether the listing was complete, as the coverage table of before said it:
 -- the rows written before schema 19 as they are, then each later run's listings, which are the latest

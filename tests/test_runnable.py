@@ -236,3 +236,93 @@ def test_a_ledger_of_before_gains_the_categories_and_still_verifies(registry, le
     assert len(ledger.rows("SELECT id FROM events WHERE tag = 'prod'")) == 2
     tamper(ledger.path, f"UPDATE manifests SET category = 'signature' WHERE digest = '{prod}'")
     assert f"manifests digest={prod}: category does not match its bytes" in ledger("verify", expect=1).output
+
+
+def referrer_tag(digest, suffix=""):
+    """The tag cosign (with a suffix) or the referrers tag schema writes for a subject."""
+    return digest.replace(":", "-") + suffix
+
+
+def test_a_runnable_image_under_a_referrer_tag_name_is_an_image_tag(registry, pusher, ledger, ns, tmp_path):
+    """The tag's name is the pusher's word: runnable images pushed as `sha256-<zeros>` (no such subject: the
+    tag was never resolved before) and as prod's cosign `.sig` / `.att` tags are image tags everywhere."""
+    repo, target = f"{ns}/app", f"{registry.host}/{ns}/app"
+    prod, _, _ = pusher.image(repo, "prod", seed=ns)
+    images = {referrer_tag("sha256:" + "0" * 64): runnable(ns + "orphan"),
+              referrer_tag(prod, ".sig"): runnable(ns + "sig"), referrer_tag(prod, ".att"): runnable(ns + "att")}
+    for tag, built in images.items():
+        push(pusher, repo, tag, built)
+    metrics, receiver = tmp_path / "ledger.prom", Receiver()
+    try:
+        ledger.collect(target, "--notify", receiver.url(), "--metrics-file", str(metrics))
+    finally:
+        receiver.stop()
+    expected = {tag: ("image", 0) for tag in images} | {"prod": ("image", 0)}
+    assert current(ledger) == expected  # a runnable .sig is no signature of prod
+    assert {row["tag"] for row in json.loads(ledger("tags", "--json").output)} == set(expected)
+    assert {row["tag"] for row in json.loads(ledger("tags", "--unsigned", "--json").output)} == set(expected)
+    assert {row["tag"]: row["digest"] for row in ledger.rows("SELECT tag, digest FROM new_images")} == {
+        **{tag: built.digest for tag, built in images.items()}, "prod": prod}
+    [run] = json.loads(ledger("runs", "--json").output)
+    assert (run["tags_seen"], run["new_images"]) == (4, 4)
+    [message] = receiver.messages()
+    assert message["title"] == "registry ledger: run 1 ok: 4 new images"
+    assert all(f"new image {target}:{tag}" in message["message"] for tag in images)
+    found = samples(metrics.read_text())
+    assert value(found, "ledger_tags_tracked", source="registry") == 4
+    assert not ledger.rows("SELECT * FROM current_referrers")  # an image at a cosign tag refers to nothing
+    typo = ledger("tags", f"{target}:sha256-{'0' * 63}", expect=1).output  # suggests it, as any tag it holds
+    assert f"did you mean {target}:sha256-{'0' * 64}?" in typo
+    # moved to another image, then gone: replaced_tags and removed_tags say so, as of any image tag
+    orphan = referrer_tag("sha256:" + "0" * 64)
+    moved = runnable(ns + "moved")
+    push(pusher, repo, orphan, moved)
+    ledger.collect(target)
+    assert [(row["tag"], row["new_digest"]) for row in ledger.rows("SELECT * FROM replaced_tags")] == [
+        (orphan, moved.digest)]
+    pusher.delete(repo, moved.digest)
+    ledger.collect(target)
+    assert [(row["tag"], row["last_digest"]) for row in ledger.rows("SELECT * FROM removed_tags")] == [
+        (orphan, moved.digest)]
+    assert ledger("verify").exit_code == 0
+
+
+def test_genuine_referrer_tags_stay_referrers_even_with_their_subject_gone(registry, pusher, proxy, ledger, ns):
+    """A cosign signature and a tag schema index of a live image, and of one deleted before the run (their
+    tags resolved as orphans, one request each), and an empty tag schema index: referrers only, no image
+    tags, no platforms rows, no new images."""
+    repo, target = f"{ns}/app", f"{proxy.host}/{ns}/app"
+    v1, _, _ = pusher.image(repo, "v1", seed=ns)
+    gone, _, _ = pusher.image(repo, "gone", seed=ns + "gone")
+    pushed = {}
+    for subject in (v1, gone):
+        signature, notation = cosign_signature(subject), notation_signature(subject)
+        push(pusher, repo, referrer_tag(subject, ".sig"), signature)
+        push(pusher, repo, notation.digest, notation)
+        fallback = referrers_index(notation)
+        push(pusher, repo, referrer_tag(subject), fallback)
+        pushed[subject] = (signature, fallback)
+    empty = referrers_index()  # a tag schema index whose last referrer was deleted
+    push(pusher, repo, referrer_tag("sha256:" + "e" * 64), empty)
+    pusher.delete(repo, gone)
+    ledger.collect(target)
+    assert current(ledger) == {"v1": ("image", 1)}
+    assert [row["tag"] for row in json.loads(ledger("tags", "--json").output)] == ["v1"]
+    assert {row["digest"] for row in ledger.rows("SELECT digest FROM new_images")} == {v1}
+    assert json.loads(ledger("runs", "--json").output)[0]["new_images"] == 1
+    # the orphans were resolved: their events are there, as referrers of the subject their name claims
+    tags = {row["tag"] for row in ledger.rows("SELECT tag FROM events WHERE source = 'registry'")}
+    assert tags == {"v1", referrer_tag(v1, ".sig"), referrer_tag(v1), referrer_tag(gone, ".sig"), referrer_tag(gone),
+                    referrer_tag("sha256:" + "e" * 64)}
+    cosign = {(row["subject"], row["referrer"], row["kind"]) for row in
+              ledger.rows("SELECT * FROM current_referrers WHERE via = 'cosign tag'")}
+    assert cosign == {(subject, pushed[subject][0].digest, "signature") for subject in (v1, gone)}
+    for _, fallback in pushed.values():
+        assert ledger.rows("SELECT category FROM manifests WHERE digest = ?", [fallback.digest]) == [
+            {"category": "referrers"}]
+    assert ledger.rows("SELECT count(*) AS n FROM platforms WHERE index_digest IN (?, ?, ?)",
+                       [*(fallback.digest for _, fallback in pushed.values()), empty.digest]) == [{"n": 0}]
+    proxy.reset()
+    ledger.collect(target)  # warm: one HEAD per tag, the orphans' included, and nothing else per tag
+    assert (proxy.counts["head"], proxy.counts["manifest"]) == (len(tags), 0)
+    assert ledger("verify").exit_code == 0

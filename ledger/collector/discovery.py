@@ -47,6 +47,7 @@ class Referrers:
         self.capped = capped
         self.children = {}  # index digest -> the children whose referrers are followed with it
         self.schema = {}  # repo -> its tags that are referrer tags (cosign's, the tag schema's)
+        self.unresolved = {}  # repo -> its referrer tags in scope that no digest followed has resolved yet
         self.listed = {}  # repo -> whether its tag listing was complete
         self.discoveries = {}  # (repo, digest) -> _Discovery, for every digest whose referrers are followed
         self.trackers = defaultdict(set)  # digest -> repos following it
@@ -56,11 +57,22 @@ class Referrers:
         self.probing = False  # the first referrers request is out: the rest wait for its answer
         self.held = []
 
-    def tag_listing(self, repo, listed, complete):
-        """A repository's tags, as read: its referrer tags (returned) are followed with their subjects."""
+    def tag_listing(self, repo, listed, complete, scope):
+        """A repository's tags, as read: its referrer tags (returned) are followed with their subjects; those
+        of a whole listing that no subject reaches are resolved at the end (`orphans`)."""
         self.schema[repo] = schema = {tag for tag in listed if schema_tag(tag)}
         self.listed[repo] = complete
+        if scope.tags is None:  # else the scope's named ones are resolved as named
+            self.unresolved[repo] = {tag for tag in schema if scope.selects(tag)}
         return schema
+
+    def orphans(self):
+        """The referrer tags no digest the run followed resolved: a tag's name is the pusher's word, so each
+        is resolved as any tag (one request each), and what it points to, once read, says whether it is a
+        referrer (a signature, a tag schema index of a subject gone) or an image under that name."""
+        found = [(repo, tag) for repo, tags in sorted(self.unresolved.items()) for tag in sorted(tags)]
+        self.unresolved.clear()
+        return found
 
     def follow(self, repo, digest):
         """Follow a digest's referrers (and its children's, for an index): its cosign tags and fallback
@@ -72,7 +84,9 @@ class Referrers:
         names = self.schema.get(repo)
         follow = []
         if names:  # the repository has referrer tags at all
+            unresolved = self.unresolved.get(repo, set())
             follow = [self.resolve(repo, name) for name in cosign_tags(digest) if name in names]
+            unresolved.difference_update(cosign_tags(digest) + [fallback_tag(digest)])
             if fallback_tag(digest) in names:
                 discovery.waiting += 1
                 follow.append(self.resolve(repo, fallback_tag(digest), lists=digest))

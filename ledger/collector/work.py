@@ -66,6 +66,10 @@ class Work:
         jobs = [Job(Kind.TAGS, (repo,), {"scope": scope}) for repo, scope in sorted(self._scopes().items())]
         self.progress(lists=len(jobs))
         self.scheduler.run(pool, jobs)
+        orphans = [self._resolve(repo, tag) for repo, tag in self.referrers.orphans()]
+        if orphans:  # referrer tags whose subject no tag reached: resolved as any tag, never skipped
+            self.progress(tags=len(orphans))
+            self.scheduler.run(pool, orphans)
         self.referrers.coverage()
         self._unknown_repos()
 
@@ -240,7 +244,7 @@ class Work:
         if missing and not (scope.tags & (set(listed) | set(self._held(repo)))):
             incomplete = "no tag named is in the tag list, nor ever in the ledger"  # a failed target: proves nothing
         self._covered(repo, scope, listed, reason=incomplete)
-        schema = self.referrers.tag_listing(repo, listed, incomplete is None)  # followed with their subjects
+        schema = self.referrers.tag_listing(repo, listed, incomplete is None, scope)  # followed with their subjects
         wanted = [tag for tag in listed if scope.covers(tag) and (tag not in schema or (
             scope.tags is not None and tag in scope.tags))]
         self.progress(tags=len(wanted))

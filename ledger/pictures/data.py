@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 from ..findings import REGISTRY, identity
-from ..reads import NEW_IMAGE_SQL, SCHEMA_TAG_SQL, pattern_clause
+from ..reads import NEW_IMAGE_SQL, key_digest_sql, pattern_clause, referrer_tag_sql
 
 LANES = 50  # tags drawn on the timelines page; more would not be readable
 TAG_EVENTS = 1000  # events drawn per lane of one tag's timeline
@@ -193,7 +193,7 @@ def default_days(conn, now):
 def _keys_where(pattern):
     """Image tag keys a pattern matches (as `ledger tags PATTERN`), alive at some time from :since."""
     clause, params = pattern_clause(pattern, "k.")
-    return (f"k.source != 'referrer' AND NOT {SCHEMA_TAG_SQL.format(tag='k.tag')} "
+    return (f"k.source != 'referrer' AND NOT {referrer_tag_sql('k.tag', key_digest_sql('k'))} "
             f"AND (k.kind != 'removed' OR k.observed_at >= :since) {clause}"), params
 
 

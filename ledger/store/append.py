@@ -133,14 +133,21 @@ def _refers(result, seen, derived):
 
 
 def _image_event(key, obs, facts):
-    """Whether an event shows an image (for the count of new images): not a referrer, not a referrer tag,
-    not an artifact such as a signature or a Helm chart (what can run decides, as in the new_images view)."""
-    registry, repo, tag, source = key
+    """Whether an event shows an image (for the count of new images): not a referrer, not an artifact such as
+    a signature, a referrers list or a Helm chart (what can run decides, as in the new_images view, whatever
+    the tag's name: a runnable image under a name like a cosign tag is one)."""
+    source = key[3]
     if source not in BY_DIGEST:
         return True
+    if source != REGISTRY:
+        return False
     from ..manifests import IMAGES  # manifest parsing: not imported by a read command, which loads this module
     derived = facts.get(obs.digest)
-    return source == REGISTRY and not schema_tag(tag) and (derived is None or derived.get("category") in IMAGES)
+    if derived is None:
+        return True  # unread: unknown, counted as the view counts it
+    # an index of nothing runs nothing: under a referrer tag's name, the tag schema's empty index
+    return derived.get("category") in IMAGES and not (schema_tag(key[2]) and derived.get("category") == "index"
+                                                      and not derived.get("children"))
 
 
 def _stored_digests(db, values):

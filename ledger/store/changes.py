@@ -5,7 +5,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from ..limits import NOTIFY_ITEMS
-from ..referrers import schema_tag
+from ..reads import digest_text_sql, referrer_tag_sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +43,15 @@ class RunChanges:
 
 # The run's events of image tags, with whether each shows a new image and whether a move is a rollback (one
 # probe of event_log_by_digest, as tag_history's change makes it). Both are ranges of event ids, so a run of
-# 100,000 events is read once in id order and only the listed ones in full.
-_RUN_EVENTS = """
-SELECT e.id, e.kind, k.tag, e.id IN (SELECT event_id FROM new_images WHERE event_id BETWEEN ? AND ?),
+# 100,000 events is read once in id order and only the listed ones in full. A referrer tag's event is left
+# out by its name AND the digest it is at (reads.referrer_tag_sql, as the views): never by its name alone.
+_RUN_EVENTS = f"""
+SELECT e.id, e.kind, e.id IN (SELECT event_id FROM new_images WHERE event_id BETWEEN ? AND ?),
        e.kind = 'moved' AND EXISTS (SELECT 1 FROM event_log x WHERE x.digest_id = e.digest_id
                                                               AND x.key_id = e.key_id AND x.id < e.id)
 FROM event_log e JOIN tag_keys k ON k.id = e.key_id
 WHERE e.id BETWEEN ? AND ? AND k.source != 'referrer'
+  AND NOT {referrer_tag_sql("k.tag", digest_text_sql("e.digest_id"))}
 ORDER BY e.id
 """
 _DETAILS = ("SELECT event_id, kind, registry, repo, tag, source, digest, prev_digest, image, prev_image, change "
@@ -78,9 +80,7 @@ def run_changes(db, run_id, status, events, errors):
     """The changes of run `run_id`, which appended the events `events` (first, last id) or none (None)."""
     counts, quota, listed = Counter(), Counter(), {}
     if events:
-        for event_id, kind, tag, new, rollback in db.execute(_RUN_EVENTS, [*events, *events]):
-            if schema_tag(tag):
-                continue
+        for event_id, kind, new, rollback in db.execute(_RUN_EVENTS, [*events, *events]):
             counts[kind, bool(new)] += 1
             quota["rollback" if rollback else kind, bool(new)] += 1  # rollbacks are listed even after many moves
             if quota["rollback" if rollback else kind, bool(new)] <= NOTIFY_ITEMS:
