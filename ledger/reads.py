@@ -4,6 +4,7 @@ import json
 import re
 
 from .references import TargetError, parse_target
+from .store.fragments import digest_text_sql, key_digest_sql, referrer_tag_sql
 from .suggest import closest, did_you_mean
 from .times import parse_when
 
@@ -21,35 +22,6 @@ JOIN events e ON e.id = (
 WHERE e.kind != 'removed' AND k.source != 'referrer' AND NOT {referrer_tag} {where}
 ORDER BY k.registry, k.repo, k.tag, k.source
 """
-# A referrer tag (schema/views.sql holds the same rule, ledger/referrers.py the same in Python).
-SCHEMA_TAG_SQL = ("(substr({tag}, 1, 7) IN ('sha256-', 'sha512-') AND length({tag}) IN (71, 75, 76) "
-                  "AND NOT substr({tag}, 8, 64) GLOB '*[^0-9a-f]*' AND substr({tag}, 72) IN ('', '.sig', '.att', '.sbom'))")
-# A digest (as text) whose manifest the ledger read and which does not run: manifests.category, and an
-# index of nothing (the tag schema's index once its last referrer is gone) is none (schema/views.sql says the same).
-_NOT_RUNNABLE = ("EXISTS (SELECT 1 FROM {schema}.manifests rm WHERE rm.digest = {digest} "
-                 "AND (rm.category NOT IN ('image', 'index', 'legacy') OR (rm.category = 'index' "
-                 "AND rm.artifact_kind IS NULL AND NOT EXISTS (SELECT 1 FROM {schema}.platforms rp "
-                 "WHERE rp.index_digest = rm.digest AND rp.attestation = 0))))")
-
-
-def referrer_tag_sql(tag, digest, schema="main"):
-    """SQL: whether a tag is set aside as a referrer's: named like one (SCHEMA_TAG_SQL) AND pointing to a
-    manifest that does not run. The name is the pusher's choice: alone it never hides a runnable image, nor
-    one whose manifest the ledger could not read (as any tag of unknown kind, it is shown). `digest` is an
-    SQL expression of the digest's text, evaluated only for a tag so named."""
-    return f"({SCHEMA_TAG_SQL.format(tag=tag)} AND {_NOT_RUNNABLE.format(schema=schema, digest=digest)})"
-
-
-def digest_text_sql(digest_id, schema="main"):
-    """SQL: the text of digests row `digest_id` (an expression)."""
-    return f"(SELECT dn.digest FROM {schema}.digest_names dn WHERE dn.id = {digest_id})"
-
-
-def key_digest_sql(key, schema="main"):
-    """SQL: the digest tag key `key` points to now (its latest event's)."""
-    return digest_text_sql(f"(SELECT ke.digest_id FROM {schema}.event_log ke WHERE ke.id = {key}.event_id)", schema)
-
-
 def _state_at(where):
     return _STATE_AT.format(where=where, referrer_tag=referrer_tag_sql("k.tag", "e.digest"))
 

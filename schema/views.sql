@@ -50,7 +50,7 @@ LEFT JOIN media_types m ON m.id = e.media_type_id;
 -- named that points to something that runs (manifests.category image, index, legacy; an index of nothing,
 -- as the tag schema's once its last referrer is gone, runs nothing), or whose manifest could not be read,
 -- is an image tag like any other (here, in replaced_tags, rollbacks, new_images, removed_tags and the
--- referrers view, and reads.referrer_tag_sql).
+-- referrers view, and store/fragments.py's referrer_tag_sql).
 -- `kind` says what the tag points to (image, index, helm-chart, artifact, ...): manifests.category, which
 -- what can run decides (an image is one whatever artifactType it carries); signed / attested / sbom
 -- say whether the digest has one now: a signature of the digest itself; an attestation or SBOM of it or

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 from ..findings import REGISTRY, identity
-from ..reads import NEW_IMAGE_SQL, key_digest_sql, pattern_clause, referrer_tag_sql
+from ..reads import NEW_IMAGE_SQL, pattern_clause
+from ..store.fragments import key_digest_sql, referrer_tag_sql
 
 LANES = 50  # tags drawn on the timelines page; more would not be readable
 TAG_EVENTS = 1000  # events drawn per lane of one tag's timeline

@@ -5,7 +5,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from ..limits import NOTIFY_ITEMS
-from ..reads import digest_text_sql, referrer_tag_sql
+from .fragments import digest_text_sql, referrer_tag_sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,7 @@ class RunChanges:
 # The run's events of image tags, with whether each shows a new image and whether a move is a rollback (one
 # probe of event_log_by_digest, as tag_history's change makes it). Both are ranges of event ids, so a run of
 # 100,000 events is read once in id order and only the listed ones in full. A referrer tag's event is left
-# out by its name AND the digest it is at (reads.referrer_tag_sql, as the views): never by its name alone.
+# out by its name AND the digest it is at (fragments.referrer_tag_sql, as the views): never by its name alone.
 _RUN_EVENTS = f"""
 SELECT e.id, e.kind, e.id IN (SELECT event_id FROM new_images WHERE event_id BETWEEN ? AND ?),
        e.kind = 'moved' AND EXISTS (SELECT 1 FROM event_log x WHERE x.digest_id = e.digest_id
