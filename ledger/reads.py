@@ -4,7 +4,7 @@ import json
 import re
 
 from .references import TargetError, parse_target
-from .store.fragments import digest_text_sql, key_digest_sql, referrer_tag_sql
+from .store.fragments import categorised, digest_text_sql, key_digest_sql, referrer_tag_sql
 from .suggest import closest, did_you_mean
 from .times import parse_when
 
@@ -22,8 +22,8 @@ JOIN events e ON e.id = (
 WHERE e.kind != 'removed' AND k.source != 'referrer' AND NOT {referrer_tag} {where}
 ORDER BY k.registry, k.repo, k.tag, k.source
 """
-def _state_at(where):
-    return _STATE_AT.format(where=where, referrer_tag=referrer_tag_sql("k.tag", "e.digest"))
+def _state_at(where, by_category=True):
+    return _STATE_AT.format(where=where, referrer_tag=referrer_tag_sql("k.tag", "e.digest", categorised=by_category))
 
 
 # Every tag that ever pointed to a digest or image ID (:digest, with or without sha256:): when it first did
@@ -206,7 +206,8 @@ def _closest_held(db, pattern):
     if target.tag is not None and name in repos:
         tags = [tag for (tag,) in db.execute(
             f"SELECT k.tag FROM tag_keys k WHERE k.registry = ? AND k.repo = ? AND k.source != 'referrer' "
-            f"AND NOT {referrer_tag_sql('k.tag', key_digest_sql('k'))}", [target.registry, target.repo])]
+            f"AND NOT {referrer_tag_sql('k.tag', key_digest_sql('k'), categorised=categorised(db))}",
+            [target.registry, target.repo])]
         return [f"{name}:{tag}" for tag in closest(target.tag, tags)] or [f"one of the tags `ledger tags {name}` lists"]
     here = [repo for registry, repo in repos.values() if registry == target.registry]
     found = (sorted(held for held, (_, repo) in repos.items() if repo == target.repo)
@@ -279,7 +280,7 @@ AT_COLUMNS = ["registry", "repo", "tag", "digest", "image", "created", "since", 
 def state_at(db, at, pattern=None, source=None):
     where, params = pattern_clause(pattern, "k.")
     also, more = _source_clause(source, "k.")
-    return list(db.query(_state_at(f"{where} {also}"), {"at": at, **params, **more}))
+    return list(db.query(_state_at(f"{where} {also}", categorised(db)), {"at": at, **params, **more}))
 
 
 def history(db, reference, source=None):

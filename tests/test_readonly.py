@@ -194,3 +194,23 @@ def test_readers_take_no_write_lock(tmp_path, monkeypatch):
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def test_a_ledger_of_an_older_schema_is_read_as_it_is(tmp_path):
+    """tests/fixtures/ledger-v8.sqlite was written by the schema 8 code: r.example/app:v1 and v2, and a cosign
+    signature tag of v1, before manifests had a category. Every read answers from it as its own views do (a
+    tag named like a signature's is one), and leaves its bytes alone: no reader may assume a later schema."""
+    from conftest import Ledger
+    path = tmp_path / "old.db"
+    shutil.copy(Path(__file__).parent / "fixtures" / "ledger-v8.sqlite", path)
+    before = fingerprint(path)
+    ledger = Ledger(str(path))
+    signature = "sha256-" + "1" * 64 + ".sig"
+    for args in (["at", "now"], ["at", "now", "r.example/app"], ["tags"]):
+        shown = ledger(*args).output
+        assert "v1" in shown and "v2" in shown and signature not in shown, args
+    suggested = ledger("tags", "r.example/app:v12", expect=1).output
+    assert "did you mean r.example/app:v" in suggested and "sha256-" not in suggested
+    assert signature in ledger("changes", "--since", "2000-01-01").output
+    assert "v1" in ledger("digest", "sha256:" + "1" * 64).output
+    assert fingerprint(path) == before

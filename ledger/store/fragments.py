@@ -13,12 +13,21 @@ _NOT_RUNNABLE = ("EXISTS (SELECT 1 FROM {schema}.manifests rm WHERE rm.digest = 
                  "WHERE rp.index_digest = rm.digest AND rp.attestation = 0))))")
 
 
-def referrer_tag_sql(tag, digest, schema="main"):
+def referrer_tag_sql(tag, digest, schema="main", categorised=True):
     """SQL: whether a tag is set aside as a referrer's: named like one (SCHEMA_TAG_SQL) AND pointing to a
     manifest that does not run. The name is the pusher's choice: alone it never hides a runnable image, nor
     one whose manifest the ledger could not read (as any tag of unknown kind, it is shown). `digest` is an
-    SQL expression of the digest's text, evaluated only for a tag so named."""
-    return f"({SCHEMA_TAG_SQL.format(tag=tag)} AND {_NOT_RUNNABLE.format(schema=schema, digest=digest)})"
+    SQL expression of the digest's text, evaluated only for a tag so named. A ledger read as it is from
+    before manifests had a category (schema 11; `categorised` False) is judged as its own views judge it:
+    by the name."""
+    runnable = f" AND {_NOT_RUNNABLE.format(schema=schema, digest=digest)}" if categorised else ""
+    return f"({SCHEMA_TAG_SQL.format(tag=tag)}{runnable})"
+
+
+def categorised(db):
+    """Whether the ledger's manifests have their category (schema 11 on): a ledger of an older schema is
+    read as it is, without it (store.open_readonly)."""
+    return any(row[1] == "category" for row in db.execute("PRAGMA table_info(manifests)"))
 
 
 def digest_text_sql(digest_id, schema="main"):
