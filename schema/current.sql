@@ -415,9 +415,7 @@ FROM (
       -- named like a referrer tag, and pointing to what does not run (an unread manifest: shown, unknown)
       AND NOT (substr(s.tag, 1, 7) IN ('sha256-', 'sha512-') AND length(s.tag) IN (71, 75, 76)
                AND NOT substr(s.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(s.tag, 72) IN ('', '.sig', '.att', '.sbom')
-               AND m.category IS NOT NULL AND (m.category NOT IN ('image', 'index', 'legacy')
-                   OR (m.category = 'index' AND m.artifact_kind IS NULL AND NOT EXISTS (
-                       SELECT 1 FROM platforms p WHERE p.index_digest = m.digest AND p.attestation = 0))))
+               AND EXISTS (SELECT 1 FROM unrunnable_manifests u WHERE u.digest = m.digest))
 )
 WHERE kind IS NULL OR kind NOT IN ('signature', 'attestation', 'sbom', 'referrers');
 
@@ -476,10 +474,7 @@ FROM new_digests n
 WHERE (kind IS NULL OR kind IN ('image', 'index', 'legacy')) AND source != 'referrer'
   AND NOT (substr(tag, 1, 7) IN ('sha256-', 'sha512-') AND length(tag) IN (71, 75, 76)
            AND NOT substr(tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(tag, 72) IN ('', '.sig', '.att', '.sbom')
-           AND EXISTS (SELECT 1 FROM manifests x WHERE x.digest = n.digest
-                       AND (x.category NOT IN ('image', 'index', 'legacy')
-                           OR (x.category = 'index' AND x.artifact_kind IS NULL AND NOT EXISTS (
-                               SELECT 1 FROM platforms p WHERE p.index_digest = x.digest AND p.attestation = 0)))));
+           AND EXISTS (SELECT 1 FROM unrunnable_manifests u WHERE u.digest = n.digest));
 
 -- view referrers: views.sql
 CREATE VIEW referrers AS
@@ -503,9 +498,7 @@ LEFT JOIN digest_names d ON d.id = e.digest_id
 LEFT JOIN manifests m ON m.digest = d.digest
 WHERE k.source = 'registry' AND substr(k.tag, 1, 7) = 'sha256-' AND length(k.tag) IN (75, 76)
   AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('.sig', '.att', '.sbom')
-  AND (m.category IS NULL OR (m.category NOT IN ('image', 'index', 'legacy')
-       OR (m.category = 'index' AND m.artifact_kind IS NULL AND NOT EXISTS (
-           SELECT 1 FROM platforms p WHERE p.index_digest = m.digest AND p.attestation = 0))));
+  AND (m.category IS NULL OR EXISTS (SELECT 1 FROM unrunnable_manifests u WHERE u.digest = m.digest));
 
 -- view removed_tags: views.sql
 CREATE VIEW removed_tags AS
@@ -517,10 +510,7 @@ LEFT JOIN digest_names d ON d.id = e.digest_id
 WHERE e.kind = 'removed' AND k.source != 'referrer'
   AND NOT (substr(k.tag, 1, 7) IN ('sha256-', 'sha512-') AND length(k.tag) IN (71, 75, 76)
            AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('', '.sig', '.att', '.sbom')
-           AND EXISTS (SELECT 1 FROM manifests x WHERE x.digest = d.digest
-                       AND (x.category NOT IN ('image', 'index', 'legacy')
-                           OR (x.category = 'index' AND x.artifact_kind IS NULL AND NOT EXISTS (
-                               SELECT 1 FROM platforms p WHERE p.index_digest = x.digest AND p.attestation = 0)))));
+           AND EXISTS (SELECT 1 FROM unrunnable_manifests u WHERE u.digest = d.digest));
 
 -- view replaced_tags: views.sql
 CREATE VIEW replaced_tags AS
@@ -531,10 +521,7 @@ FROM tag_history h
 WHERE kind = 'moved' AND source != 'referrer'
   AND NOT (substr(tag, 1, 7) IN ('sha256-', 'sha512-') AND length(tag) IN (71, 75, 76)
            AND NOT substr(tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(tag, 72) IN ('', '.sig', '.att', '.sbom')
-           AND EXISTS (SELECT 1 FROM manifests x WHERE x.digest = h.digest
-                       AND (x.category NOT IN ('image', 'index', 'legacy')
-                           OR (x.category = 'index' AND x.artifact_kind IS NULL AND NOT EXISTS (
-                               SELECT 1 FROM platforms p WHERE p.index_digest = x.digest AND p.attestation = 0)))));
+           AND EXISTS (SELECT 1 FROM unrunnable_manifests u WHERE u.digest = h.digest));
 
 -- view rollbacks: views.sql
 CREATE VIEW rollbacks AS
@@ -558,10 +545,7 @@ LEFT JOIN digest_names pd ON pd.id = p.digest_id
 WHERE e.kind = 'moved' AND k.source != 'referrer'
   AND NOT (substr(k.tag, 1, 7) IN ('sha256-', 'sha512-') AND length(k.tag) IN (71, 75, 76)
            AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('', '.sig', '.att', '.sbom')
-           AND EXISTS (SELECT 1 FROM manifests x WHERE x.digest = d.digest
-                       AND (x.category NOT IN ('image', 'index', 'legacy')
-                           OR (x.category = 'index' AND x.artifact_kind IS NULL AND NOT EXISTS (
-                               SELECT 1 FROM platforms p WHERE p.index_digest = x.digest AND p.attestation = 0)))));
+           AND EXISTS (SELECT 1 FROM unrunnable_manifests u WHERE u.digest = d.digest));
 
 -- view tag_history: views.sql
 CREATE VIEW tag_history AS
@@ -597,3 +581,10 @@ LEFT JOIN digest_names i ON i.id = e.image_id
 LEFT JOIN digest_names pd ON pd.id = p.digest_id
 LEFT JOIN digest_names pi ON pi.id = p.image_id
 LEFT JOIN media_types m ON m.id = e.media_type_id;
+
+-- view unrunnable_manifests: views.sql
+CREATE VIEW unrunnable_manifests AS
+SELECT m.digest FROM manifests m
+WHERE m.category NOT IN ('image', 'index', 'legacy')
+   OR (m.category = 'index' AND m.artifact_kind IS NULL
+       AND NOT EXISTS (SELECT 1 FROM platforms p WHERE p.index_digest = m.digest AND p.attestation = 0));

@@ -44,6 +44,18 @@ LEFT JOIN digest_names d ON d.id = e.digest_id
 LEFT JOIN digest_names i ON i.id = e.image_id
 LEFT JOIN media_types m ON m.id = e.media_type_id;
 
+-- Manifests the ledger read that do not run: an artifact's (signature, attestation, sbom, referrers, a
+-- chart, ...; manifests.category decides from the config and layers) and an index of nothing (the tag
+-- schema's index once its last referrer is gone). A tag named like a referrer tag is set aside as one only
+-- when it points here, never by its name alone, which the pusher chooses. store/fragments.py says the same
+-- over the tables, for readers of a file whose views are older than this one.
+DROP VIEW IF EXISTS unrunnable_manifests;
+CREATE VIEW unrunnable_manifests AS
+SELECT m.digest FROM manifests m
+WHERE m.category NOT IN ('image', 'index', 'legacy')
+   OR (m.category = 'index' AND m.artifact_kind IS NULL
+       AND NOT EXISTS (SELECT 1 FROM platforms p WHERE p.index_digest = m.digest AND p.attestation = 0));
+
 -- Image tags only: a referrer, a referrer tag (the referrers tag schema's `sha256-<hex>`, cosign's
 -- `sha256-<hex>.sig|.att|.sbom`) or a tag of a signature, attestation, SBOM or referrers list is not one.
 -- A referrer tag is one by its name AND what it points to: the name is the pusher's choice, so a tag so
@@ -112,9 +124,7 @@ FROM (
       -- named like a referrer tag, and pointing to what does not run (an unread manifest: shown, unknown)
       AND NOT (substr(s.tag, 1, 7) IN ('sha256-', 'sha512-') AND length(s.tag) IN (71, 75, 76)
                AND NOT substr(s.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(s.tag, 72) IN ('', '.sig', '.att', '.sbom')
-               AND m.category IS NOT NULL AND (m.category NOT IN ('image', 'index', 'legacy')
-                   OR (m.category = 'index' AND m.artifact_kind IS NULL AND NOT EXISTS (
-                       SELECT 1 FROM platforms p WHERE p.index_digest = m.digest AND p.attestation = 0))))
+               AND EXISTS (SELECT 1 FROM unrunnable_manifests u WHERE u.digest = m.digest))
 )
 WHERE kind IS NULL OR kind NOT IN ('signature', 'attestation', 'sbom', 'referrers');
 
@@ -146,9 +156,7 @@ LEFT JOIN digest_names d ON d.id = e.digest_id
 LEFT JOIN manifests m ON m.digest = d.digest
 WHERE k.source = 'registry' AND substr(k.tag, 1, 7) = 'sha256-' AND length(k.tag) IN (75, 76)
   AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('.sig', '.att', '.sbom')
-  AND (m.category IS NULL OR (m.category NOT IN ('image', 'index', 'legacy')
-       OR (m.category = 'index' AND m.artifact_kind IS NULL AND NOT EXISTS (
-           SELECT 1 FROM platforms p WHERE p.index_digest = m.digest AND p.attestation = 0))));  -- one that runs is an image tag
+  AND (m.category IS NULL OR EXISTS (SELECT 1 FROM unrunnable_manifests u WHERE u.digest = m.digest));  -- one that runs is an image tag
 
 DROP VIEW IF EXISTS current_referrers;
 CREATE VIEW current_referrers AS
@@ -202,10 +210,7 @@ FROM tag_history h
 WHERE kind = 'moved' AND source != 'referrer'
   AND NOT (substr(tag, 1, 7) IN ('sha256-', 'sha512-') AND length(tag) IN (71, 75, 76)
            AND NOT substr(tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(tag, 72) IN ('', '.sig', '.att', '.sbom')
-           AND EXISTS (SELECT 1 FROM manifests x WHERE x.digest = h.digest
-                       AND (x.category NOT IN ('image', 'index', 'legacy')
-                           OR (x.category = 'index' AND x.artifact_kind IS NULL AND NOT EXISTS (
-                               SELECT 1 FROM platforms p WHERE p.index_digest = x.digest AND p.attestation = 0)))));
+           AND EXISTS (SELECT 1 FROM unrunnable_manifests u WHERE u.digest = h.digest));
 
 -- Image tags moved back to a digest they pointed to before: `first_seen`, when the key first pointed there;
 -- `left_at`, when it last stopped (moved away or removed); `away_seconds` from then to the rollback;
@@ -235,10 +240,7 @@ LEFT JOIN digest_names pd ON pd.id = p.digest_id
 WHERE e.kind = 'moved' AND k.source != 'referrer'
   AND NOT (substr(k.tag, 1, 7) IN ('sha256-', 'sha512-') AND length(k.tag) IN (71, 75, 76)
            AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('', '.sig', '.att', '.sbom')
-           AND EXISTS (SELECT 1 FROM manifests x WHERE x.digest = d.digest
-                       AND (x.category NOT IN ('image', 'index', 'legacy')
-                           OR (x.category = 'index' AND x.artifact_kind IS NULL AND NOT EXISTS (
-                               SELECT 1 FROM platforms p WHERE p.index_digest = x.digest AND p.attestation = 0)))));
+           AND EXISTS (SELECT 1 FROM unrunnable_manifests u WHERE u.digest = d.digest));
 
 -- A digest (or, where a source gives no digest, an image ID) whose first event in the whole ledger
 -- belongs to that run, with what it is (`kind`: image, index, legacy, or an artifact's kind: signature,
@@ -266,10 +268,7 @@ FROM new_digests n
 WHERE (kind IS NULL OR kind IN ('image', 'index', 'legacy')) AND source != 'referrer'
   AND NOT (substr(tag, 1, 7) IN ('sha256-', 'sha512-') AND length(tag) IN (71, 75, 76)
            AND NOT substr(tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(tag, 72) IN ('', '.sig', '.att', '.sbom')
-           AND EXISTS (SELECT 1 FROM manifests x WHERE x.digest = n.digest
-                       AND (x.category NOT IN ('image', 'index', 'legacy')
-                           OR (x.category = 'index' AND x.artifact_kind IS NULL AND NOT EXISTS (
-                               SELECT 1 FROM platforms p WHERE p.index_digest = x.digest AND p.attestation = 0)))));
+           AND EXISTS (SELECT 1 FROM unrunnable_manifests u WHERE u.digest = n.digest));
 
 DROP VIEW IF EXISTS removed_tags;
 CREATE VIEW removed_tags AS
@@ -281,10 +280,7 @@ LEFT JOIN digest_names d ON d.id = e.digest_id
 WHERE e.kind = 'removed' AND k.source != 'referrer'
   AND NOT (substr(k.tag, 1, 7) IN ('sha256-', 'sha512-') AND length(k.tag) IN (71, 75, 76)
            AND NOT substr(k.tag, 8, 64) GLOB '*[^0-9a-f]*' AND substr(k.tag, 72) IN ('', '.sig', '.att', '.sbom')
-           AND EXISTS (SELECT 1 FROM manifests x WHERE x.digest = d.digest
-                       AND (x.category NOT IN ('image', 'index', 'legacy')
-                           OR (x.category = 'index' AND x.artifact_kind IS NULL AND NOT EXISTS (
-                               SELECT 1 FROM platforms p WHERE p.index_digest = x.digest AND p.attestation = 0)))));
+           AND EXISTS (SELECT 1 FROM unrunnable_manifests u WHERE u.digest = d.digest));
 
 -- What each run listed, and whether the listing was complete, as the coverage table of before said it:
 -- the rows written before schema 19 as they are, then each later run's listings, which are the latest

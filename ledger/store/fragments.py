@@ -6,7 +6,9 @@ text, the digest a key points to now. schema/views.sql says the same rules in it
 SCHEMA_TAG_SQL = ("(substr({tag}, 1, 7) IN ('sha256-', 'sha512-') AND length({tag}) IN (71, 75, 76) "
                   "AND NOT substr({tag}, 8, 64) GLOB '*[^0-9a-f]*' AND substr({tag}, 72) IN ('', '.sig', '.att', '.sbom'))")
 # A digest (as text) whose manifest the ledger read and which does not run: manifests.category, and an
-# index of nothing (the tag schema's index once its last referrer is gone) is none (schema/views.sql says the same).
+# index of nothing (the tag schema's index once its last referrer is gone) is none. The unrunnable_manifests
+# view says it once for the views; it is said over the tables here, since a reader may open a file whose
+# views predate that view.
 _NOT_RUNNABLE = ("EXISTS (SELECT 1 FROM {schema}.manifests rm WHERE rm.digest = {digest} "
                  "AND (rm.category NOT IN ('image', 'index', 'legacy') OR (rm.category = 'index' "
                  "AND rm.artifact_kind IS NULL AND NOT EXISTS (SELECT 1 FROM {schema}.platforms rp "
